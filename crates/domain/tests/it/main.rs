@@ -1,0 +1,1 @@
+//! Domain integration tests: one binary.
