@@ -1,1 +1,42 @@
-//! Tapestry storage.
+//! Tapestry's memory: one `Store` trait per aggregate, with two adapters
+//! (SQLite, the embedded default, and PostgreSQL) generated from one body.
+
+mod adapter;
+pub mod error;
+pub mod postgres;
+pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod traits;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use error::{StoreError, StoreResult};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+pub use traits::*;
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// `tapestry.db` inside this directory.
+    SqliteDir(std::path::PathBuf),
+    /// A `postgres://` URL.
+    Postgres(String),
+}
+
+/// The SQLite file inside a data directory.
+pub fn sqlite_file(dir: &Path) -> std::path::PathBuf {
+    dir.join("tapestry.db")
+}
+
+/// Opens the store at `location` and applies pending migrations.
+pub async fn open(location: &Location) -> StoreResult<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = match location {
+        Location::SqliteDir(dir) => Arc::new(SqliteStore::open(&sqlite_file(dir)).await?),
+        Location::Postgres(url) => Arc::new(PgStore::open(url).await?),
+    };
+    store.migrate().await?;
+    Ok(store)
+}

@@ -1,0 +1,3 @@
+//! Store tests: one conformance suite that every adapter passes.
+
+mod conformance;
