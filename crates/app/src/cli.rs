@@ -1,0 +1,91 @@
+//! The command line: every subcommand documented in `tapestry --help`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tapestry",
+    version,
+    about = "Tapestry: integrative, measurement-based online therapy",
+    long_about = "Tapestry runs a therapy practice: intake, measures, formulation, phased plans, online sessions.\n\nData lives in ./tapestry-data (SQLite) unless DATABASE_URL points at PostgreSQL.\nConfiguration: defaults, then tapestry.toml, then TAPESTRY_* environment variables, then flags."
+)]
+pub struct Cli {
+    /// Path to a tapestry.toml configuration file (default: ./tapestry.toml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080). Non-loopback needs TLS or --behind-proxy.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// A TLS-terminating reverse proxy is in front of Tapestry.
+    #[arg(long)]
+    pub behind_proxy: bool,
+    /// Data directory for the embedded SQLite database and the key file.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start an instance. On an empty database, prints a one-time link to create the first practice owner.
+    Serve(ServeArgs),
+    /// Start with a demo practice (seeded once; running again reuses it) and print the demo logins.
+    Demo(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(ServeArgs),
+    /// Administration tasks.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Benchmark and durability tools.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a user in a practice. A strong random password is printed once, unless --password-stdin.
+    CreateUser {
+        /// Practice id (see `tapestry admin practices`).
+        #[arg(long)]
+        practice: String,
+        #[arg(long)]
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// One of client, clinician, supervisor, practice_admin, practice_owner, operator.
+        #[arg(long)]
+        role: String,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// List practices with their ids.
+    Practices {
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Durably ingest synthetic questionnaire submissions, printing each id once its commit is acknowledged.
+    Ingest {
+        /// How many submissions to write.
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        /// Submissions per transaction (1 = one commit per submission).
+        #[arg(long, default_value_t = 1)]
+        batch: u64,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}

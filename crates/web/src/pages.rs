@@ -1,0 +1,83 @@
+//! Server-rendered pages (askama). Readable without JavaScript.
+
+use crate::error::ApiError;
+use crate::AppState;
+use askama::Template;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// Renders a template into an HTML response; a template failure becomes the
+/// generic error (never a stack trace).
+pub fn render<T: Template>(t: &T) -> Response {
+    match t.render() {
+        Ok(html) => {
+            let mut r = (StatusCode::OK, html).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            let mut r =
+                (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.").into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            r
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub status: u16,
+    pub title: String,
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+pub struct HomePage {
+    pub practice_name: String,
+    pub needs_bootstrap: bool,
+}
+
+pub async fn home(State(state): State<AppState>) -> Result<Response, Response> {
+    let practices = state
+        .store
+        .practices()
+        .await
+        .map_err(|e| ApiError::from(e).to_html())?;
+    let needs_bootstrap = state
+        .store
+        .count_users()
+        .await
+        .map_err(|e| ApiError::from(e).to_html())?
+        == 0;
+    let practice_name = match practices.as_slice() {
+        [only] => only.name.clone(),
+        _ => "your practice".to_string(),
+    };
+    Ok(render(&HomePage {
+        practice_name,
+        needs_bootstrap,
+    }))
+}
+
+pub async fn not_found_page() -> Response {
+    ApiError::not_found().to_html()
+}
+
+pub async fn stylesheet() -> Response {
+    let mut r = (StatusCode::OK, include_str!("../static/tapestry.css")).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    r
+}
