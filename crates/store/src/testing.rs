@@ -129,15 +129,15 @@ fn start(base: &Path) -> Result<PgCluster, String> {
 
 /// The shared throwaway cluster, started on first use. `None` when PostgreSQL
 /// is not installed: the caller's test then reports itself as skipped, unless
-/// `TAPESTRY_REQUIRE_POSTGRES=1` (set in CI), in which case it fails.
+/// `TAPESTRY_TEST_REQUIRE_POSTGRES=1` (set in CI), in which case it fails.
 pub fn cluster(base: &Path) -> Option<&'static PgCluster> {
     match CLUSTER.get_or_init(|| start(base)) {
         Ok(c) => Some(c),
         Err(why) => {
-            let required = std::env::var("TAPESTRY_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+            let required = std::env::var("TAPESTRY_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
             assert!(
                 !required,
-                "PostgreSQL is required (TAPESTRY_REQUIRE_POSTGRES=1) but unavailable: {why}"
+                "PostgreSQL is required (TAPESTRY_TEST_REQUIRE_POSTGRES=1) but unavailable: {why}"
             );
             // Written past the test harness's capture, so the skip is visible.
             let _ = writeln!(std::io::stderr(), "SKIPPED (postgres backend): {why}");
@@ -146,21 +146,35 @@ pub fn cluster(base: &Path) -> Option<&'static PgCluster> {
     }
 }
 
-/// A URL to a brand-new, empty database in the throwaway cluster.
+/// A URL to a brand-new, empty database in the throwaway cluster, owned by
+/// its own login role with a random strong password (so the URL passes the
+/// application's credential checks).
 pub async fn fresh_database(base: &Path) -> Option<String> {
     let cluster = cluster(base)?;
     let admin = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
-    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
-        .await
-        .ok()?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .ok()?;
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let name = format!("t_{suffix}");
+    let role = format!("u_{suffix}");
+    let password = format!("Pw-{}", uuid::Uuid::new_v4().simple());
+    // The cluster is running: failing to create a database is a test failure,
+    // not a skip.
+    let conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await;
+    assert!(
+        conn.is_ok(),
+        "cannot connect to the test cluster: {:?}",
+        conn.err()
+    );
+    let mut conn = conn.ok()?;
+    for statement in [
+        format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"),
+        format!("CREATE DATABASE {name} OWNER {role}"),
+    ] {
+        let done = sqlx::query(&statement).execute(&mut conn).await;
+        assert!(done.is_ok(), "test cluster: {statement}: {:?}", done.err());
+    }
     let _ = sqlx::Connection::close(conn).await;
     Some(format!(
-        "postgres://postgres@127.0.0.1:{}/{name}",
+        "postgres://{role}:{password}@127.0.0.1:{}/{name}",
         cluster.port
     ))
 }

@@ -1,0 +1,8 @@
+//! Black-box tests of the `tapestry` binary: it is started as a new user
+//! would start it, in a fresh directory, and judged by what it prints, serves
+//! and stores.
+
+mod durability;
+mod faults;
+mod harness;
+mod serving;
