@@ -41,7 +41,11 @@ pub fn classify_reliable_change(
     threshold: f64,
     higher_is_better: bool,
 ) -> ReliableChange {
-    let improvement = if higher_is_better { post - pre } else { pre - post };
+    let improvement = if higher_is_better {
+        post - pre
+    } else {
+        pre - post
+    };
     if improvement >= threshold {
         ReliableChange::Improved
     } else if -improvement >= threshold {
@@ -143,7 +147,11 @@ pub struct ClinicalSignificance {
 /// present, else the primary caseness cut-off (a score below it counts as the functional side,
 /// i.e. a cut-off of `at_least − 0.5` for whole-point scales). `None` when the definition has
 /// neither, or no reliable-change threshold.
-pub fn clinical_significance(def: &InstrumentDef, pre: f64, post: f64) -> Option<ClinicalSignificance> {
+pub fn clinical_significance(
+    def: &InstrumentDef,
+    pre: f64,
+    post: f64,
+) -> Option<ClinicalSignificance> {
     let threshold = def.reliable_change_threshold()?;
     let (cutoff, criteria) = if let Some(norms) = &def.norms {
         let cuts = clinical_cutoffs(norms, def.higher_is_better);
@@ -197,12 +205,12 @@ pub struct PairedMeasureRule {
 impl PairedMeasureRule {
     /// The rule recorded in an instrument definition (cut-off `talking_therapies_caseness`).
     pub fn from_def(def: &InstrumentDef) -> Result<PairedMeasureRule, ChangeError> {
-        let caseness = def
-            .cutoff("talking_therapies_caseness")
-            .ok_or_else(|| ChangeError::MissingRule {
-                instrument: def.id.clone(),
-                field: "cutoffs (purpose talking_therapies_caseness)".into(),
-            })?;
+        let caseness =
+            def.cutoff("talking_therapies_caseness")
+                .ok_or_else(|| ChangeError::MissingRule {
+                    instrument: def.id.clone(),
+                    field: "cutoffs (purpose talking_therapies_caseness)".into(),
+                })?;
         let rc = def
             .reliable_change_threshold()
             .ok_or_else(|| ChangeError::MissingRule {
@@ -321,7 +329,13 @@ fn critical_t(df: usize) -> Option<f64> {
 /// Gains found are reported in order; a gain's post-gain sessions are not re-used as the start
 /// of an overlapping gain.
 pub fn sudden_gains(scores: &[f64], threshold: f64, higher_is_better: bool) -> Vec<SuddenGain> {
-    let toward = |from: f64, to: f64| if higher_is_better { to - from } else { from - to };
+    let toward = |from: f64, to: f64| {
+        if higher_is_better {
+            to - from
+        } else {
+            from - to
+        }
+    };
     let mut out = Vec::new();
     let mut i = 1;
     while i < scores.len() {
@@ -345,8 +359,7 @@ pub fn sudden_gains(scores: &[f64], threshold: f64, higher_is_better: bool) -> V
             let n1 = pre.len() as f64;
             let n2 = post.len() as f64;
             let pooled = (((n1 - 1.0) * v1 + (n2 - 1.0) * v2) / (n1 + n2 - 2.0)).sqrt();
-            critical_t(pre.len() + post.len() - 2)
-                .is_some_and(|t| toward(m1, m2) > t * pooled)
+            critical_t(pre.len() + post.len() - 2).is_some_and(|t| toward(m1, m2) > t * pooled)
         } else {
             false
         };

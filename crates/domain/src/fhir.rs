@@ -50,7 +50,12 @@ pub fn questionnaire_canonical(def: &InstrumentDef) -> String {
 }
 
 /// A QuestionnaireResponse for the raw answers.
-pub fn questionnaire_response(def: &InstrumentDef, answers: &Answers, score: &Score, ctx: &FhirContext<'_>) -> Value {
+pub fn questionnaire_response(
+    def: &InstrumentDef,
+    answers: &Answers,
+    score: &Score,
+    ctx: &FhirContext<'_>,
+) -> Value {
     let items: Vec<Value> = def
         .items
         .iter()
@@ -121,7 +126,8 @@ pub fn observations(def: &InstrumentDef, score: &Score, ctx: &FhirContext<'_>) -
             "display": "Survey"
         }]
     }]);
-    let derived_from = json!([{ "reference": format!("QuestionnaireResponse/{}", ctx.response_id) }]);
+    let derived_from =
+        json!([{ "reference": format!("QuestionnaireResponse/{}", ctx.response_id) }]);
     let mut out = Vec::new();
     if let Some(total) = score.total {
         let code = match verified_total(def) {

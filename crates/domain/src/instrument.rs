@@ -247,9 +247,7 @@ impl ReliableChangeDef {
     pub fn threshold(&self) -> Option<f64> {
         match (self.points, self.sd, self.reliability) {
             (Some(p), _, _) => Some(p),
-            (None, Some(sd), Some(r)) => {
-                Some(crate::change::reliable_change_points(sd, r).ceil())
-            }
+            (None, Some(sd), Some(r)) => Some(crate::change::reliable_change_points(sd, r).ceil()),
             _ => None,
         }
     }
@@ -514,6 +512,11 @@ impl InstrumentDef {
             .find(|o| o.value == value)
     }
 
+    /// How many answers a response must at least contain (trailing optional items may be omitted).
+    pub fn required_items(&self) -> usize {
+        self.required_len
+    }
+
     /// Reliable-change threshold in points, if the definition has one.
     pub fn reliable_change_threshold(&self) -> Option<f64> {
         self.reliable_change.as_ref().and_then(|r| r.threshold())
@@ -589,7 +592,10 @@ impl InstrumentDef {
         {
             return Err(bad(
                 "id",
-                format!("`{}` must be non-empty lowercase letters, digits or _", self.id),
+                format!(
+                    "`{}` must be non-empty lowercase letters, digits or _",
+                    self.id
+                ),
             ));
         }
         for (field, value) in [
@@ -620,7 +626,10 @@ impl InstrumentDef {
         for (si, set) in self.answer_sets.iter().enumerate() {
             let f = format!("answer_sets[{si}]");
             if !set_ids.insert(set.id.as_str()) {
-                return Err(bad(&format!("{f}.id"), format!("duplicate id `{}`", set.id)));
+                return Err(bad(
+                    &format!("{f}.id"),
+                    format!("duplicate id `{}`", set.id),
+                ));
             }
             if set.options.is_empty() {
                 return Err(bad(&format!("{f}.options"), "must not be empty".into()));
@@ -646,11 +655,18 @@ impl InstrumentDef {
             if usize::from(item.number) != ix + 1 {
                 return Err(bad(
                     &format!("{f}.number"),
-                    format!("is {}, expected {} (items are numbered 1..n in order)", item.number, ix + 1),
+                    format!(
+                        "is {}, expected {} (items are numbered 1..n in order)",
+                        item.number,
+                        ix + 1
+                    ),
                 ));
             }
             if !item_ids.insert(item.id.as_str()) || item.id.is_empty() {
-                return Err(bad(&format!("{f}.id"), format!("empty or duplicate id `{}`", item.id)));
+                return Err(bad(
+                    &format!("{f}.id"),
+                    format!("empty or duplicate id `{}`", item.id),
+                ));
             }
             let Some(set_index) = self.answer_sets.iter().position(|s| s.id == item.answers) else {
                 return Err(bad(
@@ -659,16 +675,23 @@ impl InstrumentDef {
                 ));
             };
             if item.loinc_verified && item.loinc.is_none() {
-                return Err(bad(&format!("{f}.loinc_verified"), "true but no loinc code".into()));
+                return Err(bad(
+                    &format!("{f}.loinc_verified"),
+                    "true but no loinc code".into(),
+                ));
             }
             if self.licence == LicenceClass::TextPackRequired && item.text.is_some() {
                 return Err(bad(
                     &format!("{f}.text"),
-                    "the licence is text_pack_required: item wording may not be shipped here".into(),
+                    "the licence is text_pack_required: item wording may not be shipped here"
+                        .into(),
                 ));
             }
             if item.reversed && !item.scored {
-                return Err(bad(&format!("{f}.reversed"), "an unscored item cannot be reversed".into()));
+                return Err(bad(
+                    &format!("{f}.reversed"),
+                    "an unscored item cannot be reversed".into(),
+                ));
             }
             let options = self
                 .answer_sets
@@ -692,7 +715,10 @@ impl InstrumentDef {
         }
         if self.licence == LicenceClass::TextPackRequired {
             if self.licence_reason.is_none() {
-                return Err(bad("licence_reason", "required when licence = text_pack_required".into()));
+                return Err(bad(
+                    "licence_reason",
+                    "required when licence = text_pack_required".into(),
+                ));
             }
             let any_option_text = self
                 .answer_sets
@@ -715,23 +741,30 @@ impl InstrumentDef {
         // Scoring range.
         let s = &self.scoring;
         if s.min > s.max {
-            return Err(bad("scoring.min", format!("{} is above scoring.max {}", s.min, s.max)));
+            return Err(bad(
+                "scoring.min",
+                format!("{} is above scoring.max {}", s.min, s.max),
+            ));
         }
         if s.multiplier < 1 {
             return Err(bad("scoring.multiplier", "must be at least 1".into()));
         }
         if s.max_missing > 0 && s.missing != MissingRule::Prorate {
-            return Err(bad("scoring.max_missing", "only meaningful with missing = \"prorate\"".into()));
+            return Err(bad(
+                "scoring.max_missing",
+                "only meaningful with missing = \"prorate\"".into(),
+            ));
         }
         match s.method {
             ScoringMethod::Sum => {
-                let (lo, hi) = compiled
-                    .iter()
-                    .filter(|c| c.scored)
-                    .fold((0i64, 0i64), |(a, b), c| {
-                        let lo = if c.allow_na { c.lo.min(0) } else { c.lo };
-                        (a + i64::from(lo), b + i64::from(c.hi))
-                    });
+                let (lo, hi) =
+                    compiled
+                        .iter()
+                        .filter(|c| c.scored)
+                        .fold((0i64, 0i64), |(a, b), c| {
+                            let lo = if c.allow_na { c.lo.min(0) } else { c.lo };
+                            (a + i64::from(lo), b + i64::from(c.hi))
+                        });
                 let m = i64::from(s.multiplier);
                 if (lo * m, hi * m) != (i64::from(s.min), i64::from(s.max)) {
                     return Err(bad(
@@ -752,42 +785,66 @@ impl InstrumentDef {
                 if (lo, hi) != (s.min, s.max) {
                     return Err(bad(
                         "scoring.min/max",
-                        format!("declared range {}-{} but the answer options give {lo}-{hi}", s.min, s.max),
+                        format!(
+                            "declared range {}-{} but the answer options give {lo}-{hi}",
+                            s.min, s.max
+                        ),
                     ));
                 }
                 if s.min_answered == 0 {
-                    return Err(bad("scoring.min_answered", "must be at least 1 for mean scoring".into()));
+                    return Err(bad(
+                        "scoring.min_answered",
+                        "must be at least 1 for mean scoring".into(),
+                    ));
                 }
             }
             ScoringMethod::RiskRules => {
                 if self.level_rules.is_empty() {
-                    return Err(bad("level_rules", "required for method = \"risk_rules\"".into()));
+                    return Err(bad(
+                        "level_rules",
+                        "required for method = \"risk_rules\"".into(),
+                    ));
                 }
                 if s.default_level.is_none() {
-                    return Err(bad("scoring.default_level", "required for method = \"risk_rules\"".into()));
+                    return Err(bad(
+                        "scoring.default_level",
+                        "required for method = \"risk_rules\"".into(),
+                    ));
                 }
             }
         }
         if s.method != ScoringMethod::RiskRules
             && (!self.level_rules.is_empty() || self.level_escalation.is_some())
         {
-            return Err(bad("level_rules", "only allowed with method = \"risk_rules\"".into()));
+            return Err(bad(
+                "level_rules",
+                "only allowed with method = \"risk_rules\"".into(),
+            ));
         }
         let in_options = |number: u16, value: i32| -> bool {
             compiled
                 .get(usize::from(number).wrapping_sub(1))
                 .and_then(|c| self.answer_sets.get(c.answer_set))
-                .is_some_and(|set| set.options.iter().any(|o| o.value <= value) && set.options.iter().any(|o| o.value >= value))
+                .is_some_and(|set| {
+                    set.options.iter().any(|o| o.value <= value)
+                        && set.options.iter().any(|o| o.value >= value)
+                })
         };
         for (ri, rule) in self.level_rules.iter().enumerate() {
             if rule.all.is_empty() {
-                return Err(bad(&format!("level_rules[{ri}].all"), "must not be empty".into()));
+                return Err(bad(
+                    &format!("level_rules[{ri}].all"),
+                    "must not be empty".into(),
+                ));
             }
             for (ci, c) in rule.all.iter().enumerate() {
                 if !in_options(c.item, c.at_least) {
                     return Err(bad(
                         &format!("level_rules[{ri}].all[{ci}]"),
-                        format!("item {} does not exist or {} is outside its answers", c.item, c.at_least),
+                        format!(
+                            "item {} does not exist or {} is outside its answers",
+                            c.item, c.at_least
+                        ),
                     ));
                 }
             }
@@ -796,16 +853,21 @@ impl InstrumentDef {
             if !in_options(e.item, e.at_least) {
                 return Err(bad(
                     "level_escalation.item",
-                    format!("item {} does not exist or {} is outside its answers", e.item, e.at_least),
+                    format!(
+                        "item {} does not exist or {} is outside its answers",
+                        e.item, e.at_least
+                    ),
                 ));
             }
         }
         // Bands.
         if s.method != ScoringMethod::RiskRules {
-            check_bands(&self.bands, s.min, s.max)
-                .map_err(|p| bad("bands", p))?;
+            check_bands(&self.bands, s.min, s.max).map_err(|p| bad("bands", p))?;
             if !self.bands.is_empty() && self.bands_provenance.is_none() {
-                return Err(bad("bands_provenance", "bands need a source and verified flag".into()));
+                return Err(bad(
+                    "bands_provenance",
+                    "bands need a source and verified flag".into(),
+                ));
             }
         }
         // Cut-offs.
@@ -818,11 +880,17 @@ impl InstrumentDef {
                 ));
             }
             if c.primary && !primaries.insert(c.sex) {
-                return Err(bad(&format!("cutoffs[{ci}].primary"), "more than one primary cut-off for the same sex".into()));
+                return Err(bad(
+                    &format!("cutoffs[{ci}].primary"),
+                    "more than one primary cut-off for the same sex".into(),
+                ));
             }
         }
         if primaries.iter().any(|s| s.is_some()) && primaries.len() != 2 {
-            return Err(bad("cutoffs", "sex-specific primary cut-offs must cover both male and female".into()));
+            return Err(bad(
+                "cutoffs",
+                "sex-specific primary cut-offs must cover both male and female".into(),
+            ));
         }
         if let Some(rc) = &self.reliable_change {
             match rc.threshold() {
@@ -836,7 +904,10 @@ impl InstrumentDef {
             }
             if let Some(r) = rc.reliability {
                 if !(0.0..1.0).contains(&r) {
-                    return Err(bad("reliable_change.reliability", format!("{r} is not in [0, 1)")));
+                    return Err(bad(
+                        "reliable_change.reliability",
+                        format!("{r} is not in [0, 1)"),
+                    ));
                 }
             }
         }
@@ -850,7 +921,10 @@ impl InstrumentDef {
             if !in_options(c.item, c.at_least) {
                 return Err(bad(
                     &format!("critical[{ci}].item"),
-                    format!("item {} does not exist or trigger {} is outside its answers", c.item, c.at_least),
+                    format!(
+                        "item {} does not exist or trigger {} is outside its answers",
+                        c.item, c.at_least
+                    ),
                 ));
             }
         }
@@ -859,7 +933,10 @@ impl InstrumentDef {
         for (si, sub) in self.subscales.iter().enumerate() {
             let f = format!("subscales[{si}]");
             if !sub_ids.insert(sub.id.as_str()) {
-                return Err(bad(&format!("{f}.id"), format!("duplicate id `{}`", sub.id)));
+                return Err(bad(
+                    &format!("{f}.id"),
+                    format!("duplicate id `{}`", sub.id),
+                ));
             }
             if sub.items.is_empty() {
                 return Err(bad(&format!("{f}.items"), "must not be empty".into()));
@@ -868,7 +945,10 @@ impl InstrumentDef {
             let (mut lo, mut hi) = (0i64, 0i64);
             for &n in &sub.items {
                 let Some(c) = compiled.get(usize::from(n).wrapping_sub(1)) else {
-                    return Err(bad(&format!("{f}.items"), format!("item {n} does not exist")));
+                    return Err(bad(
+                        &format!("{f}.items"),
+                        format!("item {n} does not exist"),
+                    ));
                 };
                 if !seen.insert(n) {
                     return Err(bad(&format!("{f}.items"), format!("item {n} listed twice")));
@@ -895,7 +975,12 @@ impl InstrumentDef {
                 if usize::from(r.count_at_least) > sub.items.len() {
                     return Err(bad(
                         &format!("derived[{di}].requirements[{ri}].count_at_least"),
-                        format!("{} exceeds the {} items of subscale `{}`", r.count_at_least, sub.items.len(), sub.id),
+                        format!(
+                            "{} exceeds the {} items of subscale `{}`",
+                            r.count_at_least,
+                            sub.items.len(),
+                            sub.id
+                        ),
                     ));
                 }
             }
@@ -906,7 +991,9 @@ impl InstrumentDef {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.get(..offset).map(|t| t.lines().count().max(1)).unwrap_or(1)
+    text.get(..offset)
+        .map(|t| t.lines().count().max(1))
+        .unwrap_or(1)
 }
 
 fn join_numbers(numbers: &[u16]) -> String {
@@ -923,7 +1010,10 @@ fn check_bands(bands: &[Band], min: i32, max: i32) -> Result<(), String> {
         return Ok(());
     };
     if first.min != min {
-        return Err(format!("first band starts at {} but the range starts at {min}", first.min));
+        return Err(format!(
+            "first band starts at {} but the range starts at {min}",
+            first.min
+        ));
     }
     let mut expected = min;
     for b in bands {
@@ -931,7 +1021,10 @@ fn check_bands(bands: &[Band], min: i32, max: i32) -> Result<(), String> {
             return Err("a band has an empty label".into());
         }
         if b.min > b.max {
-            return Err(format!("band `{}` has min {} above max {}", b.label, b.min, b.max));
+            return Err(format!(
+                "band `{}` has min {} above max {}",
+                b.label, b.min, b.max
+            ));
         }
         if b.min != expected {
             return Err(format!(
@@ -942,7 +1035,10 @@ fn check_bands(bands: &[Band], min: i32, max: i32) -> Result<(), String> {
         expected = b.max + 1;
     }
     if expected - 1 != max {
-        return Err(format!("last band ends at {} but the range ends at {max}", expected - 1));
+        return Err(format!(
+            "last band ends at {} but the range ends at {max}",
+            expected - 1
+        ));
     }
     Ok(())
 }
@@ -1092,10 +1188,18 @@ impl InstrumentRegistry {
                 .rev()
                 .find(|d| d.id == pack.instrument)
                 .or_else(|| self.defs.get(&pack.instrument))
-                .ok_or_else(|| bad("instrument", format!("unknown instrument `{}`", pack.instrument)))?;
+                .ok_or_else(|| {
+                    bad(
+                        "instrument",
+                        format!("unknown instrument `{}`", pack.instrument),
+                    )
+                })?;
             let mut def = base.clone();
             if def.licence == LicenceClass::OwnFormNotValidated {
-                return Err(bad("instrument", "Tapestry's own forms carry their wording; no pack".into()));
+                return Err(bad(
+                    "instrument",
+                    "Tapestry's own forms carry their wording; no pack".into(),
+                ));
             }
             if pack.items.len() != def.items.len() {
                 return Err(bad(
@@ -1116,7 +1220,10 @@ impl InstrumentRegistry {
                     ));
                 }
                 if pi.text.trim().is_empty() {
-                    return Err(bad(&format!("items[{ix}].text"), "must not be empty".into()));
+                    return Err(bad(
+                        &format!("items[{ix}].text"),
+                        "must not be empty".into(),
+                    ));
                 }
                 item.text = Some(pi.text.clone());
             }
@@ -1124,7 +1231,10 @@ impl InstrumentRegistry {
                 let Some(set) = def.answer_sets.iter_mut().find(|s| s.id == ps.id) else {
                     return Err(bad(
                         &format!("answer_sets[{si}].id"),
-                        format!("answer set `{}` is not defined by {}", ps.id, pack.instrument),
+                        format!(
+                            "answer set `{}` is not defined by {}",
+                            ps.id, pack.instrument
+                        ),
                     ));
                 };
                 let want: BTreeSet<i32> = set.options.iter().map(|o| o.value).collect();
@@ -1212,8 +1322,12 @@ mod tests {
             label: "x".into(),
         };
         assert!(check_bands(&[b(0, 4), b(5, 9)], 0, 9).is_ok());
-        assert!(check_bands(&[b(0, 4), b(6, 9)], 0, 9).unwrap_err().contains("gap"));
-        assert!(check_bands(&[b(0, 5), b(5, 9)], 0, 9).unwrap_err().contains("overlap"));
+        assert!(check_bands(&[b(0, 4), b(6, 9)], 0, 9)
+            .unwrap_err()
+            .contains("gap"));
+        assert!(check_bands(&[b(0, 5), b(5, 9)], 0, 9)
+            .unwrap_err()
+            .contains("overlap"));
         assert!(check_bands(&[b(1, 9)], 0, 9).is_err());
         assert!(check_bands(&[b(0, 8)], 0, 9).is_err());
         assert!(check_bands(&[], 0, 9).is_ok());
@@ -1222,8 +1336,16 @@ mod tests {
     #[test]
     fn band_lookup_handles_fractional_totals() {
         let bands = vec![
-            Band { min: 0, max: 10, label: "low".into() },
-            Band { min: 11, max: 14, label: "mild".into() },
+            Band {
+                min: 0,
+                max: 10,
+                label: "low".into(),
+            },
+            Band {
+                min: 11,
+                max: 14,
+                label: "mild".into(),
+            },
         ];
         assert_eq!(band_lookup(&bands, 10.0), Some("low"));
         assert_eq!(band_lookup(&bands, 10.5), Some("low"));

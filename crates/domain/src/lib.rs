@@ -3,14 +3,14 @@
 //! Nothing in this crate performs file or network I/O or reads the wall clock;
 //! "now" arrives through [`clock::Clock`], data arrives as values.
 
+pub mod change;
 pub mod clock;
 pub mod content;
-pub mod ids;
-pub mod risk;
-pub mod change;
 pub mod fhir;
+pub mod ids;
 pub mod instrument;
 pub mod measurement_cli;
+pub mod risk;
 pub mod scoring;
 pub mod sleep_diary;
 pub mod trajectory;

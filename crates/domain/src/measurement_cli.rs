@@ -78,7 +78,10 @@ pub fn score_command(
     if let Some(s) = sex {
         parsed.sex = Some(Sex::parse(s).ok_or_else(|| CliError::BadArgument {
             arg: "--sex".into(),
-            problem: format!("`{}` is not male or female", s.chars().take(16).collect::<String>()),
+            problem: format!(
+                "`{}` is not male or female",
+                s.chars().take(16).collect::<String>()
+            ),
         })?);
     }
     let score = scoring::score(def, &parsed)?;
@@ -113,8 +116,18 @@ pub fn outcome_command(
 ) -> Result<OutcomeReport, CliError> {
     let p = registry.require("phq9")?;
     let g = registry.require("gad7")?;
-    let pair_p = parse_pair("--phq9", phq9, f64::from(p.scoring.min), f64::from(p.scoring.max))?;
-    let pair_g = parse_pair("--gad7", gad7, f64::from(g.scoring.min), f64::from(g.scoring.max))?;
+    let pair_p = parse_pair(
+        "--phq9",
+        phq9,
+        f64::from(p.scoring.min),
+        f64::from(p.scoring.max),
+    )?;
+    let pair_g = parse_pair(
+        "--gad7",
+        gad7,
+        f64::from(g.scoring.min),
+        f64::from(g.scoring.max),
+    )?;
     Ok(talking_therapies_outcome(
         (PairedMeasureRule::from_def(p)?, pair_p),
         (PairedMeasureRule::from_def(g)?, pair_g),
@@ -137,7 +150,13 @@ fn parse_pair(arg: &str, text: &str, min: f64, max: f64) -> Result<Pair, CliErro
 }
 
 /// Parses comma-separated scores within `min..=max`, at most `limit` of them.
-fn parse_scores(arg: &str, text: &str, limit: usize, min: f64, max: f64) -> Result<Vec<f64>, CliError> {
+fn parse_scores(
+    arg: &str,
+    text: &str,
+    limit: usize,
+    min: f64,
+    max: f64,
+) -> Result<Vec<f64>, CliError> {
     let bad = |problem: String| CliError::BadArgument {
         arg: arg.into(),
         problem,
@@ -208,14 +227,19 @@ pub fn change_command(
     scores: &str,
 ) -> Result<ChangeReport, CliError> {
     let def = registry.require(instrument.trim())?;
-    let rc = def.reliable_change.as_ref().ok_or_else(|| change::ChangeError::MissingRule {
-        instrument: def.id.clone(),
-        field: "reliable_change".into(),
-    })?;
-    let threshold = def.reliable_change_threshold().ok_or_else(|| change::ChangeError::MissingRule {
-        instrument: def.id.clone(),
-        field: "reliable_change".into(),
-    })?;
+    let rc = def
+        .reliable_change
+        .as_ref()
+        .ok_or_else(|| change::ChangeError::MissingRule {
+            instrument: def.id.clone(),
+            field: "reliable_change".into(),
+        })?;
+    let threshold =
+        def.reliable_change_threshold()
+            .ok_or_else(|| change::ChangeError::MissingRule {
+                instrument: def.id.clone(),
+                field: "reliable_change".into(),
+            })?;
     let values = parse_scores(
         "--scores",
         scores,
@@ -257,10 +281,11 @@ pub fn change_command(
             verified: c.verified,
         })
     });
-    let not_on_track = rational_status(def, &values).ok_or_else(|| change::ChangeError::MissingRule {
-        instrument: def.id.clone(),
-        field: "reliable_change".into(),
-    })?;
+    let not_on_track =
+        rational_status(def, &values).ok_or_else(|| change::ChangeError::MissingRule {
+            instrument: def.id.clone(),
+            field: "reliable_change".into(),
+        })?;
     Ok(ChangeReport {
         instrument: def.id.clone(),
         baseline: Points(baseline),

@@ -210,7 +210,11 @@ pub fn task_for(signal: &RiskSignal) -> RiskTaskRequest {
         RiskSource::StructuredAssessment { instrument } => (
             format!(
                 "Risk {}: {instrument} assessed {}",
-                if signal.colour == RiskColour::Red { "ACTION NOW" } else { "follow-up" },
+                if signal.colour == RiskColour::Red {
+                    "ACTION NOW"
+                } else {
+                    "follow-up"
+                },
                 signal.level.map(RiskLevel::as_str).unwrap_or("unknown")
             ),
             format!("{} (rule {})", signal.action, signal.rule),

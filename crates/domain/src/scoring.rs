@@ -227,7 +227,11 @@ pub fn score(def: &InstrumentDef, answers: &Answers) -> Result<Score, ScoringErr
                     return Err(out_of_range(def, item.number, v));
                 }
                 if item.scored {
-                    let w = if item.reversed { item.lo + item.hi - v } else { v };
+                    let w = if item.reversed {
+                        item.lo + item.hi - v
+                    } else {
+                        v
+                    };
                     sum += i64::from(w);
                     answered_scored += 1;
                     applicable_scored += 1;
@@ -265,7 +269,10 @@ pub fn score(def: &InstrumentDef, answers: &Answers) -> Result<Score, ScoringErr
     for c in &def.critical {
         if let Some(v) = value_of(c.item) {
             if v >= c.at_least && !critical.iter().any(|h| h.item == c.item) {
-                critical.push(CriticalHit { item: c.item, value: v });
+                critical.push(CriticalHit {
+                    item: c.item,
+                    value: v,
+                });
             }
         }
     }
@@ -325,7 +332,11 @@ pub fn score(def: &InstrumentDef, answers: &Answers) -> Result<Score, ScoringErr
             };
             match values.get(usize::from(n) - 1).copied() {
                 Some(Answer::Value(v)) => {
-                    s += i64::from(if item.reversed { item.lo + item.hi - v } else { v })
+                    s += i64::from(if item.reversed {
+                        item.lo + item.hi - v
+                    } else {
+                        v
+                    })
                 }
                 Some(Answer::NotApplicable) => {}
                 _ => all = false,
@@ -470,7 +481,12 @@ mod tests {
         let a = Answers::parse_list(" 1, -,na ,3", 10).unwrap();
         assert_eq!(
             a.values,
-            vec![Answer::Value(1), Answer::Missing, Answer::NotApplicable, Answer::Value(3)]
+            vec![
+                Answer::Value(1),
+                Answer::Missing,
+                Answer::NotApplicable,
+                Answer::Value(3)
+            ]
         );
     }
 
@@ -479,9 +495,15 @@ mod tests {
         assert_eq!(Answers::parse_list("", 9), Err(ScoringError::Empty));
         assert_eq!(
             Answers::parse_list("1,x,2", 9),
-            Err(ScoringError::NotANumber { item: 2, text: "x".into() })
+            Err(ScoringError::NotANumber {
+                item: 2,
+                text: "x".into()
+            })
         );
-        assert_eq!(Answers::parse_list("1,,2", 9), Err(ScoringError::EmptyAnswer { item: 2 }));
+        assert_eq!(
+            Answers::parse_list("1,,2", 9),
+            Err(ScoringError::EmptyAnswer { item: 2 })
+        );
         let huge = vec!["1"; 100_000].join(",");
         let err = Answers::parse_list(&huge, 9).unwrap_err();
         assert!(err.to_string().contains("more than 200"), "{err}");

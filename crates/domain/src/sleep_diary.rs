@@ -83,11 +83,11 @@ pub fn compute(entry: &SleepDiaryEntry) -> Result<SleepMetrics, SleepDiaryError>
     let to_out = forward(entry.final_wake, entry.out_of_bed);
     let span = to_lights + window + to_out;
     if span >= DAY_MIN {
-        return Err(SleepDiaryError::TooLong { field: "out_of_bed" });
+        return Err(SleepDiaryError::TooLong {
+            field: "out_of_bed",
+        });
     }
-    let awake = entry
-        .sleep_onset_latency_min
-        .saturating_add(entry.waso_min);
+    let awake = entry.sleep_onset_latency_min.saturating_add(entry.waso_min);
     if awake > window {
         return Err(SleepDiaryError::AwakeExceedsWindow { awake, window });
     }
@@ -158,6 +158,9 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("waso_min"), "{err}");
-        assert!(parse_time("bedtime", "25:99").unwrap_err().to_string().contains("bedtime"));
+        assert!(parse_time("bedtime", "25:99")
+            .unwrap_err()
+            .to_string()
+            .contains("bedtime"));
     }
 }

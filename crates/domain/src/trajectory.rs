@@ -129,7 +129,9 @@ impl Default for EmpiricalConfig {
 /// Errors of the empirical methods.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TrajectoryError {
-    #[error("reference set: {n} completed episodes, at least {min} needed; using rational rules only")]
+    #[error(
+        "reference set: {n} completed episodes, at least {min} needed; using rational rules only"
+    )]
     TooFewEpisodes { n: usize, min: usize },
     #[error("reference set: intake scores have no spread, the curve cannot be fitted")]
     Degenerate,
@@ -213,7 +215,9 @@ pub fn fit_expected_recovery(
     let mut xty = [0.0f64; 4];
     let mut n_obs = 0usize;
     for e in &usable {
-        let Some(&y1) = e.scores.first() else { continue };
+        let Some(&y1) = e.scores.first() else {
+            continue;
+        };
         for (ix, &y) in e.scores.iter().enumerate().skip(1) {
             if !y.is_finite() || !y1.is_finite() {
                 return Err(TrajectoryError::NotFinite);
@@ -232,7 +236,9 @@ pub fn fit_expected_recovery(
     let beta = solve4(xtx, xty).ok_or(TrajectoryError::Degenerate)?;
     let mut sse = 0.0;
     for e in &usable {
-        let Some(&y1) = e.scores.first() else { continue };
+        let Some(&y1) = e.scores.first() else {
+            continue;
+        };
         for (ix, &y) in e.scores.iter().enumerate().skip(1) {
             let lt = ((ix + 1) as f64).ln();
             let pred = beta[0] + beta[1] * y1 + (beta[2] + beta[3] * y1) * lt;
@@ -262,14 +268,27 @@ impl ExpectedRecoveryCurve {
     }
 
     /// Checks a score against the tolerance band.
-    pub fn check(&self, intake: f64, session: usize, score: f64) -> Result<EmpiricalCheck, TrajectoryError> {
+    pub fn check(
+        &self,
+        intake: f64,
+        session: usize,
+        score: f64,
+    ) -> Result<EmpiricalCheck, TrajectoryError> {
         if session < 2 {
             return Err(TrajectoryError::BadSession(session));
         }
         let expected = self.expected(intake, session);
         let width = self.z * self.residual_sd;
-        let boundary = if self.higher_is_better { expected - width } else { expected + width };
-        let not_on_track = if self.higher_is_better { score < boundary } else { score > boundary };
+        let boundary = if self.higher_is_better {
+            expected - width
+        } else {
+            expected + width
+        };
+        let not_on_track = if self.higher_is_better {
+            score < boundary
+        } else {
+            score > boundary
+        };
         Ok(EmpiricalCheck {
             session,
             expected,
@@ -307,7 +326,12 @@ pub fn nearest_neighbour_check(
     }
     let mut candidates: Vec<(f64, f64)> = reference
         .iter()
-        .filter_map(|e| Some(((e.scores.first()? - intake).abs(), *e.scores.get(session - 1)?)))
+        .filter_map(|e| {
+            Some((
+                (e.scores.first()? - intake).abs(),
+                *e.scores.get(session - 1)?,
+            ))
+        })
         .collect();
     candidates.sort_by(|a, b| a.0.total_cmp(&b.0));
     candidates.truncate(config.k_neighbours.max(1));
@@ -324,7 +348,11 @@ pub fn nearest_neighbour_check(
         config.tolerance_quantile
     };
     let boundary = quantile_sorted(&at, q);
-    let not_on_track = if def.higher_is_better { score < boundary } else { score > boundary };
+    let not_on_track = if def.higher_is_better {
+        score < boundary
+    } else {
+        score > boundary
+    };
     Ok(EmpiricalCheck {
         session,
         expected,
