@@ -351,8 +351,8 @@ pub fn sudden_gains(scores: &[f64], threshold: f64, higher_is_better: bool) -> V
         } else {
             gain >= 0.25 * before
         };
-        let pre = &scores[i.saturating_sub(3)..i];
-        let post = &scores[i..(i + 3).min(scores.len())];
+        let pre = scores.get(i.saturating_sub(3)..i).unwrap_or_default();
+        let post = scores.get(i..(i + 3).min(scores.len())).unwrap_or_default();
         let crit3 = if pre.len() >= 2 && post.len() >= 2 {
             let (m1, v1) = mean_var(pre);
             let (m2, v2) = mean_var(post);

@@ -330,7 +330,7 @@ pub fn score(def: &InstrumentDef, answers: &Answers) -> Result<Score, ScoringErr
                 all = false;
                 continue;
             };
-            match values.get(usize::from(n) - 1).copied() {
+            match values.get(usize::from(n).wrapping_sub(1)).copied() {
                 Some(Answer::Value(v)) => {
                     s += i64::from(if item.reversed {
                         item.lo + item.hi - v
@@ -440,7 +440,7 @@ fn out_of_range(def: &InstrumentDef, item: u16, value: i32) -> ScoringError {
         .item(item)
         .and_then(|i| def.answer_set_of(i))
         .map(|s| {
-            let c = def.compiled.get(usize::from(item) - 1);
+            let c = def.compiled.get(usize::from(item).wrapping_sub(1));
             match c {
                 Some(c) if c.contiguous => format!("{} to {}", c.lo, c.hi),
                 _ => s

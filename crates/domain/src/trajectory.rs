@@ -378,6 +378,8 @@ fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Solves a 4×4 system by Gaussian elimination with partial pivoting; `None` if singular.
+/// (Fixed-size arrays: every index is in bounds; index loops read like the textbook algorithm.)
+#[allow(clippy::needless_range_loop)]
 fn solve4(mut a: [[f64; 4]; 4], mut b: [f64; 4]) -> Option<[f64; 4]> {
     for col in 0..4 {
         let pivot = (col..4).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
