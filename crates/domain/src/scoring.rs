@@ -415,7 +415,13 @@ fn risk_level(def: &InstrumentDef, value_of: &dyn Fn(u16) -> Option<i32>) -> Ris
         }
     }
     if let Some(e) = &def.level_escalation {
-        if holds(e.item, e.at_least) && level < e.ceiling {
+        // Protective factors modify disclosed risk: escalation needs something disclosed on
+        // another item (few protective factors alone do not make a risk level).
+        let disclosed = def
+            .items
+            .iter()
+            .any(|i| i.number != e.item && holds(i.number, 1));
+        if disclosed && holds(e.item, e.at_least) && level < e.ceiling {
             for _ in 0..e.steps {
                 if level < e.ceiling {
                     level = next_level(level);

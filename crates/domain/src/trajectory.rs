@@ -97,6 +97,41 @@ pub fn rational_status(def: &InstrumentDef, scores: &[f64]) -> Option<RationalVe
     })
 }
 
+/// Rational verdict plus, when a fitted curve is supplied, the empirical check of the latest
+/// score. The empirical part is absent (and says why) when no curve could be fitted.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrajectoryAssessment {
+    pub rational: RationalVerdict,
+    pub empirical: Option<EmpiricalCheck>,
+    /// Curve version used, for the audit trail.
+    pub curve_version: Option<String>,
+    /// True when either method says not on track.
+    pub not_on_track: bool,
+}
+
+/// Assesses a series (intake first) with the rational rules and, if given, a fitted curve.
+/// `None` when the series is empty or the definition has no reliable-change threshold.
+pub fn assess(
+    def: &InstrumentDef,
+    scores: &[f64],
+    curve: Option<&ExpectedRecoveryCurve>,
+) -> Option<TrajectoryAssessment> {
+    let rational = rational_status(def, scores)?;
+    let empirical = match (curve, scores.first(), scores.last()) {
+        (Some(c), Some(&intake), Some(&current)) if scores.len() >= 2 && c.instrument == def.id => {
+            c.check(intake, scores.len(), current).ok()
+        }
+        _ => None,
+    };
+    let not_on_track = rational.not_on_track || empirical.as_ref().is_some_and(|e| e.not_on_track);
+    Some(TrajectoryAssessment {
+        curve_version: empirical.as_ref().and(curve).map(|c| c.version.clone()),
+        rational,
+        empirical,
+        not_on_track,
+    })
+}
+
 /// One completed episode in the reference set: scores by session, intake first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReferenceEpisode {

@@ -690,6 +690,15 @@ fn structured_risk_assessment_rule() {
         risk_level_of(&[2, 0, 2, 0, 0, 2]).0.band.as_deref(),
         Some("high")
     );
+    // Few protective factors alone (nothing disclosed) do not create a risk level or a task.
+    let (s, sig) = risk_level_of(&[0, 0, 0, 0, 0, 2]);
+    assert_eq!(s.band.as_deref(), Some("low"));
+    assert!(sig.is_empty());
+    // With passive ideation they raise low → moderate.
+    assert_eq!(
+        risk_level_of(&[1, 0, 0, 0, 0, 2]).0.band.as_deref(),
+        Some("moderate")
+    );
     // Strong protective factors never lower a level.
     assert_eq!(
         risk_level_of(&[2, 0, 2, 2, 0, 0]).0.band.as_deref(),
@@ -1062,6 +1071,18 @@ fn expected_recovery_curve_needs_enough_episodes_and_reports_n() {
     let off = curve.check(20.0, 5, 19.0).unwrap();
     assert!(off.not_on_track, "{off:?}");
     assert!(curve.check(20.0, 1, 19.0).is_err());
+    // Combined assessment: rational says too early at session 2, the curve flags the score.
+    let a = tapestry_domain::trajectory::assess(d, &[20.0, 21.0], Some(&curve)).unwrap();
+    assert_eq!(a.rational.status, TrackStatus::TooEarly);
+    assert!(a.empirical.as_ref().unwrap().not_on_track && a.not_on_track);
+    assert_eq!(a.curve_version.as_deref(), Some("phq9-v1"));
+    // A curve for another instrument is never applied.
+    assert!(
+        tapestry_domain::trajectory::assess(def("gad7"), &[15.0, 16.0], Some(&curve))
+            .unwrap()
+            .empirical
+            .is_none()
+    );
     // Identical intakes cannot be fitted.
     let flat: Vec<ReferenceEpisode> = (0..60)
         .map(|_| ReferenceEpisode {
