@@ -300,7 +300,81 @@ pub fn change_command(
     })
 }
 
-/// Serialises any report as one JSON object.
+/// Serialises any report as one JSON object, keys in the order shown in the module docs.
 pub fn to_json<T: Serialize>(report: &T) -> String {
-    serde_json::to_string(report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    serde_json::to_string(report).unwrap_or_else(|e| format!("{{\"error\":{:?}}}", e.to_string()))
+}
+
+/// The report as a JSON value (keys sorted unless serde_json's `preserve_order` is on; use
+/// [`to_json`] for the documented key order).
+pub fn to_value<T: Serialize>(report: &T) -> serde_json::Value {
+    serde_json::to_value(report).unwrap_or(serde_json::Value::Null)
+}
+
+fn opt_points(p: Option<Points>) -> String {
+    match p {
+        Some(p) if p.0.fract() == 0.0 => format!("{}", p.0),
+        Some(p) => format!("{:.2}", p.0),
+        None => "no total".into(),
+    }
+}
+
+impl ScoreReport {
+    /// One human-readable line (for the CLI without `--json`).
+    pub fn summary(&self) -> String {
+        let mut line = format!("{}: {}", self.instrument, opt_points(self.total));
+        if let Some(b) = &self.band {
+            line.push_str(&format!(" ({b})"));
+        }
+        match self.caseness {
+            Some(true) => line.push_str(", above cut-off"),
+            Some(false) => line.push_str(", below cut-off"),
+            None => {}
+        }
+        if !self.complete {
+            let missing: Vec<String> = self.missing.iter().map(|n| n.to_string()).collect();
+            line.push_str(&format!(
+                ", incomplete (missing item {})",
+                missing.join(", ")
+            ));
+        }
+        for c in &self.critical {
+            line.push_str(&format!("; RISK: item {} answered {}", c.item, c.value));
+        }
+        line
+    }
+}
+
+impl ChangeReport {
+    /// Human-readable lines (for the CLI without `--json`).
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "{}: baseline {}, reliable change >= {}{}\n",
+            self.instrument,
+            self.baseline.0,
+            self.reliable_change_threshold.0,
+            if self.reliable_change_verified {
+                ""
+            } else {
+                " (unverified)"
+            }
+        );
+        for s in &self.sessions {
+            out.push_str(&format!(
+                "  session {}: {} ({:+}) {:?}\n",
+                s.session, s.score.0, s.change.0, s.reliable_change
+            ));
+        }
+        for g in &self.sudden_gains {
+            out.push_str(&format!(
+                "  sudden gain between sessions {} and {} ({} points)\n",
+                g.pregain_session, g.postgain_session, g.magnitude
+            ));
+        }
+        out.push_str(&format!(
+            "  status: {:?} - {}",
+            self.not_on_track.status, self.not_on_track.reason
+        ));
+        out
+    }
 }

@@ -405,6 +405,18 @@ pub fn score(def: &InstrumentDef, answers: &Answers) -> Result<Score, ScoringErr
     })
 }
 
+/// Scores a response to the instrument with this id in `registry`.
+pub fn score_instrument(
+    registry: &crate::instrument::InstrumentRegistry,
+    id: &str,
+    answers: &Answers,
+) -> Result<Score, ScoringError> {
+    let def = registry
+        .get(id)
+        .ok_or_else(|| ScoringError::UnknownInstrument(id.chars().take(64).collect()))?;
+    score(def, answers)
+}
+
 /// Applies the ordered level rules of a `risk_rules` form (see `risk_assessment.toml`).
 fn risk_level(def: &InstrumentDef, value_of: &dyn Fn(u16) -> Option<i32>) -> RiskLevel {
     let holds = |item: u16, at_least: i32| value_of(item).is_some_and(|v| v >= at_least);

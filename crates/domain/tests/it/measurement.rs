@@ -1340,3 +1340,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn human_readable_summaries() {
+    let r = score_command(reg(), "phq9", "1,2,-,3,1,0,2,1,2", None).unwrap();
+    assert_eq!(
+        r.summary(),
+        "phq9: no total, incomplete (missing item 3); RISK: item 9 answered 2"
+    );
+    let r = score_command(reg(), "phq9", "1,2,0,3,1,0,2,1,0", None).unwrap();
+    assert_eq!(r.summary(), "phq9: 10 (moderate), above cut-off");
+    let c = change_command(reg(), "phq9", "20,19,19,18,18,17").unwrap();
+    assert!(c.summary().contains("NotOnTrack"), "{}", c.summary());
+    assert_eq!(
+        tapestry_domain::scoring::score_instrument(reg(), "nope", &Answers::from_values(&[1])),
+        Err(ScoringError::UnknownInstrument("nope".into()))
+    );
+}
