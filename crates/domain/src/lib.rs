@@ -4,12 +4,19 @@
 //! "now" arrives through [`clock::Clock`], data arrives as values.
 
 pub mod care;
+pub mod change;
 pub mod client;
 pub mod clock;
 pub mod content;
 pub mod episode;
+pub mod fhir;
 pub mod ids;
+pub mod instrument;
+pub mod measurement_cli;
 pub mod practice;
 pub mod risk;
+pub mod scoring;
+pub mod sleep_diary;
 pub mod submission;
+pub mod trajectory;
 pub mod user;
