@@ -3,6 +3,7 @@
 //! Nothing in this crate performs file or network I/O or reads the wall clock;
 //! "now" arrives through [`clock::Clock`], data arrives as values.
 
+pub mod access;
 pub mod clock;
 pub mod content;
 pub mod ids;
