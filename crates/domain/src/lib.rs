@@ -6,5 +6,6 @@
 pub mod access;
 pub mod clock;
 pub mod content;
+pub mod identity;
 pub mod ids;
 pub mod risk;
