@@ -1,1 +1,4 @@
 //! Tapestry storage.
+
+pub mod audit_chain;
+pub mod crypto;
