@@ -136,6 +136,55 @@ impl BreakGlassGrant {
     }
 }
 
+/// Shortest written reason accepted for break-glass access.
+pub const BREAK_GLASS_MIN_REASON_CHARS: usize = 20;
+/// Longest written reason accepted.
+pub const BREAK_GLASS_MAX_REASON_CHARS: usize = 2000;
+/// At most this many break-glass openings per clinician per 24 hours (G15).
+pub const BREAK_GLASS_MAX_PER_DAY: usize = 3;
+
+/// Why break-glass access was not opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BreakGlassError {
+    #[error("break-glass: not permitted ({0})")]
+    NotPermitted(&'static str),
+    #[error("break-glass: reason must be {BREAK_GLASS_MIN_REASON_CHARS} to {BREAK_GLASS_MAX_REASON_CHARS} characters (has {0})")]
+    Reason(usize),
+    #[error("break-glass: at most {BREAK_GLASS_MAX_PER_DAY} openings per 24 hours")]
+    RateLimited,
+}
+
+/// Open emergency access to `client` (G15). `opened_last_24h` are the
+/// instants of the actor's previous openings (from the audit log). On success
+/// the caller stores the grant, writes a high-severity audit event (the
+/// reason is stored encrypted, not in the audit row) and notifies the
+/// practice owner and the client's treating clinicians.
+pub fn open_break_glass(
+    actor: &Actor,
+    practice_id: PracticeId,
+    client: ClientId,
+    reason: &str,
+    opened_last_24h: &[DateTime<Utc>],
+) -> Result<BreakGlassGrant, BreakGlassError> {
+    let resource = Resource::client_record(practice_id, client);
+    match authorize(actor, Action::BreakGlassOpen, &resource) {
+        Decision::Allow => {}
+        other => return Err(BreakGlassError::NotPermitted(other.as_str())),
+    }
+    let chars = reason.trim().chars().count();
+    if !(BREAK_GLASS_MIN_REASON_CHARS..=BREAK_GLASS_MAX_REASON_CHARS).contains(&chars) {
+        return Err(BreakGlassError::Reason(chars));
+    }
+    let recent = opened_last_24h
+        .iter()
+        .filter(|t| **t <= actor.now && actor.now - **t < Duration::hours(24))
+        .count();
+    if recent >= BREAK_GLASS_MAX_PER_DAY {
+        return Err(BreakGlassError::RateLimited);
+    }
+    Ok(BreakGlassGrant::opened(client, actor.now))
+}
+
 /// Who is asking, as loaded by the web layer for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
@@ -248,7 +297,7 @@ pub enum ActionKind {
 
 /// Everything a request can ask to do. New product features add variants
 /// here (and a row in the policy matrix test, which fails until they do).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     // --- clinical (resource names a client) ---
@@ -1216,6 +1265,61 @@ mod tests {
         assert_eq!(
             authorize(&actor, Action::ReadNotes, &Resource::client_record(w.p, c)),
             Decision::Deny
+        );
+    }
+
+    #[test]
+    fn break_glass_needs_reason_permission_and_is_rate_limited() {
+        let w = world();
+        let clinician = persona(&w, "non_treating");
+        let reason = "Client called crisis line; on-call needs risk history now.";
+        let grant = open_break_glass(&clinician, w.p, w.a, reason, &[]).unwrap();
+        assert_eq!(grant.client_id, w.a);
+        assert_eq!(grant.expires_at, t0() + Duration::minutes(60));
+        for bad in ["", "   ", "because", &"x".repeat(2001)] {
+            assert!(matches!(
+                open_break_glass(&clinician, w.p, w.a, bad, &[]),
+                Err(BreakGlassError::Reason(_))
+            ));
+        }
+        let three = [
+            t0() - Duration::hours(1),
+            t0() - Duration::hours(5),
+            t0() - Duration::hours(23),
+        ];
+        assert_eq!(
+            open_break_glass(&clinician, w.p, w.a, reason, &three),
+            Err(BreakGlassError::RateLimited)
+        );
+        let old = [
+            t0() - Duration::hours(25),
+            t0() - Duration::hours(30),
+            t0() - Duration::hours(1),
+        ];
+        assert!(open_break_glass(&clinician, w.p, w.a, reason, &old).is_ok());
+        // Non-clinical roles, clients, other practices and the treating clinician cannot.
+        for (name, expected) in [
+            ("admin", "denied"),
+            ("admin_granted", "denied"),
+            ("client_b", "not_found"),
+            ("other_practice", "not_found"),
+            ("operator", "not_found"),
+            ("treating", "denied"),
+            ("treating_no_mfa", "requires_mfa"),
+        ] {
+            assert_eq!(
+                open_break_glass(&persona(&w, name), w.p, w.a, reason, &[]),
+                Err(BreakGlassError::NotPermitted(expected)),
+                "{name}"
+            );
+        }
+        let stale = Actor {
+            reauthenticated_at: None,
+            ..clinician
+        };
+        assert_eq!(
+            open_break_glass(&stale, w.p, w.a, reason, &[]),
+            Err(BreakGlassError::NotPermitted("requires_reauth"))
         );
     }
 

@@ -11,8 +11,10 @@
 //! - [`invitation`]: single-use, expiring, role-limited invitations and
 //!   password-reset tokens (G8, G22);
 //! - [`throttle`]: login backoff per account, per account+IP and per IP (G9);
-//! - [`csrf`]: CSRF tokens bound to the session, compared in constant time (G10).
+//! - [`csrf`]: CSRF tokens bound to the session, compared in constant time (G10);
+//! - [`api_token`]: scoped, expiring, revocable tokens for integrations.
 
+pub mod api_token;
 pub mod csrf;
 pub mod invitation;
 pub mod password;

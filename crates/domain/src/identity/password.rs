@@ -303,15 +303,26 @@ pub fn verify_password(presented: &str, stored: &str) -> Result<bool, PasswordHa
 /// unknown e-mail address, and answer `false`. The caller then returns the
 /// same error as for a wrong password.
 pub fn verify_unknown_user(presented: &str) -> bool {
-    static DUMMY: OnceLock<Option<String>> = OnceLock::new();
-    let dummy = DUMMY.get_or_init(|| {
-        hash_password(&NormalizedPassword::new("no account has this password")).ok()
-    });
-    if let Some(stored) = dummy {
+    if let Some(stored) = dummy_hash() {
         // The result is ignored on purpose: there is no account.
         let _ = verify_password(presented, stored);
     }
     false
+}
+
+fn dummy_hash() -> Option<&'static String> {
+    static DUMMY: OnceLock<Option<String>> = OnceLock::new();
+    DUMMY
+        .get_or_init(|| {
+            hash_password(&NormalizedPassword::new("no account has this password")).ok()
+        })
+        .as_ref()
+}
+
+/// Compute the dummy hash used by [`verify_unknown_user`] now, so that the
+/// first unknown-user sign-in after start-up is not slower (call at start-up).
+pub fn prepare_unknown_user_check() {
+    let _ = dummy_hash();
 }
 
 /// The parameters recorded in a stored hash (for G9 checks and upgrades).
@@ -560,6 +571,7 @@ mod tests {
 
     #[test]
     fn unknown_users_are_answered_false() {
+        prepare_unknown_user_check();
         assert!(!verify_unknown_user("anything at all"));
         assert!(!verify_unknown_user("no account has this password"));
     }
