@@ -98,8 +98,11 @@ pub struct AcceptedInvitation {
     pub email: String,
 }
 
-fn normalise_email(email: &str) -> Result<String, InvitationError> {
-    let e = email.trim().to_lowercase();
+/// The one canonical form of an e-mail address for storage and sign-in
+/// look-ups (G20): Unicode NFC, trimmed, lower-cased; minimal shape check.
+pub fn normalise_email(email: &str) -> Result<String, InvitationError> {
+    use unicode_normalization::UnicodeNormalization;
+    let e = email.trim().nfc().collect::<String>().to_lowercase();
     let mut parts = e.split('@');
     let ok = matches!((parts.next(), parts.next(), parts.next()),
         (Some(local), Some(domain), None) if !local.is_empty() && domain.contains('.')
@@ -436,6 +439,19 @@ mod tests {
         assert_eq!(
             reset.redeem(inv_token.expose(), now()),
             Err(InvitationError::TokenMismatch)
+        );
+    }
+
+    #[test]
+    fn emails_have_one_canonical_form() {
+        assert_eq!(
+            normalise_email(" Zoë@Example.org ").unwrap(),
+            "zoë@example.org"
+        );
+        // Decomposed ë (e + combining diaeresis) is the same address.
+        assert_eq!(
+            normalise_email("Zoe\u{308}@example.org").unwrap(),
+            normalise_email("zoë@example.org").unwrap()
         );
     }
 }

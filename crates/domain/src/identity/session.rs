@@ -9,9 +9,9 @@
 //! sign-in and again when the second factor completes ([`Session::rotate`]),
 //! so a token planted before sign-in (session fixation) is worthless.
 
-use crate::access::Role;
+use crate::access::{Actor, BreakGlassGrant, CareRelationship, Role};
 use crate::identity::token::{SecretToken, TokenHash};
-use crate::ids::{PracticeId, UserId};
+use crate::ids::{ClientId, PracticeId, UserId};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -176,6 +176,35 @@ impl Session {
     pub fn mfa_satisfied(&self) -> bool {
         !self.role.is_staff() || self.mfa_completed_at.is_some()
     }
+
+    /// The [`Actor`] for a request made with this session. The caller loads
+    /// the user's client record id (clients), care relationships, break-glass
+    /// grants and admin grant from the store.
+    pub fn actor(
+        &self,
+        client_id: Option<ClientId>,
+        relationships: Vec<CareRelationship>,
+        break_glass: Vec<BreakGlassGrant>,
+        granted_clinical_access: bool,
+        now: DateTime<Utc>,
+    ) -> Actor {
+        Actor {
+            user_id: self.user_id,
+            practice_id: self.practice_id,
+            role: self.role,
+            mfa_satisfied: self.mfa_satisfied(),
+            reauthenticated_at: self.reauthenticated_at,
+            client_id: if self.role == Role::Client {
+                client_id
+            } else {
+                None
+            },
+            relationships,
+            break_glass,
+            granted_clinical_access: granted_clinical_access && self.role == Role::PracticeAdmin,
+            now,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -293,6 +322,42 @@ mod tests {
         // Every sign-in gets a different token.
         let (_, other) = start(Role::Clinician, &c);
         assert_ne!(other, token);
+    }
+
+    #[test]
+    fn actor_from_session_carries_mfa_and_reauth_state() {
+        use crate::access::{authorize, Action, Decision, RelationshipKind, Resource};
+        let c = clock();
+        let (mut s, _) = start(Role::Clinician, &c);
+        let client = ClientId::random();
+        let rel = vec![CareRelationship {
+            client_id: client,
+            kind: RelationshipKind::Treating,
+        }];
+        let practice = s.practice_id.unwrap();
+        let record = Resource::client_record(practice, client);
+        let actor = s.actor(Some(client), rel.clone(), vec![], true, c.now());
+        assert_eq!(actor.client_id, None, "staff are not a client record");
+        assert!(
+            !actor.granted_clinical_access,
+            "grants apply to admins only"
+        );
+        assert_eq!(
+            authorize(&actor, Action::ReadNotes, &record),
+            Decision::RequiresMfa
+        );
+        s.complete_mfa(c.now());
+        let actor = s.actor(None, rel.clone(), vec![], false, c.now());
+        assert_eq!(
+            authorize(&actor, Action::ReadNotes, &record),
+            Decision::Allow
+        );
+        c.advance(Duration::minutes(6));
+        let actor = s.actor(None, rel, vec![], false, c.now());
+        assert_eq!(
+            authorize(&actor, Action::ExportClientRecord, &record),
+            Decision::RequiresReauth
+        );
     }
 
     #[test]

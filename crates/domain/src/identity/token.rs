@@ -173,4 +173,13 @@ mod tests {
         assert!(TokenHash::from_hex("zz").is_err());
         assert!(TokenHash::from_hex(&"a".repeat(66)).is_err());
     }
+
+    proptest::proptest! {
+        /// Any presented string (cookie, header, link) parses or is refused; never panics.
+        #[test]
+        fn arbitrary_input_never_panics(input in ".{0,200}") {
+            let _ = SecretToken::parse(&input);
+            let _ = TokenHash::from_hex(&input);
+        }
+    }
 }

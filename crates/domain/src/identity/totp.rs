@@ -496,4 +496,17 @@ mod tests {
         // An empty stored set rejects everything.
         assert!(redeem_recovery_code(shown[1].expose(), &mut [], now).is_err());
     }
+
+    proptest::proptest! {
+        /// Arbitrary typed codes, secrets and times never panic.
+        #[test]
+        fn arbitrary_input_never_panics(code in ".{0,40}", secs in proptest::num::i64::ANY) {
+            let s = rfc_secret();
+            if let Some(t) = Utc.timestamp_opt(secs.rem_euclid(1 << 40), 0).single() {
+                let _ = verify(&s, &code, t, Some(u64::MAX));
+            }
+            let _ = TotpSecret::from_base32(&code);
+            let _ = redeem_recovery_code(&code, &mut [], at(0));
+        }
+    }
 }
