@@ -192,8 +192,13 @@ pub struct Actor {
     /// The practice the account belongs to; `None` only for operators.
     pub practice_id: Option<PracticeId>,
     pub role: Role,
-    /// The session has completed its second factor.
+    /// The session has completed its second factor, or the account needs
+    /// none (a client who has not enrolled one).
     pub mfa_satisfied: bool,
+    /// The account has a second factor enrolled. Without a completed second
+    /// factor, the only thing a session may do is enrol the *first* one; an
+    /// enrolled factor can never be replaced by a password-only session.
+    pub mfa_enrolled: bool,
     /// When the user last re-entered a credential in this session.
     pub reauthenticated_at: Option<DateTime<Utc>>,
     /// The client record this account is, when `role` is [`Role::Client`].
@@ -216,6 +221,7 @@ impl Actor {
             practice_id: Some(practice_id),
             role,
             mfa_satisfied: false,
+            mfa_enrolled: false,
             reauthenticated_at: None,
             client_id: None,
             relationships: Vec::new(),
@@ -225,7 +231,8 @@ impl Actor {
         }
     }
 
-    /// A client actor for their own client record.
+    /// A client actor for their own client record (second factor optional
+    /// for clients: not enrolled, so satisfied).
     pub fn client(
         user_id: UserId,
         practice_id: PracticeId,
@@ -234,6 +241,7 @@ impl Actor {
     ) -> Self {
         Self {
             client_id: Some(client_id),
+            mfa_satisfied: true,
             ..Self::staff(user_id, practice_id, Role::Client, now)
         }
     }
@@ -245,6 +253,7 @@ impl Actor {
             practice_id: None,
             role: Role::Operator,
             mfa_satisfied: false,
+            mfa_enrolled: false,
             reauthenticated_at: None,
             client_id: None,
             relationships: Vec::new(),
@@ -653,8 +662,10 @@ pub fn authorize(actor: &Actor, action: Action, resource: &Resource) -> Decision
         }
     }
     let kind = action.kind();
-    // 2. Staff reach nothing but their own account before the second factor.
-    if actor.role.is_staff() && !actor.mfa_satisfied && kind != ActionKind::SelfService {
+    // 2. Before the second factor, a session may only enrol the first one
+    // (a stolen password must not be enough to replace an enrolled factor,
+    // change the password or e-mail, or reach any data).
+    if !actor.mfa_satisfied && !(action == Action::ChangeOwnMfa && !actor.mfa_enrolled) {
         return Decision::RequiresMfa;
     }
     // 3. Role and relationship.
@@ -1065,9 +1076,9 @@ mod tests {
     }
 
     #[test]
-    fn self_service_is_own_account_only_and_needs_no_mfa() {
+    fn self_service_is_own_account_only() {
         let w = world();
-        for name in PERSONAS {
+        for name in PERSONAS.iter().filter(|n| **n != "treating_no_mfa") {
             let actor = persona(&w, name);
             let own = Resource::account(actor.practice_id, actor.user_id);
             let someone_else = Resource::account(actor.practice_id, UserId::random());
@@ -1089,19 +1100,74 @@ mod tests {
                 );
             }
         }
-        // A staff member who has not finished MFA can still enrol it.
-        let actor = Actor {
-            reauthenticated_at: None,
-            ..persona(&w, "treating_no_mfa")
-        };
+    }
+
+    #[test]
+    fn before_mfa_a_session_may_only_enrol_a_first_factor() {
+        let w = world();
+        // First sign-in of a new staff member: nothing enrolled yet.
+        let actor = persona(&w, "treating_no_mfa");
         let own = Resource::account(actor.practice_id, actor.user_id);
+        let someone_else = Resource::account(actor.practice_id, UserId::random());
         assert_eq!(
-            authorize(&actor, Action::ManageOwnProfile, &own),
+            authorize(&actor, Action::ChangeOwnMfa, &own),
             Decision::Allow
         );
         assert_eq!(
-            authorize(&actor, Action::ChangeOwnMfa, &own),
+            authorize(&actor, Action::ChangeOwnMfa, &someone_else),
+            Decision::NotFound
+        );
+        for action in [
+            Action::ManageOwnProfile,
+            Action::ChangeOwnPassword,
+            Action::ChangeOwnEmail,
+        ] {
+            assert_eq!(
+                authorize(&actor, action, &own),
+                Decision::RequiresMfa,
+                "{action:?}"
+            );
+        }
+        let stale = Actor {
+            reauthenticated_at: None,
+            ..actor.clone()
+        };
+        assert_eq!(
+            authorize(&stale, Action::ChangeOwnMfa, &own),
             Decision::RequiresReauth
+        );
+        // Password known, factor enrolled but not completed (stolen password):
+        // the factor cannot be replaced and nothing else is reachable.
+        let attacker = Actor {
+            mfa_enrolled: true,
+            ..actor
+        };
+        for action in Action::ALL {
+            for resource in [
+                own,
+                Resource::client_record(w.p, w.a),
+                Resource::practice(w.p),
+            ] {
+                assert_eq!(
+                    authorize(&attacker, action, &resource),
+                    Decision::RequiresMfa,
+                    "{action:?}"
+                );
+            }
+        }
+        // A client who enrolled a factor is held to it too.
+        let client = Actor {
+            mfa_enrolled: true,
+            mfa_satisfied: false,
+            ..persona(&w, "client_a")
+        };
+        assert_eq!(
+            authorize(
+                &client,
+                Action::ReadMessages,
+                &Resource::client_record(w.p, w.a)
+            ),
+            Decision::RequiresMfa
         );
     }
 
@@ -1142,7 +1208,7 @@ mod tests {
             for action in [Action::ManagePractices, Action::ReadPlatformHealth] {
                 let expected = if name == "operator" {
                     Decision::Allow
-                } else if actor.role.is_staff() && !actor.mfa_satisfied {
+                } else if !actor.mfa_satisfied {
                     Decision::RequiresMfa
                 } else {
                     Decision::Deny
@@ -1403,6 +1469,7 @@ mod tests {
             glass in prop::collection::vec(
                 (prop::sample::select(clients.clone()), -120i64..120), 0..2),
             mfa in any::<bool>(),
+            enrolled in any::<bool>(),
             reauth in prop::option::of(-30i64..30),
             granted in any::<bool>(),
         ) -> Actor {
@@ -1412,6 +1479,7 @@ mod tests {
                 practice_id: if role == Role::Operator { None } else { Some(practice) },
                 role,
                 mfa_satisfied: mfa,
+                mfa_enrolled: enrolled,
                 reauthenticated_at: reauth.map(|m| now - Duration::minutes(m)),
                 client_id: (role == Role::Client).then_some(own_client),
                 relationships: rels.into_iter().map(|(c, treating)| CareRelationship {
@@ -1506,6 +1574,20 @@ mod tests {
             let d = authorize(&actor, action, &resource);
             if action.kind() != ActionKind::SelfService {
                 prop_assert_ne!(d, Decision::Allow);
+            }
+        }
+
+        /// Without a completed second factor, the only thing ever allowed is
+        /// enrolling the first factor on one's own account.
+        #[test]
+        fn without_mfa_only_first_enrolment(
+            actor in arb_world_actor(), action in arb_action(), resource in arb_resource()
+        ) {
+            let actor = Actor { mfa_satisfied: false, ..actor };
+            if authorize(&actor, action, &resource).is_allowed() {
+                prop_assert_eq!(action, Action::ChangeOwnMfa);
+                prop_assert!(!actor.mfa_enrolled);
+                prop_assert_eq!(resource.owner, Some(actor.user_id));
             }
         }
 

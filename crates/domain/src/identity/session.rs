@@ -88,7 +88,10 @@ pub struct Session {
     pub idle_timeout: Duration,
     /// The session ends at this instant whatever happens.
     pub absolute_deadline: DateTime<Utc>,
-    /// The second factor was completed at this instant (staff must have it).
+    /// The account had a second factor enrolled when the session started.
+    pub mfa_enrolled: bool,
+    /// The second factor was completed at this instant (staff must have it;
+    /// clients who enrolled one too).
     pub mfa_completed_at: Option<DateTime<Utc>>,
     /// Last re-entry of a credential (for sensitive actions).
     pub reauthenticated_at: Option<DateTime<Utc>>,
@@ -96,11 +99,13 @@ pub struct Session {
 
 impl Session {
     /// A new session at sign-in (password verified). Returns the session to
-    /// store and the token to set in the cookie.
+    /// store and the token to set in the cookie. `mfa_enrolled` comes from
+    /// the account: whether it has a second factor.
     pub fn start(
         user_id: UserId,
         practice_id: Option<PracticeId>,
         role: Role,
+        mfa_enrolled: bool,
         policy: &SessionPolicy,
         now: DateTime<Utc>,
     ) -> (Self, SecretToken) {
@@ -114,6 +119,7 @@ impl Session {
             last_seen_at: now,
             idle_timeout: policy.idle_for(role),
             absolute_deadline: now + policy.absolute,
+            mfa_enrolled,
             mfa_completed_at: None,
             // Signing in is a credential entry.
             reauthenticated_at: Some(now),
@@ -151,10 +157,12 @@ impl Session {
         }
     }
 
-    /// The second factor was verified: mark it and issue a fresh token
-    /// (the caller replaces the stored hash and the cookie).
+    /// The second factor was verified (or a first one enrolled and its
+    /// first code verified): mark it and issue a fresh token (the caller
+    /// replaces the stored hash and the cookie).
     pub fn complete_mfa(&mut self, now: DateTime<Utc>) -> SecretToken {
         self.mfa_completed_at = Some(now);
+        self.mfa_enrolled = true;
         self.reauthenticated_at = Some(now);
         self.rotate()
     }
@@ -172,9 +180,10 @@ impl Session {
         token
     }
 
-    /// Staff need a completed second factor for anything but self-service.
+    /// Staff, and clients who enrolled a factor, need it completed before
+    /// anything but enrolling a first factor.
     pub fn mfa_satisfied(&self) -> bool {
-        !self.role.is_staff() || self.mfa_completed_at.is_some()
+        self.mfa_completed_at.is_some() || (!self.role.is_staff() && !self.mfa_enrolled)
     }
 
     /// The [`Actor`] for a request made with this session. The caller loads
@@ -193,6 +202,7 @@ impl Session {
             practice_id: self.practice_id,
             role: self.role,
             mfa_satisfied: self.mfa_satisfied(),
+            mfa_enrolled: self.mfa_enrolled,
             reauthenticated_at: self.reauthenticated_at,
             client_id: if self.role == Role::Client {
                 client_id
@@ -218,6 +228,7 @@ mod tests {
             UserId::random(),
             Some(PracticeId::random()),
             role,
+            role.is_staff(),
             &SessionPolicy::default(),
             clock.now(),
         )
@@ -283,12 +294,20 @@ mod tests {
             UserId::random(),
             None,
             Role::PracticeAdmin,
+            true,
             &policy,
             c.now(),
         );
         assert_eq!(s.idle_timeout, Duration::minutes(5));
         assert!(!s.is_valid(c.now() + Duration::minutes(5)));
-        let (s, _) = Session::start(UserId::random(), None, Role::Client, &policy, c.now());
+        let (s, _) = Session::start(
+            UserId::random(),
+            None,
+            Role::Client,
+            false,
+            &policy,
+            c.now(),
+        );
         assert!(s.is_valid(c.now() + Duration::minutes(59)));
         assert!(!s.is_valid(c.now() + Duration::minutes(60)));
     }
@@ -358,6 +377,32 @@ mod tests {
             authorize(&actor, Action::ExportClientRecord, &record),
             Decision::RequiresReauth
         );
+    }
+
+    #[test]
+    fn clients_who_enrolled_a_factor_must_complete_it() {
+        let c = clock();
+        let (mut s, _) = Session::start(
+            UserId::random(),
+            None,
+            Role::Client,
+            true,
+            &SessionPolicy::default(),
+            c.now(),
+        );
+        assert!(!s.mfa_satisfied());
+        s.complete_mfa(c.now());
+        assert!(s.mfa_satisfied());
+        // A staff member with nothing enrolled is not satisfied either.
+        let (s, _) = Session::start(
+            UserId::random(),
+            None,
+            Role::Clinician,
+            false,
+            &SessionPolicy::default(),
+            c.now(),
+        );
+        assert!(!s.mfa_satisfied());
     }
 
     #[test]
