@@ -665,7 +665,8 @@ pub fn authorize(actor: &Actor, action: Action, resource: &Resource) -> Decision
     // 2. Before the second factor, a session may only enrol the first one
     // (a stolen password must not be enough to replace an enrolled factor,
     // change the password or e-mail, or reach any data).
-    if !actor.mfa_satisfied && !(action == Action::ChangeOwnMfa && !actor.mfa_enrolled) {
+    let enrolling_first_factor = action == Action::ChangeOwnMfa && !actor.mfa_enrolled;
+    if !actor.mfa_satisfied && !enrolling_first_factor {
         return Decision::RequiresMfa;
     }
     // 3. Role and relationship.
