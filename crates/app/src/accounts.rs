@@ -1,11 +1,11 @@
-//! Secrets the application hands out: passwords for new accounts, one-time
-//! bootstrap tokens. Generated from the operating system's CSPRNG.
+//! Credentials the command line hands out: readable random passwords for new
+//! accounts and one-time setup tokens. Hashing and token rules live in
+//! `tapestry_domain::identity`; this only adapts them for printing.
 
-use argon2::password_hash::{PasswordHasher, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
 use rand::rngs::OsRng;
 use rand::RngCore;
-use sha2::{Digest, Sha256};
+use tapestry_domain::identity::password::{self, NormalizedPassword};
+use tapestry_domain::identity::token::SecretToken;
 
 /// A random password of 20 characters from an unambiguous alphabet (~115 bits).
 pub fn random_password() -> String {
@@ -18,27 +18,14 @@ pub fn random_password() -> String {
         .collect()
 }
 
-/// A 256-bit one-time token (hex) and the SHA-256 hash that is stored.
+/// A one-time token to print, and the hash (hex) that is stored.
 pub fn one_time_token() -> (String, String) {
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    let token = hex::encode(bytes);
-    let hash = token_hash(&token);
-    (token, hash)
+    let token = SecretToken::generate();
+    let hash = token.hash().to_hex();
+    (token.expose().to_string(), hash)
 }
 
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// Argon2id with OWASP's minimum parameters (m = 19 MiB, t = 2, p = 1).
-pub fn hash_password(password: &str) -> anyhow::Result<String> {
-    let params =
-        Params::new(19_456, 2, 1, None).map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
-    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-    let salt = SaltString::generate(&mut OsRng);
-    Ok(argon
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?
-        .to_string())
+/// Argon2id, with the parameters the identity module sets.
+pub fn hash_password(plain: &str) -> anyhow::Result<String> {
+    password::hash_password(&NormalizedPassword::new(plain)).map_err(|e| anyhow::anyhow!("password: {e}"))
 }

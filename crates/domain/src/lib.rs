@@ -3,6 +3,7 @@
 //! Nothing in this crate performs file or network I/O or reads the wall clock;
 //! "now" arrives through [`clock::Clock`], data arrives as values.
 
+pub mod access;
 pub mod care;
 pub mod change;
 pub mod client;
@@ -10,6 +11,7 @@ pub mod clock;
 pub mod content;
 pub mod episode;
 pub mod fhir;
+pub mod identity;
 pub mod ids;
 pub mod instrument;
 pub mod measurement_cli;

@@ -59,6 +59,16 @@ impl Role {
     pub fn is_staff(self) -> bool {
         !matches!(self, Role::Client)
     }
+
+    /// Roles that may hold care relationships and use break-glass.
+    pub fn is_clinical(self) -> bool {
+        matches!(self, Role::Clinician | Role::Supervisor | Role::PracticeOwner)
+    }
+
+    /// Roles that administer a practice.
+    pub fn is_practice_admin(self) -> bool {
+        matches!(self, Role::PracticeAdmin | Role::PracticeOwner)
+    }
 }
 
 impl fmt::Display for Role {

@@ -2,6 +2,8 @@
 //! (SQLite, the embedded default, and PostgreSQL) generated from one body.
 
 mod adapter;
+pub mod audit_chain;
+pub mod crypto;
 pub mod error;
 pub mod postgres;
 pub mod sqlite;
