@@ -7,3 +7,4 @@ pub mod clock;
 pub mod content;
 pub mod ids;
 pub mod risk;
+pub mod knowledge;
