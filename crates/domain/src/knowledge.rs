@@ -807,12 +807,12 @@ impl Knowledge {
         for p in &self.vocabulary.flags {
             f.insert(format!("flag.{}", p.id), FeatureKind::Bool);
         }
-        f.insert("risk.level".into(), FeatureKind::Ordinal(labels(&RISK_SCALE)));
-        f.insert("risk.days_since_self_harm".into(), FeatureKind::Number);
         f.insert(
-            "style.coping".into(),
-            FeatureKind::Text(labels(&COPING)),
+            "risk.level".into(),
+            FeatureKind::Ordinal(labels(&RISK_SCALE)),
         );
+        f.insert("risk.days_since_self_harm".into(), FeatureKind::Number);
+        f.insert("style.coping".into(), FeatureKind::Text(labels(&COPING)));
         f.insert(
             "style.reactance".into(),
             FeatureKind::Ordinal(labels(&REACTANCE_SCALE)),
@@ -854,7 +854,13 @@ impl Knowledge {
         );
         f.insert(
             "integration.home_school".into(),
-            FeatureKind::Text(self.vocabulary.schools.iter().map(|s| s.id.clone()).collect()),
+            FeatureKind::Text(
+                self.vocabulary
+                    .schools
+                    .iter()
+                    .map(|s| s.id.clone())
+                    .collect(),
+            ),
         );
         f.insert("preference.any".into(), FeatureKind::Bool);
         for inst in self.instruments.values() {
@@ -865,16 +871,31 @@ impl Knowledge {
                 f.insert(format!("measure.{i}.item{n}"), FeatureKind::Number);
             }
             f.insert(format!("change.{i}.delta"), FeatureKind::Number);
-            f.insert(format!("change.{i}.reliable_improvement"), FeatureKind::Bool);
-            f.insert(format!("change.{i}.reliable_deterioration"), FeatureKind::Bool);
+            f.insert(
+                format!("change.{i}.reliable_improvement"),
+                FeatureKind::Bool,
+            );
+            f.insert(
+                format!("change.{i}.reliable_deterioration"),
+                FeatureKind::Bool,
+            );
             f.insert(format!("change.{i}.not_on_track"), FeatureKind::Bool);
         }
         for d in ["anxiety", "depression", "trauma", "sleep", "alcohol"] {
             f.insert(format!("domain.{d}.caseness"), FeatureKind::Bool);
-            f.insert(format!("domain.{d}.reliable_improvement"), FeatureKind::Bool);
-            f.insert(format!("domain.{d}.early_large_improvement"), FeatureKind::Bool);
+            f.insert(
+                format!("domain.{d}.reliable_improvement"),
+                FeatureKind::Bool,
+            );
+            f.insert(
+                format!("domain.{d}.early_large_improvement"),
+                FeatureKind::Bool,
+            );
         }
-        f.insert("change.any_reliable_deterioration".into(), FeatureKind::Bool);
+        f.insert(
+            "change.any_reliable_deterioration".into(),
+            FeatureKind::Bool,
+        );
         f.insert("change.all_recovered".into(), FeatureKind::Bool);
         f.insert("history.sessions".into(), FeatureKind::Number);
         f.insert("history.not_on_track_reviews".into(), FeatureKind::Number);
@@ -884,7 +905,10 @@ impl Knowledge {
         f.insert("history.alliance_drop".into(), FeatureKind::Number);
         f.insert("history.homework_missed".into(), FeatureKind::Number);
         for c in &self.vocabulary.classes {
-            f.insert(format!("history.class.{}.sessions", c.id), FeatureKind::Number);
+            f.insert(
+                format!("history.class.{}.sessions", c.id),
+                FeatureKind::Number,
+            );
         }
         for e in &self.vocabulary.session_events {
             f.insert(format!("event.{}", e.id), FeatureKind::Bool);
@@ -923,7 +947,10 @@ impl Knowledge {
         let phase_ids: BTreeSet<&str> = self.phases.iter().map(|p| p.id.as_str()).collect();
         for p in Phase::ALL {
             if !phase_ids.contains(p.as_str()) {
-                return Err(KnowledgeError::Missing(format!("phases.toml: phase {}", p.as_str())));
+                return Err(KnowledgeError::Missing(format!(
+                    "phases.toml: phase {}",
+                    p.as_str()
+                )));
             }
         }
         for p in &self.phases {
@@ -947,13 +974,14 @@ impl Knowledge {
                 self.check_predicate(&item, &c.when, &catalogue, &mut vec![g.id.clone()])?;
             }
         }
-        let mut expected = 1;
-        for t in self.techniques.values() {
+        for (expected, t) in (1..).zip(self.techniques.values()) {
             let item = format!("technique {} ({})", t.code, t.id);
             if t.code != format!("T{expected:02}") {
-                return Err(invalid(&item, &format!("codes must run T01…T39 without gaps; expected T{expected:02}")));
+                return Err(invalid(
+                    &item,
+                    &format!("codes must run T01…T39 without gaps; expected T{expected:02}"),
+                ));
             }
-            expected += 1;
             if !is_kebab(&t.id) {
                 return Err(invalid(&item, "id must be kebab-case"));
             }
@@ -1012,13 +1040,19 @@ impl Knowledge {
                 if e.verified && !src.verified {
                     return Err(invalid(
                         &item,
-                        &format!("evidence {} is marked verified but evidence.toml says it is not", e.key),
+                        &format!(
+                            "evidence {} is marked verified but evidence.toml says it is not",
+                            e.key
+                        ),
                     ));
                 }
             }
             for s in [&t.mechanism, &t.explanation, &t.dose, &t.homework.title] {
                 if s.trim().is_empty() {
-                    return Err(invalid(&item, "mechanism, explanation, dose and homework title must not be empty"));
+                    return Err(invalid(
+                        &item,
+                        "mechanism, explanation, dose and homework title must not be empty",
+                    ));
                 }
             }
         }
@@ -1037,7 +1071,13 @@ impl Knowledge {
                 };
                 if let Some(ph) = &s.phase {
                     if !t.phases.contains(ph) {
-                        return Err(invalid(&item, &format!("step {} is placed in {ph}, which the technique does not allow", s.code)));
+                        return Err(invalid(
+                            &item,
+                            &format!(
+                                "step {} is placed in {ph}, which the technique does not allow",
+                                s.code
+                            ),
+                        ));
                     }
                 }
             }
@@ -1082,7 +1122,10 @@ impl Knowledge {
 
     fn check_target(&self, item: &str, t: &Target) -> Result<(), KnowledgeError> {
         if t.is_empty() {
-            return Err(invalid(item, "an effect target must name codes, classes, schools or preferences"));
+            return Err(invalid(
+                item,
+                "an effect target must name codes, classes, schools or preferences",
+            ));
         }
         for c in &t.codes {
             if !self.techniques.contains_key(c) {
@@ -1101,7 +1144,10 @@ impl Knowledge {
         }
         if let Some(p) = &t.from_preferences {
             if p != "preferred" && p != "avoided" {
-                return Err(invalid(item, "from_preferences must be 'preferred' or 'avoided'"));
+                return Err(invalid(
+                    item,
+                    "from_preferences must be 'preferred' or 'avoided'",
+                ));
             }
         }
         Ok(())
@@ -1200,7 +1246,10 @@ impl Knowledge {
             Predicate::Not(x) => self.check_predicate(item, x, cat, gate_stack),
             Predicate::Is(f) => match cat.get(f) {
                 Some(FeatureKind::Bool) => Ok(()),
-                Some(_) => Err(invalid(item, &format!("feature '{f}' is not true/false; use equals or at_least"))),
+                Some(_) => Err(invalid(
+                    item,
+                    &format!("feature '{f}' is not true/false; use equals or at_least"),
+                )),
                 None => Err(unresolved(item, "feature", f)),
             },
             Predicate::Present(f) => {
@@ -1218,11 +1267,16 @@ impl Knowledge {
                 match (kind, &c.value) {
                     (FeatureKind::Number, Scalar::Number(_)) => Ok(()),
                     (FeatureKind::Bool, Scalar::Bool(_)) if !ordered => Ok(()),
-                    (FeatureKind::Text(xs), Scalar::Text(v)) if !ordered && xs.contains(v) => Ok(()),
+                    (FeatureKind::Text(xs), Scalar::Text(v)) if !ordered && xs.contains(v) => {
+                        Ok(())
+                    }
                     (FeatureKind::Ordinal(xs), Scalar::Text(v)) if xs.contains(v) => Ok(()),
                     _ => Err(invalid(
                         item,
-                        &format!("value {:?} does not fit feature '{}' ({kind:?})", c.value, c.feature),
+                        &format!(
+                            "value {:?} does not fit feature '{}' ({kind:?})",
+                            c.value, c.feature
+                        ),
                     )),
                 }
             }
@@ -1292,7 +1346,13 @@ pub fn allowed_effects(t: RuleType) -> &'static [&'static str] {
         RuleType::Contraindication => &["exclude", "alert"],
         RuleType::PhaseGate => &["gate"],
         RuleType::Interference => &["insert", "alert"],
-        RuleType::Selection => &["boost", "penalize", "set_style", "intensity_at_least", "alert"],
+        RuleType::Selection => &[
+            "boost",
+            "penalize",
+            "set_style",
+            "intensity_at_least",
+            "alert",
+        ],
         RuleType::Sequencing => &["order"],
         RuleType::Adaptation => &["suggest", "checklist", "alert"],
         RuleType::Preference => &["boost", "penalize"],
@@ -1351,7 +1411,8 @@ fn is_kebab(s: &str) -> bool {
         && !s.starts_with('-')
         && !s.ends_with('-')
         && !s.contains("--")
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 fn dup(item: &str, what: &'static str, value: &str) -> KnowledgeError {
@@ -1389,7 +1450,10 @@ pub enum FeatureValue {
     Number(f64),
     Text(String),
     /// A label on an ordered scale.
-    Ordinal { label: String, rank: usize },
+    Ordinal {
+        label: String,
+        rank: usize,
+    },
 }
 
 impl FeatureValue {
@@ -1625,8 +1689,14 @@ mod tests {
     #[test]
     fn render_fills_known_placeholders_and_keeps_unknown() {
         let mut f = Features::new();
-        f.insert("risk.level".into(), FeatureValue::ordinal(&RISK_SCALE, "high"));
-        assert_eq!(render("risk is {risk.level} ({x})", &f), "risk is high ({x})");
+        f.insert(
+            "risk.level".into(),
+            FeatureValue::ordinal(&RISK_SCALE, "high"),
+        );
+        assert_eq!(
+            render("risk is {risk.level} ({x})", &f),
+            "risk is high ({x})"
+        );
         assert_eq!(render("open {brace", &f), "open {brace");
         assert_eq!(render("", &f), "");
     }
@@ -1635,13 +1705,19 @@ mod tests {
     fn ordinal_comparison_uses_rank() {
         let k = Knowledge::embedded().unwrap();
         let mut f = Features::new();
-        f.insert("risk.level".into(), FeatureValue::ordinal(&RISK_SCALE, "moderate"));
+        f.insert(
+            "risk.level".into(),
+            FeatureValue::ordinal(&RISK_SCALE, "moderate"),
+        );
         let ge_high = Predicate::AtLeast(Comparison {
             feature: "risk.level".into(),
             value: Scalar::Text("high".into()),
         });
         assert!(!k.eval(&ge_high, &f));
-        f.insert("risk.level".into(), FeatureValue::ordinal(&RISK_SCALE, "imminent"));
+        f.insert(
+            "risk.level".into(),
+            FeatureValue::ordinal(&RISK_SCALE, "imminent"),
+        );
         assert!(k.eval(&ge_high, &f));
         // Absent features never satisfy a comparison.
         let absent = Predicate::AtLeast(Comparison {

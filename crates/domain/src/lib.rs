@@ -3,8 +3,12 @@
 //! Nothing in this crate performs file or network I/O or reads the wall clock;
 //! "now" arrives through [`clock::Clock`], data arrives as values.
 
+pub mod adapt;
 pub mod clock;
 pub mod content;
+pub mod formulation;
 pub mod ids;
-pub mod risk;
 pub mod knowledge;
+pub mod plan;
+pub mod plan_input;
+pub mod risk;
