@@ -839,6 +839,9 @@ impl Knowledge {
             FeatureKind::Ordinal(labels(&INTENSITY_SCALE)),
         );
         f.insert("impairment".into(), FeatureKind::Number);
+        for d in &self.vocabulary.dimensions {
+            f.insert(format!("dimension.{}", d.id), FeatureKind::Number);
+        }
         f.insert("social_support.low".into(), FeatureKind::Bool);
         f.insert("readiness.regulation_skill".into(), FeatureKind::Bool);
         f.insert("readiness.prioritises_trauma".into(), FeatureKind::Bool);

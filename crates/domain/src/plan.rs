@@ -311,6 +311,9 @@ pub fn build_features(k: &Knowledge, case: &Case) -> Features {
     if let Some(w) = f0.impairment {
         f.insert("impairment".into(), n(w));
     }
+    for (d, rating) in &f0.dimension_ratings {
+        f.insert(format!("dimension.{d}"), n(f64::from(*rating)));
+    }
     f.insert("social_support.low".into(), b(f0.low_social_support));
     f.insert(
         "readiness.regulation_skill".into(),
@@ -862,12 +865,6 @@ pub fn generate(k: &Knowledge, case: &Case) -> Plan {
             t.targets
                 .iter()
                 .any(|x| x == "all" || f0.presenting_problems.contains(x))
-                || (f0.integration.model == "assimilative"
-                    && f0
-                        .integration
-                        .home_school
-                        .as_ref()
-                        .is_some_and(|h| t.schools.contains(h)))
         })
     };
     for r in &k.rules {
@@ -898,9 +895,13 @@ pub fn generate(k: &Knowledge, case: &Case) -> Plan {
         if let Some(w) = &e.boost {
             for code in ctx.resolve(&w.target) {
                 // A boost re-weights; it only creates a new candidate when the
-                // technique targets one of the presenting problems (or belongs
-                // to the home school of an assimilative plan).
-                if !cands.contains_key(&code) && !relevant(&code) {
+                // technique targets one of the presenting problems, or when the
+                // rule names it explicitly with a weight that alone reaches the
+                // inclusion threshold (a deliberate addition, e.g. relational
+                // work in a psychodynamic home).
+                let deliberate =
+                    w.target.codes.contains(&code) && w.weight >= k.settings.include_threshold;
+                if !cands.contains_key(&code) && !relevant(&code) && !deliberate {
                     continue;
                 }
                 let c = cands.entry(code).or_default();

@@ -1044,3 +1044,12 @@ proptest! {
         prop_assert!(intensity_rank(&s["care_intensity"]) >= intensity_rank(&c["care_intensity"]));
     }
 }
+
+#[test]
+#[ignore = "dev tool: TAPESTRY_CASE=path/to/case.json prints the plan"]
+fn print_case_from_env() {
+    let path = std::env::var("TAPESTRY_CASE").unwrap();
+    let text = std::fs::read_to_string(path).unwrap();
+    let out = plan_command(&k(), &SumScorer, &text).unwrap();
+    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+}
