@@ -1053,3 +1053,28 @@ fn print_case_from_env() {
     let out = plan_command(&k(), &SumScorer, &text).unwrap();
     println!("{}", serde_json::to_string_pretty(&out).unwrap());
 }
+
+#[test]
+fn documented_counts_match_the_knowledge_base() {
+    let k = k();
+    assert_eq!(
+        k.rules.len(),
+        95,
+        "update docs/plan-engine.md when rules change"
+    );
+    assert_eq!(
+        k.evidence.len(),
+        91,
+        "update docs/plan-engine.md when evidence changes"
+    );
+    assert_eq!(k.pathways.len(), 12);
+    assert_eq!(vignettes().len(), 32);
+    // The documented example case parses and plans.
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/plan-example-case.json"),
+    )
+    .unwrap();
+    let plan = plan_command(&k, &SumScorer, &text).unwrap();
+    assert_eq!(excluded(&plan, "T35").unwrap()["rule"], "CI-T35-bipolar");
+    assert!(suggestion(&plan, "A1-panic").is_some());
+}
