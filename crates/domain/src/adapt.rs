@@ -163,3 +163,41 @@ pub fn review(k: &Knowledge, case: &Case, previous: Option<&Plan>) -> SessionRev
         plan,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formulation::Formulation;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn checklist_covers_the_five_domains() {
+        let c = clinical_support_checklist();
+        let domains: Vec<&str> = c.iter().map(|x| x.domain.as_str()).collect();
+        assert_eq!(
+            domains,
+            [
+                "alliance",
+                "motivation",
+                "social_support_life_events",
+                "emotion_regulation",
+                "risk"
+            ]
+        );
+    }
+
+    #[test]
+    fn first_session_review_has_no_progress_suggestions() {
+        let k = Knowledge::embedded().unwrap();
+        let case = Case {
+            formulation: Formulation::new(30, vec!["depression".into()]),
+            measures: BTreeMap::new(),
+            history: Vec::new(),
+        };
+        let r = review(&k, &case, None);
+        assert!(r.suggestions.is_empty());
+        assert!(r.checklist.is_none());
+        assert!(!r.risk_regression);
+        assert_eq!(r.plan.version, 1);
+    }
+}

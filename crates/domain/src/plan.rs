@@ -1398,3 +1398,99 @@ pub fn pause_for_risk(plan: &Plan, why: &str) -> Plan {
 }
 
 pub use crate::plan_input::{plan_command, PlanInputError};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(inst: &str, total: f64, caseness: bool) -> MeasureSnapshot {
+        MeasureSnapshot {
+            instrument: inst.into(),
+            total,
+            caseness,
+            band: None,
+            critical: if inst == "phq9" { vec![(9, 0)] } else { vec![] },
+        }
+    }
+
+    fn session(n: u32, phq: f64) -> SessionRecord {
+        SessionRecord {
+            session: n,
+            measures: BTreeMap::from([("phq9".to_string(), snap("phq9", phq, phq >= 10.0))]),
+            techniques: vec!["T03".into()],
+            alliance: None,
+            homework_completed: None,
+            events: vec![],
+            risk: None,
+        }
+    }
+
+    fn case(history: Vec<SessionRecord>, phq_now: f64) -> Case {
+        Case {
+            formulation: Formulation::new(40, vec!["depression".into()]),
+            measures: BTreeMap::from([(
+                "phq9".to_string(),
+                snap("phq9", phq_now, phq_now >= 10.0),
+            )]),
+            history,
+        }
+    }
+
+    #[test]
+    fn absent_measures_give_no_measure_features() {
+        let k = Knowledge::embedded().unwrap();
+        let mut c = case(vec![], 0.0);
+        c.measures.clear();
+        let f = build_features(&k, &c);
+        assert!(!f
+            .keys()
+            .any(|x| x.starts_with("measure.") || x.starts_with("change.phq9")));
+        assert_eq!(f.get("history.sessions"), Some(&FeatureValue::Number(0.0)));
+    }
+
+    #[test]
+    fn not_on_track_counts_consecutive_reviews_from_session_four() {
+        let k = Knowledge::embedded().unwrap();
+        // Baseline 18, flat: reviews at index 4 and 5 are off track.
+        let flat: Vec<_> = (1..=5).map(|n| session(n, 18.0)).collect();
+        assert_eq!(not_on_track_run(&k, &case(flat.clone(), 17.0)), 2);
+        // Reliable improvement today (18 → 11) ends the run.
+        assert_eq!(not_on_track_run(&k, &case(flat, 11.0)), 0);
+        // Too early to judge.
+        let early: Vec<_> = (1..=2).map(|n| session(n, 18.0)).collect();
+        assert_eq!(not_on_track_run(&k, &case(early, 18.0)), 0);
+    }
+
+    #[test]
+    fn reliable_change_uses_the_instrument_threshold() {
+        let k = Knowledge::embedded().unwrap();
+        let f = build_features(&k, &case(vec![session(1, 18.0)], 12.0));
+        assert_eq!(
+            f.get("change.phq9.reliable_improvement"),
+            Some(&FeatureValue::Bool(true))
+        );
+        let f = build_features(&k, &case(vec![session(1, 18.0)], 13.0));
+        assert_eq!(
+            f.get("change.phq9.reliable_improvement"),
+            Some(&FeatureValue::Bool(false))
+        );
+        let f = build_features(&k, &case(vec![session(1, 8.0)], 14.0));
+        assert_eq!(
+            f.get("change.any_reliable_deterioration"),
+            Some(&FeatureValue::Bool(true))
+        );
+    }
+
+    #[test]
+    fn pause_for_risk_keeps_every_item() {
+        let k = Knowledge::embedded().unwrap();
+        let plan = generate(&k, &case(vec![], 12.0));
+        let paused = pause_for_risk(&plan, "test");
+        assert_eq!(paused.items.len(), plan.items.len());
+        assert_eq!(paused.phase, Phase::P0);
+        assert!(paused
+            .items
+            .iter()
+            .all(|i| i.phase == Phase::P0 || i.status == ItemStatus::Paused));
+    }
+}
