@@ -1553,28 +1553,32 @@ impl Knowledge {
             Predicate::Not(x) => {
                 let held = self.eval_trace(x, f, &mut Vec::new());
                 if !held {
-                    trace.push(format!("not ({})", describe(x)));
+                    trace.push(format!("not ({})", self.describe(x)));
                 }
                 !held
             }
             Predicate::Is(name) => {
                 let held = matches!(f.get(name), Some(FeatureValue::Bool(true)));
                 if held {
-                    trace.push(name.clone());
+                    trace.push(self.feature_label(name));
                 }
                 held
             }
             Predicate::Present(name) => {
                 let held = f.contains_key(name);
                 if let (true, Some(v)) = (held, f.get(name)) {
-                    trace.push(format!("{name} = {}", v.display()));
+                    trace.push(format!("{} = {}", self.feature_label(name), v.display()));
                 }
                 held
             }
             Predicate::Equals(c) => {
                 let held = equals(f, c);
                 if held {
-                    trace.push(format!("{} = {}", c.feature, scalar_text(&c.value)));
+                    trace.push(format!(
+                        "{} = {}",
+                        self.feature_label(&c.feature),
+                        scalar_text(&c.value)
+                    ));
                 }
                 held
             }
@@ -1589,7 +1593,7 @@ impl Knowledge {
                 if let (true, Some(v)) = (held, f.get(&c.feature)) {
                     trace.push(format!(
                         "{} = {} ({} {})",
-                        c.feature,
+                        self.feature_label(&c.feature),
                         v.display(),
                         if want_ge { "at least" } else { "at most" },
                         scalar_text(&c.value)
@@ -1608,6 +1612,110 @@ impl Knowledge {
                 None => false,
             },
         }
+    }
+
+    /// A predicate in plain words.
+    pub fn describe(&self, p: &Predicate) -> String {
+        let list = |xs: &[Predicate], sep: &str| {
+            xs.iter()
+                .map(|x| self.describe(x))
+                .collect::<Vec<_>>()
+                .join(sep)
+        };
+        match p {
+            Predicate::Always(b) => b.to_string(),
+            Predicate::All(xs) => list(xs, " and "),
+            Predicate::Any(xs) => format!("({})", list(xs, " or ")),
+            Predicate::Not(x) => format!("not {}", self.describe(x)),
+            Predicate::Is(f) => self.feature_label(f),
+            Predicate::Present(f) => format!("{} is recorded", self.feature_label(f)),
+            Predicate::Equals(c) => {
+                format!(
+                    "{} = {}",
+                    self.feature_label(&c.feature),
+                    scalar_text(&c.value)
+                )
+            }
+            Predicate::AtLeast(c) => format!(
+                "{} at least {}",
+                self.feature_label(&c.feature),
+                scalar_text(&c.value)
+            ),
+            Predicate::AtMost(c) => format!(
+                "{} at most {}",
+                self.feature_label(&c.feature),
+                scalar_text(&c.value)
+            ),
+            Predicate::Gate(g) => format!(
+                "gate '{}' met",
+                self.gates.get(g).map(|x| x.name.as_str()).unwrap_or(g)
+            ),
+        }
+    }
+
+    /// A feature name in plain words for explanations
+    /// (`flag.cardiac` → "Cardiac disease, …").
+    pub fn feature_label(&self, name: &str) -> String {
+        let label = |list: &[VocabEntry], id: &str| {
+            list.iter()
+                .find(|e| e.id == id)
+                .map(|e| e.label.clone())
+                .unwrap_or_else(|| id.to_string())
+        };
+        let v = &self.vocabulary;
+        if let Some(id) = name.strip_prefix("problem.") {
+            if id == "count" {
+                return "number of presenting problems".into();
+            }
+            return format!("presenting problem: {}", label(&v.problems, id));
+        }
+        if let Some(id) = name.strip_prefix("primary.") {
+            return format!("main focus: {}", label(&v.problems, id));
+        }
+        if let Some(id) = name.strip_prefix("flag.") {
+            return label(&v.flags, id);
+        }
+        if let Some(id) = name.strip_prefix("event.") {
+            return format!("at the last session: {}", label(&v.session_events, id));
+        }
+        if let Some(rest) = name.strip_prefix("history.class.") {
+            let class = rest.trim_end_matches(".sessions");
+            return format!(
+                "sessions that included {}",
+                label(&v.classes, class).to_lowercase()
+            );
+        }
+        if let Some(rest) = name.strip_prefix("measure.") {
+            let mut parts = rest.splitn(2, '.');
+            let inst = parts.next().unwrap_or("").to_uppercase();
+            return match parts.next() {
+                Some("total") => format!("{inst} total"),
+                Some("caseness") => format!("{inst} above caseness"),
+                Some(item) => format!("{inst} {}", item.replace("item", "item ")),
+                None => inst,
+            };
+        }
+        let fixed = match name {
+            "risk.level" => "risk level",
+            "risk.days_since_self_harm" => "days since self-harm",
+            "style.coping" => "coping style",
+            "style.reactance" => "reactance",
+            "style.stage" => "stage of change",
+            "style.arousal_target" => "arousal target",
+            "style.directiveness" => "directiveness",
+            "integration.model" => "integration model",
+            "integration.home_school" => "home school",
+            "social_support.low" => "low social support",
+            "readiness.regulation_skill" => "can use a regulation skill",
+            "readiness.prioritises_trauma" => "prioritises the trauma target",
+            "history.sessions" => "sessions so far",
+            "history.risk_rose" => "risk rose since the last session",
+            "history.previous_positive_screen" => "an earlier positive risk screen",
+            "change.any_reliable_deterioration" => "reliable deterioration on a measure",
+            "change.all_recovered" => "all targets recovered",
+            other => other,
+        };
+        fixed.to_string()
     }
 
     /// The conditions of a gate that do not hold, with their blocking flag.
@@ -1633,25 +1741,6 @@ fn scalar_text(s: &Scalar) -> String {
         Scalar::Number(n) => FeatureValue::Number(*n).display(),
         Scalar::Text(t) => t.clone(),
         Scalar::Bool(b) => b.to_string(),
-    }
-}
-
-/// A predicate in plain words.
-pub fn describe(p: &Predicate) -> String {
-    match p {
-        Predicate::Always(b) => b.to_string(),
-        Predicate::All(xs) => xs.iter().map(describe).collect::<Vec<_>>().join(" and "),
-        Predicate::Any(xs) => format!(
-            "({})",
-            xs.iter().map(describe).collect::<Vec<_>>().join(" or ")
-        ),
-        Predicate::Not(x) => format!("not {}", describe(x)),
-        Predicate::Is(f) => f.clone(),
-        Predicate::Present(f) => format!("{f} is recorded"),
-        Predicate::Equals(c) => format!("{} = {}", c.feature, scalar_text(&c.value)),
-        Predicate::AtLeast(c) => format!("{} at least {}", c.feature, scalar_text(&c.value)),
-        Predicate::AtMost(c) => format!("{} at most {}", c.feature, scalar_text(&c.value)),
-        Predicate::Gate(g) => format!("gate '{g}' met"),
     }
 }
 

@@ -688,9 +688,9 @@ pub fn generate(k: &Knowledge, case: &Case) -> Plan {
             }
             c.chain.push(WhyStep {
                 features: vec![if rank == 0 {
-                    format!("primary.{} (main focus)", pw.problem)
+                    k.feature_label(&format!("primary.{}", pw.problem))
                 } else {
-                    format!("problem.{}", pw.problem)
+                    k.feature_label(&format!("problem.{}", pw.problem))
                 }],
                 rule: format!("pathway:{}#{}", pw.id, i + 1),
                 rule_type: "pathway".into(),
