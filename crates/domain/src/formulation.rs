@@ -355,6 +355,82 @@ impl Formulation {
     }
 }
 
+/// One saved version of a formulation. Storage encrypts and audits it; the
+/// domain keeps the numbering, the reason and what changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FormulationVersion {
+    pub version: u32,
+    pub formulation: Formulation,
+    /// Why this version was written (required for every revision).
+    pub reason: String,
+}
+
+impl FormulationVersion {
+    /// The first, validated version.
+    pub fn first(f: Formulation, k: &Knowledge) -> Result<Self, FormulationError> {
+        f.validate(k)?;
+        Ok(Self {
+            version: 1,
+            formulation: f,
+            reason: "initial formulation".into(),
+        })
+    }
+
+    /// A validated revision with a reason.
+    pub fn revise(
+        &self,
+        next: Formulation,
+        reason: &str,
+        k: &Knowledge,
+    ) -> Result<Self, FormulationError> {
+        if reason.trim().is_empty() {
+            return Err(FormulationError::new("reason", "a revision needs a reason"));
+        }
+        next.validate(k)?;
+        Ok(Self {
+            version: self.version + 1,
+            formulation: next,
+            reason: reason.trim().into(),
+        })
+    }
+
+    /// Names of the top-level fields that differ between two versions.
+    pub fn changed_fields(&self, other: &FormulationVersion) -> Vec<&'static str> {
+        let (a, b) = (&self.formulation, &other.formulation);
+        let mut out = Vec::new();
+        let mut check = |name: &'static str, same: bool| {
+            if !same {
+                out.push(name);
+            }
+        };
+        check("age", a.age == b.age);
+        check(
+            "presenting_problems",
+            a.presenting_problems == b.presenting_problems,
+        );
+        check("five_ps", a.five_ps == b.five_ps);
+        check(
+            "dimension_ratings",
+            a.dimension_ratings == b.dimension_ratings,
+        );
+        check("strengths", a.strengths == b.strengths);
+        check("goals", a.goals == b.goals);
+        check("preferences", a.preferences == b.preferences);
+        check("style", a.style == b.style);
+        check("flags", a.flags == b.flags);
+        check("risk", a.risk == b.risk);
+        check("cultural_notes", a.cultural_notes == b.cultural_notes);
+        check("integration", a.integration == b.integration);
+        check("readiness", a.readiness == b.readiness);
+        check("impairment", a.impairment == b.impairment);
+        check(
+            "low_social_support",
+            a.low_social_support == b.low_social_support,
+        );
+        out
+    }
+}
+
 /// Shorten user-supplied text before echoing it in an error.
 pub(crate) fn clip(s: &str) -> String {
     let mut out: String = s.chars().take(40).collect();
@@ -398,6 +474,25 @@ mod tests {
         f.preferences.prefer = vec!["act".into()];
         f.preferences.avoid = vec!["act".into()];
         assert_eq!(f.validate(&k).unwrap_err().field, "preferences.prefer[0]");
+    }
+
+    #[test]
+    fn revisions_need_a_reason_and_record_what_changed() {
+        let k = k();
+        let v1 = FormulationVersion::first(Formulation::new(30, vec!["panic".into()]), &k).unwrap();
+        let mut next = v1.formulation.clone();
+        next.flags.insert("cardiac".into());
+        next.goals.push("Drive on the motorway again".into());
+        assert_eq!(
+            v1.revise(next.clone(), " ", &k).unwrap_err().field,
+            "reason"
+        );
+        let v2 = v1.revise(next, "cardiology letter received", &k).unwrap();
+        assert_eq!(v2.version, 2);
+        assert_eq!(v1.changed_fields(&v2), vec!["goals", "flags"]);
+        let mut bad = v2.formulation.clone();
+        bad.flags.insert("vertigo".into());
+        assert_eq!(v2.revise(bad, "x", &k).unwrap_err().field, "flags");
     }
 
     #[test]
