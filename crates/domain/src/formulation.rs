@@ -294,6 +294,12 @@ impl Formulation {
                     format!("{d} days is more than a lifetime"),
                 ));
             }
+            if d <= 7 && self.risk.level == RiskLevel::None {
+                return Err(FormulationError::new(
+                    "risk.level",
+                    format!("'none' contradicts self-harm {d} days ago; record at least 'low' after a structured risk inquiry"),
+                ));
+            }
         }
         let model = &self.integration.model;
         if !k

@@ -713,6 +713,10 @@ fn bad_input_names_the_field() {
             "colour: unknown field",
         ),
         (json!([1, 2]), "(input): the case must be a JSON object"),
+        (
+            json!({"age": 30, "presenting_problems": ["panic"], "risk": {"level": "none", "days_since_self_harm": 2}}),
+            "risk.level: 'none' contradicts self-harm 2 days ago",
+        ),
     ];
     for (case, want) in cases {
         let e = plan_command(&k, &SumScorer, &case.to_string()).unwrap_err();
