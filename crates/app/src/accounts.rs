@@ -27,5 +27,6 @@ pub fn one_time_token() -> (String, String) {
 
 /// Argon2id, with the parameters the identity module sets.
 pub fn hash_password(plain: &str) -> anyhow::Result<String> {
-    password::hash_password(&NormalizedPassword::new(plain)).map_err(|e| anyhow::anyhow!("password: {e}"))
+    password::hash_password(&NormalizedPassword::new(plain))
+        .map_err(|e| anyhow::anyhow!("password: {e}"))
 }

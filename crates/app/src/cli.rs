@@ -45,6 +45,52 @@ pub enum Command {
     /// Benchmark and durability tools.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Score one questionnaire response, e.g. `tapestry score phq9 1,2,0,3,1,0,2,1,0 --json` (`-` = missing answer, `na` = not applicable).
+    Score {
+        /// Instrument id: phq9, phq2, phq8, gad7, gad2, phq15, pcl5, k10, audit_c, core10, dass21, wsas, isi, …
+        instrument: String,
+        /// Answers in item order, comma-separated.
+        #[arg(allow_hyphen_values = true)]
+        answers: String,
+        /// Sex, for instruments with sex-specific cut-offs (AUDIT-C): male or female.
+        #[arg(long)]
+        sex: Option<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// NHS Talking Therapies paired outcome from first and last PHQ-9 and GAD-7 totals, e.g. `--phq9 18,7 --gad7 15,6`.
+    Outcome {
+        /// First and last PHQ-9 totals.
+        #[arg(long, allow_hyphen_values = true)]
+        phq9: String,
+        /// First and last GAD-7 totals.
+        #[arg(long, allow_hyphen_values = true)]
+        gad7: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Session-by-session change from intake: reliable and clinically significant change, sudden gains, not-on-track.
+    Change {
+        /// Instrument id, e.g. phq9.
+        instrument: String,
+        /// Totals in session order, first = intake, e.g. 20,19,19,18,18,17.
+        #[arg(long, allow_hyphen_values = true)]
+        scores: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build a phased, integrative treatment plan from a case file (schema in docs/plan-engine.md).
+    Plan {
+        /// The case as JSON.
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

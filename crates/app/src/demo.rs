@@ -16,7 +16,9 @@ use tapestry_domain::care::{CareRelationship, CareRole};
 use tapestry_domain::client::{Client, ClinicianProfile};
 use tapestry_domain::episode::{Episode, EpisodeStatus};
 use tapestry_domain::ids::{PracticeId, ResponseId};
+use tapestry_domain::instrument::InstrumentRegistry;
 use tapestry_domain::practice::Practice;
+use tapestry_domain::scoring::{score_instrument, Answers};
 use tapestry_domain::submission::Submission;
 use tapestry_domain::user::{Role, User};
 use tapestry_store::Store;
@@ -129,6 +131,7 @@ pub async fn ensure(
     {
         return Ok((existing, false));
     }
+    let registry = InstrumentRegistry::embedded().context("built-in instruments")?;
     let mut rng = StdRng::seed_from_u64(SEED);
     let practice = Practice::new("Tapestry Demo Practice", "Europe/London", now)?;
     store.insert_practice(&practice).await?;
@@ -300,17 +303,19 @@ pub async fn ensure(
                 phq[8] = Some(1);
             }
             let gad = answers_for(&mut rng, gad_total, 7, &[]);
-            for (instrument, answers) in [("phq9", phq), ("gad7", gad)] {
-                let total = answers.iter().flatten().map(|&a| f64::from(a)).sum();
+            for (instrument, raw) in [("phq9", phq), ("gad7", gad)] {
+                let answers = Answers::from_options(&raw);
+                let score = score_instrument(&registry, instrument, &answers)
+                    .with_context(|| format!("demo {instrument} answers"))?;
                 batch.push(Submission {
                     id: ResponseId::random(),
                     practice_id: practice.id,
                     client_id: client.id,
                     episode_id: episode.id,
                     instrument: instrument.into(),
-                    instrument_version: "1".into(),
-                    answers,
-                    total: Some(total),
+                    instrument_version: score.version.clone(),
+                    answers: answers.values,
+                    total: score.total.map(|p| p.0),
                     session: t,
                     submitted_at: at,
                     idempotency_key: None,

@@ -11,7 +11,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tapestry_domain::clock::Clock;
+use tapestry_domain::instrument::InstrumentRegistry;
+use tapestry_domain::knowledge::Knowledge;
 use tapestry_domain::user::{Role, User};
+use tapestry_domain::{measurement_cli, plan_input};
 use tapestry_store::{Location, Store, StoreError};
 use tapestry_web::{server, AppState};
 
@@ -96,6 +99,59 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Score {
+            instrument,
+            answers,
+            sex,
+            json,
+        } => {
+            let registry = instruments()?;
+            let report =
+                measurement_cli::score_command(&registry, &instrument, &answers, sex.as_deref())?;
+            print_report(json, &report, || report.summary());
+            Ok(())
+        }
+        Command::Outcome { phq9, gad7, json } => {
+            let registry = instruments()?;
+            let report = measurement_cli::outcome_command(&registry, &phq9, &gad7)?;
+            print_report(json, &report, || {
+                let yes = |b: bool| if b { "yes" } else { "no" };
+                let na = "not applicable (not a case at start)";
+                format!(
+                    "case at start: {}\nrecovery: {}\nreliable improvement: {}\nreliable deterioration: {}\nreliable recovery: {}",
+                    yes(report.caseness_at_start),
+                    report.recovery.map_or(na, yes),
+                    yes(report.reliable_improvement),
+                    yes(report.reliable_deterioration),
+                    report.reliable_recovery.map_or(na, yes)
+                )
+            });
+            Ok(())
+        }
+        Command::Change {
+            instrument,
+            scores,
+            json,
+        } => {
+            let registry = instruments()?;
+            let report = measurement_cli::change_command(&registry, &instrument, &scores)?;
+            print_report(json, &report, || report.summary());
+            Ok(())
+        }
+        Command::Plan { input, json } => {
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("--input {}: cannot read", input.display()))?;
+            let knowledge = Knowledge::embedded().map_err(|e| anyhow!("knowledge base: {e}"))?;
+            let registry = instruments()?;
+            let plan = plan_input::plan_command(&knowledge, &registry, &text)
+                .map_err(|e| anyhow!("{}: {e}", input.display()))?;
+            if json {
+                println!("{plan}");
+            } else {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            }
+            Ok(())
+        }
         Command::Bench(BenchCommand::Ingest {
             count,
             batch,
@@ -105,6 +161,19 @@ pub async fn run(cli: Cli) -> Result<()> {
             let store = open_store(&config).await?;
             crate::run::ingest(store, count, batch).await
         }
+    }
+}
+
+fn instruments() -> Result<InstrumentRegistry> {
+    InstrumentRegistry::embedded().map_err(|e| anyhow!("built-in instruments: {e}"))
+}
+
+/// One JSON object with `--json`, otherwise the human summary.
+fn print_report<T: serde::Serialize>(json: bool, report: &T, human: impl FnOnce() -> String) {
+    if json {
+        println!("{}", measurement_cli::to_json(report));
+    } else {
+        println!("{}", human());
     }
 }
 
@@ -298,8 +367,12 @@ pub async fn ingest(store: Arc<dyn Store>, count: u64, batch: u64) -> Result<()>
     use tapestry_domain::client::Client;
     use tapestry_domain::episode::Episode;
     use tapestry_domain::ids::ResponseId;
+    use tapestry_domain::instrument::InstrumentRegistry;
     use tapestry_domain::practice::Practice;
+    use tapestry_domain::scoring::{score, Answers};
     use tapestry_domain::submission::Submission;
+    let registry = InstrumentRegistry::embedded().context("built-in instruments")?;
+    let phq9 = registry.require("phq9").context("built-in instruments")?;
     if batch == 0 {
         bail!("--batch: must be at least 1");
     }
@@ -314,26 +387,27 @@ pub async fn ingest(store: Arc<dyn Store>, count: u64, batch: u64) -> Result<()>
     let mut written = 0u64;
     while written < count {
         let n = batch.min(count - written);
-        let subs: Vec<Submission> = (0..n)
-            .map(|i| {
-                let answers: Vec<Option<u8>> = (0..9)
-                    .map(|k| Some(u8::try_from((written + i + k) % 4).unwrap_or(0)))
-                    .collect();
-                Submission {
-                    id: ResponseId::random(),
-                    practice_id: practice.id,
-                    client_id: client.id,
-                    episode_id: episode.id,
-                    instrument: "phq9".into(),
-                    instrument_version: "1".into(),
-                    total: Some(answers.iter().flatten().map(|&a| f64::from(a)).sum()),
-                    answers,
-                    session: 1,
-                    submitted_at: now,
-                    idempotency_key: None,
-                }
-            })
-            .collect();
+        let mut subs: Vec<Submission> = Vec::new();
+        for i in 0..n {
+            let raw: Vec<Option<u8>> = (0..9)
+                .map(|k| u8::try_from((written + i + k) % 4).ok())
+                .collect();
+            let answers = Answers::from_options(&raw);
+            let score = score(phq9, &answers).context("scoring a synthetic PHQ-9")?;
+            subs.push(Submission {
+                id: ResponseId::random(),
+                practice_id: practice.id,
+                client_id: client.id,
+                episode_id: episode.id,
+                instrument: score.instrument,
+                instrument_version: score.version,
+                total: score.total.map(|p| p.0),
+                answers: answers.values,
+                session: 1,
+                submitted_at: now,
+                idempotency_key: None,
+            });
+        }
         if n == 1 {
             store.insert_submission(&subs[0]).await?;
         } else {

@@ -4,6 +4,7 @@
 //! "now" arrives through [`clock::Clock`], data arrives as values.
 
 pub mod access;
+pub mod adapt;
 pub mod care;
 pub mod change;
 pub mod client;
@@ -11,10 +12,14 @@ pub mod clock;
 pub mod content;
 pub mod episode;
 pub mod fhir;
+pub mod formulation;
 pub mod identity;
 pub mod ids;
 pub mod instrument;
+pub mod knowledge;
 pub mod measurement_cli;
+pub mod plan;
+pub mod plan_input;
 pub mod practice;
 pub mod risk;
 pub mod scoring;

@@ -7,7 +7,7 @@
 
 use crate::instrument::{InstrumentDef, MissingRule, ScoringMethod, Sex};
 use crate::risk::RiskLevel;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 
 /// The most answers a parser accepts before giving up (no instrument has more items).
@@ -32,7 +32,50 @@ pub struct Answers {
     pub sex: Option<Sex>,
 }
 
+/// Stored form of an answer: the number, `null` for missing, `"na"` for not applicable.
+impl Serialize for Answer {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Answer::Value(v) => s.serialize_i32(*v),
+            Answer::Missing => s.serialize_none(),
+            Answer::NotApplicable => s.serialize_str("na"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Answer {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Value(i32),
+            Text(String),
+            Null(()),
+        }
+        match Option::<Stored>::deserialize(d)? {
+            None | Some(Stored::Null(())) => Ok(Answer::Missing),
+            Some(Stored::Value(v)) => Ok(Answer::Value(v)),
+            Some(Stored::Text(t)) if t == "na" => Ok(Answer::NotApplicable),
+            Some(Stored::Text(t)) => Err(serde::de::Error::custom(format!(
+                "answer `{}` is not a number, null or \"na\"",
+                t.chars().take(20).collect::<String>()
+            ))),
+        }
+    }
+}
+
 impl Answers {
+    /// Answers from stored values (`None` = not answered).
+    pub fn from_options(values: &[Option<u8>]) -> Answers {
+        Answers {
+            values: values
+                .iter()
+                .map(|v| v.map_or(Answer::Missing, |x| Answer::Value(i32::from(x))))
+                .collect(),
+            sex: None,
+        }
+    }
+
     /// Answers from option values, all given.
     pub fn from_values(values: &[i32]) -> Answers {
         Answers {

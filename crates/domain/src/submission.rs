@@ -2,6 +2,7 @@
 //! computed by the definition version in force, so it can be recomputed.
 
 use crate::ids::{ClientId, EpisodeId, PracticeId, ResponseId};
+use crate::scoring::Answer;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -15,8 +16,9 @@ pub struct Submission {
     /// Instrument id, e.g. `phq9`.
     pub instrument: String,
     pub instrument_version: String,
-    /// Raw answers in item order; `None` is an unanswered item.
-    pub answers: Vec<Option<u8>>,
+    /// Raw answers in item order, exactly as given (missing and "not
+    /// applicable" included).
+    pub answers: Vec<Answer>,
     /// The total at the time of scoring; `None` when incomplete.
     pub total: Option<f64>,
     /// Session number within the episode (1 = intake).

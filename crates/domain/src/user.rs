@@ -62,7 +62,10 @@ impl Role {
 
     /// Roles that may hold care relationships and use break-glass.
     pub fn is_clinical(self) -> bool {
-        matches!(self, Role::Clinician | Role::Supervisor | Role::PracticeOwner)
+        matches!(
+            self,
+            Role::Clinician | Role::Supervisor | Role::PracticeOwner
+        )
     }
 
     /// Roles that administer a practice.

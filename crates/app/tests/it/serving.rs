@@ -101,7 +101,11 @@ async fn empty_instance_prints_a_one_time_bootstrap_token_and_no_password() {
         .stdout
         .lines()
         .map(str::trim)
-        .find(|l| l.len() == 43 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .find(|l| {
+            l.len() == 43
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
         .expect("a 256-bit base64url token")
         .to_string();
     assert!(!server.stdout.to_lowercase().contains("password"));

@@ -345,7 +345,7 @@ mod tests {
 
     #[test]
     fn actor_from_session_carries_mfa_and_reauth_state() {
-        use crate::access::{authorize, Action, Decision, CareRole, Resource};
+        use crate::access::{authorize, Action, CareRole, Decision, Resource};
         let c = clock();
         let (mut s, _) = start(Role::Clinician, &c);
         let client = ClientId::random();

@@ -1,2 +1,3 @@
 //! Domain integration tests: one binary.
 mod measurement;
+mod plan;

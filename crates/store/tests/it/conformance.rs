@@ -11,6 +11,7 @@ use tapestry_domain::client::{Client, ClinicianProfile};
 use tapestry_domain::episode::{Episode, EpisodeStatus};
 use tapestry_domain::ids::*;
 use tapestry_domain::practice::Practice;
+use tapestry_domain::scoring::Answers;
 use tapestry_domain::submission::Submission;
 use tapestry_domain::user::{AccountStatus, Role, User};
 use tapestry_store::{Backend, PgStore, SqliteStore, Store, StoreError, Stored};
@@ -109,7 +110,8 @@ async fn fixture(s: &Arc<dyn Store>) -> Fixture {
     }
 }
 
-fn submission(f: &Fixture, answers: Vec<Option<u8>>, key: Option<&str>) -> Submission {
+fn submission(f: &Fixture, raw: Vec<Option<u8>>, key: Option<&str>) -> Submission {
+    let answers = Answers::from_options(&raw).values;
     Submission {
         id: ResponseId::random(),
         practice_id: f.practice.id,
@@ -117,7 +119,7 @@ fn submission(f: &Fixture, answers: Vec<Option<u8>>, key: Option<&str>) -> Submi
         episode_id: f.episode.id,
         instrument: "phq9".into(),
         instrument_version: "1".into(),
-        total: Some(answers.iter().flatten().map(|&a| f64::from(a)).sum()),
+        total: Some(raw.iter().flatten().map(|&a| f64::from(a)).sum()),
         answers,
         session: 1,
         submitted_at: t0(),
@@ -589,7 +591,7 @@ async fn submissions_are_idempotent_and_keep_raw_answers(s: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].answers, answers);
+    assert_eq!(stored[0].answers, Answers::from_options(&answers).values);
     assert_eq!(stored[0], first);
     // The same key in another practice is a different key.
     assert!(s.submission(f.other.id, first.id).await.unwrap().is_none());
