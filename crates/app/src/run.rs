@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tapestry_domain::clock::Clock;
-use tapestry_domain::instrument::InstrumentRegistry;
+use tapestry_domain::instrument::{Availability, InstrumentRegistry};
 use tapestry_domain::knowledge::Knowledge;
 use tapestry_domain::user::{Role, User};
 use tapestry_domain::{measurement_cli, plan_input};
@@ -168,6 +168,38 @@ fn instruments() -> Result<InstrumentRegistry> {
     InstrumentRegistry::embedded().map_err(|e| anyhow!("built-in instruments: {e}"))
 }
 
+/// The instruments this site offers: the built-in set plus the licensed
+/// item-text packs in `text_packs_dir`, validated before serving.
+fn site_instruments(config: &Config) -> Result<InstrumentRegistry> {
+    let mut registry = instruments()?;
+    let Some(dir) = &config.text_packs_dir else {
+        return Ok(registry);
+    };
+    let shown = dir.display();
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("text_packs_dir {shown}: cannot read the directory"))?;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("text_packs_dir {shown}"))?
+            .path();
+        if path.extension().and_then(|e| e.to_str()) == Some("toml") {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("text_packs_dir: cannot read {}", path.display()))?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            files.push(tapestry_domain::content::ContentFile { path: name, text });
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    registry
+        .apply_text_pack(&files)
+        .map_err(|e| anyhow!("text_packs_dir {shown}: {e}"))?;
+    Ok(registry)
+}
+
 /// One JSON object with `--json`, otherwise the human summary.
 fn print_report<T: serde::Serialize>(json: bool, report: &T, human: impl FnOnce() -> String) {
     if json {
@@ -223,9 +255,7 @@ fn check_data_dir(dir: &Path) -> Result<()> {
         let read = file
             .read(&mut header)
             .with_context(|| format!("data_dir {shown}: cannot read tapestry.db"))?;
-        if read > 0 && &header[..read.min(16)] != &b"SQLite format 3\0"[..read.min(16)]
-            || (read > 0 && read < 16)
-        {
+        if read > 0 && (read < 16 || header != *b"SQLite format 3\0") {
             bail!("data_dir {shown}: tapestry.db is not a SQLite database (corrupt or foreign file); restore it from a backup or move the directory aside");
         }
     }
@@ -268,6 +298,15 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
     let started = std::time::Instant::now();
     let config = load_config(config_path, args)?;
     init_logging(config.log_format);
+    // Knowledge and instruments are validated before anything is served.
+    let registry = site_instruments(&config)?;
+    Knowledge::embedded().map_err(|e| anyhow!("knowledge base: {e}"))?;
+    let unavailable: Vec<String> = registry
+        .listing()
+        .into_iter()
+        .filter(|l| matches!(l.availability, Availability::Unavailable { .. }))
+        .map(|l| l.id)
+        .collect();
     let tls = match &config.tls {
         Some((cert, key)) => Some(server::tls_acceptor(cert, key)?),
         None => None,
@@ -322,6 +361,12 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
         tls,
         drain_timeout: Duration::from_secs(10),
     };
+    if !unavailable.is_empty() {
+        out.push_str(&format!(
+            "\nInstruments that need a licensed item-text pack (text_packs_dir) before clients can be given them: {}\n",
+            unavailable.join(", ")
+        ));
+    }
     println!(
         "{out}\nTapestry is serving {} on {} ({}), ready in {} ms. Press Ctrl-C to stop.",
         describe(&config.database),
@@ -330,7 +375,15 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
         started.elapsed().as_millis()
     );
     let _ = std::io::stdout().flush();
-    tracing::info!(listen = %config.listen, backend = store.backend().as_str(), "serving");
+    tracing::info!(
+        listen = %bound,
+        backend = store.backend().as_str(),
+        key_file = %config.key_file.display(),
+        staff_idle_minutes = config.staff_idle_minutes,
+        client_idle_minutes = config.client_idle_minutes,
+        absolute_session_hours = config.absolute_hours,
+        "serving"
+    );
     let shutdown = async move {
         shutdown_signal().await;
         shutting_down.store(true, Ordering::SeqCst);
@@ -367,7 +420,6 @@ pub async fn ingest(store: Arc<dyn Store>, count: u64, batch: u64) -> Result<()>
     use tapestry_domain::client::Client;
     use tapestry_domain::episode::Episode;
     use tapestry_domain::ids::ResponseId;
-    use tapestry_domain::instrument::InstrumentRegistry;
     use tapestry_domain::practice::Practice;
     use tapestry_domain::scoring::{score, Answers};
     use tapestry_domain::submission::Submission;

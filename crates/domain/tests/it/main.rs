@@ -1,3 +1,4 @@
 //! Domain integration tests: one binary.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod measurement;
 mod plan;
