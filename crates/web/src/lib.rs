@@ -2,6 +2,7 @@
 //! API under `/api/v1`, server-rendered pages, and the layers every request
 //! passes through.
 
+pub mod charts;
 pub mod error;
 pub mod health;
 pub mod metrics;
