@@ -6,4 +6,5 @@
 pub mod clock;
 pub mod content;
 pub mod ids;
+pub mod matching;
 pub mod risk;

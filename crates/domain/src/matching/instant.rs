@@ -1,0 +1,810 @@
+//! Instant match: one client, right after intake, against every clinician.
+//!
+//! A [`MatchIndex`] is built once from the clinicians' profiles. It keeps one bitset
+//! over clinicians per jurisdiction, language, format, population, risk acceptance,
+//! open capacity and "ineffective on domain d", plus a few compact per-clinician
+//! arrays (specialty / effective / neutral domain masks, 168-hour UTC availability,
+//! licence expiry dates). A match ANDs the client's bitsets word by word, counts what
+//! each hard filter left (the funnel, for "what could not be met"), and scores only the
+//! clinicians that survive, keeping the best `k` in a small sorted buffer: no
+//! allocation per clinician.
+//!
+//! **Hard filters** (a clinician failing one is never offered):
+//! licence in the client's jurisdiction valid on the match date · speaks one of the
+//! client's languages · offers the format · works with the population · has a free
+//! place · when the client is urgent or at moderate-or-higher risk, accepts risk ·
+//! not rated *ineffective* on any of the client's (up to) three most elevated domains.
+//!
+//! **Score** (a small integer; higher is better; ties go to the earlier profile):
+//! for the elevated domains ranked 1, 2, 3 with weights 3, 2, 1 — specialty +4·w,
+//! rated effective +6·w, rated neutral +1·w; effective on every one of them (the
+//! Match-POP top level) +10; each preferred approach they are trained in +5; each
+//! preferred characteristic they share (with consent) +4; each whole hour of overlap
+//! with the client's preferred times +1, up to 10.
+
+use super::profile::{
+    approach_label, is_language_code, is_slug, language_name, ClinicianProfile, Format,
+    Jurisdiction, OutcomeNorms, OutcomeRating, Population, ProblemDomain, ProfileError, WeekHours,
+    WeeklyAvailability, JURISDICTIONS,
+};
+use crate::ids::ClinicianId;
+use crate::risk::RiskLevel;
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// How many elevated domains the outcome filter and score look at (Match-POP used the
+/// client's three most elevated).
+pub const ELEVATED_DOMAINS_CONSIDERED: usize = 3;
+/// Most choices one match may return.
+pub const MAX_CHOICES: usize = 50;
+
+const RANK_WEIGHTS: [u32; ELEVATED_DOMAINS_CONSIDERED] = [3, 2, 1];
+const SPECIALTY_POINTS: u32 = 4;
+const EFFECTIVE_POINTS: u32 = 6;
+const NEUTRAL_POINTS: u32 = 1;
+const TOP_LEVEL_BONUS: u32 = 10;
+const APPROACH_POINTS: u32 = 5;
+const CHARACTERISTIC_POINTS: u32 = 4;
+const MAX_HOUR_POINTS: u32 = 10;
+
+/// What a client asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientRequest {
+    /// Where the client is (jurisdiction code, e.g. `CA-ON`): the clinician must be
+    /// licensed there.
+    pub jurisdiction: String,
+    /// Languages the client is comfortable in; one in common is enough.
+    pub languages: Vec<String>,
+    pub format: Format,
+    pub population: Population,
+    /// Elevated problem domains, most elevated first.
+    #[serde(default)]
+    pub elevated_domains: Vec<ProblemDomain>,
+    #[serde(default = "no_risk")]
+    pub risk: RiskLevel,
+    /// Intake marked the referral urgent.
+    #[serde(default)]
+    pub urgent: bool,
+    #[serde(default)]
+    pub preferences: Preferences,
+    /// The day the match is made (licences must be valid on it).
+    pub date: NaiveDate,
+}
+
+fn no_risk() -> RiskLevel {
+    RiskLevel::None
+}
+
+/// Soft wishes: they raise the score and are reported when unmet, never exclude.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Preferences {
+    #[serde(default)]
+    pub approaches: Vec<String>,
+    /// Clinician characteristics the client would like (matched only against
+    /// characteristics clinicians consented to show).
+    #[serde(default)]
+    pub characteristics: Vec<String>,
+    /// Times the client would like sessions, in the client's local time.
+    #[serde(default)]
+    pub times: Option<WeeklyAvailability>,
+}
+
+/// A request that cannot be matched as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InstantMatchError {
+    #[error("jurisdiction: unknown jurisdiction code '{0}'")]
+    UnknownJurisdiction(String),
+    #[error("languages: at least one language is required")]
+    NoLanguage,
+    #[error("languages[{index}]: '{code}' is not a lower-case ISO 639 code")]
+    InvalidLanguage { index: usize, code: String },
+    #[error("elevated_domains: '{0}' is listed twice")]
+    DuplicateElevatedDomain(&'static str),
+    #[error("{field}: '{value}' is not a lower-case slug")]
+    InvalidPreference { field: String, value: String },
+    #[error("preferences.times: {0}")]
+    InvalidTimes(ProfileError),
+    #[error("k: must be 1…{MAX_CHOICES} (got {0})")]
+    InvalidChoiceCount(usize),
+    #[error("clinicians[{index}]: {source}")]
+    InvalidProfile { index: usize, source: ProfileError },
+    #[error("clinicians: {0} profiles is more than the index supports (u32)")]
+    TooManyClinicians(usize),
+    #[error("clinician index {0} is out of range")]
+    UnknownClinician(usize),
+    #[error("clinician index {0} has no free place")]
+    NoFreePlace(usize),
+}
+
+type Bits = Vec<u64>;
+
+/// Precomputed, scan-friendly view of all clinicians for instant matching.
+#[derive(Debug, Clone)]
+pub struct MatchIndex {
+    profiles: Vec<ClinicianProfile>,
+    norms: OutcomeNorms,
+    words: usize,
+    jurisdiction: Vec<Bits>,
+    languages: HashMap<String, Bits>,
+    formats: Vec<Bits>,
+    populations: Vec<Bits>,
+    accepts_risk: Bits,
+    has_capacity: Bits,
+    ineffective: Vec<Bits>,
+    approaches: HashMap<String, Bits>,
+    characteristics: HashMap<String, Bits>,
+    /// Licences of clinician i are `licences[licence_start[i]..licence_start[i+1]]`:
+    /// (jurisdiction index, last valid day as days from CE).
+    licence_start: Vec<u32>,
+    licences: Vec<(u16, i32)>,
+    specialties: Vec<u16>,
+    effective: Vec<u16>,
+    neutral: Vec<u16>,
+    hours: Vec<WeekHours>,
+    free_slots: Vec<u32>,
+}
+
+/// How many clinicians were left after each hard filter, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Funnel {
+    pub total: u32,
+    /// Hold a licence (of any date) for the client's jurisdiction.
+    pub licensed: u32,
+    pub language: u32,
+    pub format: u32,
+    pub population: u32,
+    pub capacity: u32,
+    pub risk: u32,
+    /// Not ineffective on the client's most elevated domains.
+    pub outcomes: u32,
+    /// And the licence is valid on the match date: the eligible clinicians.
+    pub licence_current: u32,
+}
+
+/// One ranked clinician.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    /// Position of the profile in the index.
+    pub index: usize,
+    pub score: u32,
+}
+
+/// A choice offered to the client, with the reasons in plain language.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchExplanation {
+    pub clinician: ClinicianId,
+    pub index: usize,
+    pub display_name: String,
+    pub score: u32,
+    /// Why this clinician ("licensed in Ontario", "speaks Spanish", …).
+    pub reasons: Vec<String>,
+    /// Wishes this clinician does not meet.
+    pub unmet: Vec<String>,
+}
+
+impl MatchExplanation {
+    /// The reasons on one line, separated by " · ".
+    pub fn summary(&self) -> String {
+        self.reasons.join(" · ")
+    }
+}
+
+/// The answer to a client: ranked choices, and what could not be met overall.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchResult {
+    pub choices: Vec<MatchExplanation>,
+    pub unmet: Vec<String>,
+    pub funnel: Funnel,
+}
+
+/// A request resolved against an index: bitsets to AND, weights to add.
+#[derive(Debug, Clone)]
+pub struct PreparedRequest<'a> {
+    jurisdiction: Jurisdiction,
+    date_days: i32,
+    jurisdiction_bits: &'a [u64],
+    languages: Vec<&'a [u64]>,
+    format_bits: &'a [u64],
+    population_bits: &'a [u64],
+    needs_risk: bool,
+    ineffective: Vec<&'a [u64]>,
+    /// (domain bit, weight) for the most elevated domains.
+    top: Vec<(u16, u32)>,
+    top_mask: u16,
+    approaches: Vec<&'a [u64]>,
+    characteristics: Vec<&'a [u64]>,
+    hours: Option<WeekHours>,
+}
+
+#[inline]
+fn word(bits: &[u64], w: usize) -> u64 {
+    bits.get(w).copied().unwrap_or(0)
+}
+
+#[inline]
+fn has_bit(bits: &[u64], i: usize) -> bool {
+    word(bits, i / 64) >> (i % 64) & 1 == 1
+}
+
+fn set_bit(bits: &mut [u64], i: usize) {
+    if let Some(w) = bits.get_mut(i / 64) {
+        *w |= 1u64 << (i % 64);
+    }
+}
+
+fn clear_bit(bits: &mut [u64], i: usize) {
+    if let Some(w) = bits.get_mut(i / 64) {
+        *w &= !(1u64 << (i % 64));
+    }
+}
+
+fn date_days(date: NaiveDate) -> i32 {
+    date.num_days_from_ce()
+}
+
+impl MatchIndex {
+    /// Validates every profile and builds the index. Outcome ratings are made against
+    /// `norms` (use [`OutcomeNorms::pooled`] for the practice's own pooled rates).
+    pub fn build(
+        profiles: Vec<ClinicianProfile>,
+        norms: OutcomeNorms,
+    ) -> Result<Self, InstantMatchError> {
+        let n = profiles.len();
+        if u32::try_from(n).is_err() {
+            return Err(InstantMatchError::TooManyClinicians(n));
+        }
+        let words = n.div_ceil(64);
+        let empty = || vec![0u64; words];
+        let mut index = MatchIndex {
+            norms,
+            words,
+            jurisdiction: (0..JURISDICTIONS.len()).map(|_| empty()).collect(),
+            languages: HashMap::new(),
+            formats: (0..Format::ALL.len()).map(|_| empty()).collect(),
+            populations: (0..Population::ALL.len()).map(|_| empty()).collect(),
+            accepts_risk: empty(),
+            has_capacity: empty(),
+            ineffective: (0..ProblemDomain::COUNT).map(|_| empty()).collect(),
+            approaches: HashMap::new(),
+            characteristics: HashMap::new(),
+            licence_start: Vec::with_capacity(n + 1),
+            licences: Vec::with_capacity(n * 2),
+            specialties: Vec::with_capacity(n),
+            effective: Vec::with_capacity(n),
+            neutral: Vec::with_capacity(n),
+            hours: Vec::with_capacity(n),
+            free_slots: Vec::with_capacity(n),
+            profiles: Vec::new(),
+        };
+        for (i, p) in profiles.iter().enumerate() {
+            p.validate()
+                .map_err(|source| InstantMatchError::InvalidProfile { index: i, source })?;
+            index.licence_start.push(index.licences.len() as u32);
+            for l in &p.licences {
+                if let Some(j) = Jurisdiction::from_code(&l.jurisdiction) {
+                    if let Some(bits) = index.jurisdiction.get_mut(j.index()) {
+                        set_bit(bits, i);
+                    }
+                    index
+                        .licences
+                        .push((j.index() as u16, date_days(l.expires_on)));
+                }
+            }
+            for code in &p.languages {
+                set_bit(index.languages.entry(code.clone()).or_insert_with(empty), i);
+            }
+            for f in &p.formats {
+                if let Some(bits) = index.formats.get_mut(f.index()) {
+                    set_bit(bits, i);
+                }
+            }
+            for pop in &p.populations {
+                if let Some(bits) = index.populations.get_mut(pop.index()) {
+                    set_bit(bits, i);
+                }
+            }
+            if p.accepts_risk {
+                set_bit(&mut index.accepts_risk, i);
+            }
+            let slots = p.capacity.free_slots();
+            if slots > 0 {
+                set_bit(&mut index.has_capacity, i);
+            }
+            index.free_slots.push(slots);
+            for a in &p.approaches {
+                set_bit(index.approaches.entry(a.clone()).or_insert_with(empty), i);
+            }
+            for c in p.shareable_characteristics() {
+                set_bit(
+                    index.characteristics.entry(c.clone()).or_insert_with(empty),
+                    i,
+                );
+            }
+            index
+                .specialties
+                .push(p.specialties.iter().fold(0, |m, d| m | d.bit()));
+            let (mut eff, mut neu) = (0u16, 0u16);
+            for o in &p.outcomes {
+                match o.rating(norms.expected(o.domain)) {
+                    OutcomeRating::Effective => eff |= o.domain.bit(),
+                    OutcomeRating::Neutral => neu |= o.domain.bit(),
+                    OutcomeRating::Ineffective => {
+                        if let Some(bits) = index.ineffective.get_mut(o.domain.index()) {
+                            set_bit(bits, i);
+                        }
+                    }
+                    OutcomeRating::InsufficientData => {}
+                }
+            }
+            index.effective.push(eff);
+            index.neutral.push(neu);
+            index.hours.push(p.availability.utc_hours());
+        }
+        index.licence_start.push(index.licences.len() as u32);
+        index.profiles = profiles;
+        Ok(index)
+    }
+
+    pub fn len(&self) -> usize {
+        self.profiles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.profiles.is_empty()
+    }
+
+    pub fn profile(&self, index: usize) -> Option<&ClinicianProfile> {
+        self.profiles.get(index)
+    }
+
+    pub fn norms(&self) -> &OutcomeNorms {
+        &self.norms
+    }
+
+    /// Free places left for a clinician.
+    pub fn free_slots(&self, index: usize) -> Option<u32> {
+        self.free_slots.get(index).copied()
+    }
+
+    /// The clinician's rating on a domain against this index's norms.
+    pub fn rating(&self, index: usize, domain: ProblemDomain) -> OutcomeRating {
+        self.profiles
+            .get(index)
+            .and_then(|p| p.outcome(domain))
+            .map_or(OutcomeRating::InsufficientData, |o| {
+                o.rating(self.norms.expected(domain))
+            })
+    }
+
+    /// Takes one place from a clinician (the client chose them). The clinician stops
+    /// being offered when no place is left. The durable, concurrency-safe hold is the
+    /// store's job; this keeps the in-memory index in step with it.
+    pub fn reserve(&mut self, index: usize) -> Result<u32, InstantMatchError> {
+        let slots = self
+            .free_slots
+            .get_mut(index)
+            .ok_or(InstantMatchError::UnknownClinician(index))?;
+        if *slots == 0 {
+            return Err(InstantMatchError::NoFreePlace(index));
+        }
+        *slots -= 1;
+        let left = *slots;
+        if left == 0 {
+            clear_bit(&mut self.has_capacity, index);
+        }
+        Ok(left)
+    }
+
+    /// Gives a place back (a client switched or withdrew).
+    pub fn release(&mut self, index: usize) -> Result<u32, InstantMatchError> {
+        let slots = self
+            .free_slots
+            .get_mut(index)
+            .ok_or(InstantMatchError::UnknownClinician(index))?;
+        *slots = slots.saturating_add(1);
+        let left = *slots;
+        set_bit(&mut self.has_capacity, index);
+        Ok(left)
+    }
+
+    /// Checks a request and resolves it against the index.
+    pub fn prepare<'a>(
+        &'a self,
+        req: &ClientRequest,
+    ) -> Result<PreparedRequest<'a>, InstantMatchError> {
+        static NONE: [u64; 0] = [];
+        let jurisdiction = Jurisdiction::from_code(&req.jurisdiction)
+            .ok_or_else(|| InstantMatchError::UnknownJurisdiction(req.jurisdiction.clone()))?;
+        if req.languages.is_empty() {
+            return Err(InstantMatchError::NoLanguage);
+        }
+        for (index, code) in req.languages.iter().enumerate() {
+            if !is_language_code(code) {
+                return Err(InstantMatchError::InvalidLanguage {
+                    index,
+                    code: code.clone(),
+                });
+            }
+        }
+        let mut seen = 0u16;
+        for d in &req.elevated_domains {
+            if seen & d.bit() != 0 {
+                return Err(InstantMatchError::DuplicateElevatedDomain(d.label()));
+            }
+            seen |= d.bit();
+        }
+        for (field, values) in [
+            ("preferences.approaches", &req.preferences.approaches),
+            (
+                "preferences.characteristics",
+                &req.preferences.characteristics,
+            ),
+        ] {
+            for (i, v) in values.iter().enumerate() {
+                if !is_slug(v) {
+                    return Err(InstantMatchError::InvalidPreference {
+                        field: format!("{field}[{i}]"),
+                        value: v.clone(),
+                    });
+                }
+            }
+        }
+        if let Some(times) = &req.preferences.times {
+            times
+                .validate("preferences.times")
+                .map_err(InstantMatchError::InvalidTimes)?;
+        }
+        let lookup = |map: &'a HashMap<String, Bits>, key: &str| -> &'a [u64] {
+            map.get(key).map_or(&NONE[..], |b| b.as_slice())
+        };
+        let top_domains = req
+            .elevated_domains
+            .iter()
+            .take(ELEVATED_DOMAINS_CONSIDERED);
+        let top: Vec<(u16, u32)> = top_domains
+            .clone()
+            .zip(RANK_WEIGHTS)
+            .map(|(d, w)| (d.bit(), w))
+            .collect();
+        Ok(PreparedRequest {
+            jurisdiction,
+            date_days: date_days(req.date),
+            jurisdiction_bits: self
+                .jurisdiction
+                .get(jurisdiction.index())
+                .map_or(&NONE[..], |b| b.as_slice()),
+            languages: req
+                .languages
+                .iter()
+                .map(|l| lookup(&self.languages, l))
+                .collect(),
+            format_bits: self
+                .formats
+                .get(req.format.index())
+                .map_or(&NONE[..], |b| b.as_slice()),
+            population_bits: self
+                .populations
+                .get(req.population.index())
+                .map_or(&NONE[..], |b| b.as_slice()),
+            needs_risk: needs_risk_routing(req),
+            ineffective: top_domains
+                .clone()
+                .map(|d| {
+                    self.ineffective
+                        .get(d.index())
+                        .map_or(&NONE[..], |b| b.as_slice())
+                })
+                .collect(),
+            top_mask: top.iter().fold(0, |m, (b, _)| m | b),
+            top,
+            approaches: req
+                .preferences
+                .approaches
+                .iter()
+                .map(|a| lookup(&self.approaches, a))
+                .collect(),
+            characteristics: req
+                .preferences
+                .characteristics
+                .iter()
+                .map(|c| lookup(&self.characteristics, c))
+                .collect(),
+            hours: req.preferences.times.as_ref().map(|t| t.utc_hours()),
+        })
+    }
+
+    /// Applies the hard filters and keeps the best `k` clinicians in `out` (cleared
+    /// first), best first; ties go to the lower index. Returns the filter funnel.
+    pub fn rank(&self, q: &PreparedRequest<'_>, k: usize, out: &mut Vec<Candidate>) -> Funnel {
+        out.clear();
+        let mut f = Funnel {
+            total: self.profiles.len() as u32,
+            ..Funnel::default()
+        };
+        for w in 0..self.words {
+            let a = word(q.jurisdiction_bits, w);
+            let lang = q.languages.iter().fold(0u64, |m, b| m | word(b, w));
+            let b = a & lang;
+            let c = b & word(q.format_bits, w);
+            let d = c & word(q.population_bits, w);
+            let e = d & word(&self.has_capacity, w);
+            let g = if q.needs_risk {
+                e & word(&self.accepts_risk, w)
+            } else {
+                e
+            };
+            let h = q.ineffective.iter().fold(g, |m, b| m & !word(b, w));
+            f.licensed += a.count_ones();
+            f.language += b.count_ones();
+            f.format += c.count_ones();
+            f.population += d.count_ones();
+            f.capacity += e.count_ones();
+            f.risk += g.count_ones();
+            f.outcomes += h.count_ones();
+            let mut rest = h;
+            while rest != 0 {
+                let i = w * 64 + rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                if !self.licence_current(i, q.jurisdiction.index() as u16, q.date_days) {
+                    continue;
+                }
+                f.licence_current += 1;
+                let score = self.score(i, q);
+                push_top(out, k, Candidate { index: i, score });
+            }
+        }
+        f
+    }
+
+    fn licence_current(&self, i: usize, jurisdiction: u16, day: i32) -> bool {
+        let (Some(&from), Some(&to)) = (self.licence_start.get(i), self.licence_start.get(i + 1))
+        else {
+            return false;
+        };
+        self.licences
+            .get(from as usize..to as usize)
+            .is_some_and(|ls| ls.iter().any(|&(j, exp)| j == jurisdiction && exp >= day))
+    }
+
+    #[inline]
+    fn score(&self, i: usize, q: &PreparedRequest<'_>) -> u32 {
+        let spec = self.specialties.get(i).copied().unwrap_or(0);
+        let eff = self.effective.get(i).copied().unwrap_or(0);
+        let neu = self.neutral.get(i).copied().unwrap_or(0);
+        let mut s = 0u32;
+        for &(bit, w) in &q.top {
+            let points = SPECIALTY_POINTS * u32::from(spec & bit != 0)
+                + EFFECTIVE_POINTS * u32::from(eff & bit != 0)
+                + NEUTRAL_POINTS * u32::from(neu & bit != 0);
+            s += w * points;
+        }
+        if q.top_mask != 0 && eff & q.top_mask == q.top_mask {
+            s += TOP_LEVEL_BONUS;
+        }
+        for a in &q.approaches {
+            s += APPROACH_POINTS * u32::from(has_bit(a, i));
+        }
+        for c in &q.characteristics {
+            s += CHARACTERISTIC_POINTS * u32::from(has_bit(c, i));
+        }
+        if let (Some(want), Some(have)) = (&q.hours, self.hours.get(i)) {
+            let overlap: u32 = want
+                .iter()
+                .zip(have)
+                .map(|(a, b)| (a & b).count_ones())
+                .sum();
+            s += overlap.min(MAX_HOUR_POINTS);
+        }
+        s
+    }
+
+    /// The full instant match: check the request, filter, score, take the best `k`
+    /// and explain each choice and what could not be met.
+    pub fn match_client(
+        &self,
+        req: &ClientRequest,
+        k: usize,
+    ) -> Result<MatchResult, InstantMatchError> {
+        if k == 0 || k > MAX_CHOICES {
+            return Err(InstantMatchError::InvalidChoiceCount(k));
+        }
+        let q = self.prepare(req)?;
+        let mut top = Vec::with_capacity(k);
+        let funnel = self.rank(&q, k, &mut top);
+        let choices = top.iter().map(|c| self.explain(req, c)).collect();
+        let mut unmet = self.funnel_unmet(req, &funnel);
+        if !top.is_empty() && top.len() < k {
+            unmet.push(format!(
+                "only {} clinician{} meet{} every requirement",
+                top.len(),
+                if top.len() == 1 { "" } else { "s" },
+                if top.len() == 1 { "s" } else { "" }
+            ));
+        }
+        Ok(MatchResult {
+            choices,
+            unmet,
+            funnel,
+        })
+    }
+
+    /// Why nobody is left, naming the first hard filter that removed everyone.
+    fn funnel_unmet(&self, req: &ClientRequest, f: &Funnel) -> Vec<String> {
+        let place = Jurisdiction::from_code(&req.jurisdiction).map_or("?", |j| j.name());
+        let langs: Vec<&str> = req.languages.iter().map(|l| language_name(l)).collect();
+        let reason = if f.licensed == 0 {
+            format!("no clinician holds a licence for {place}")
+        } else if f.language == 0 {
+            format!(
+                "no clinician licensed in {place} speaks {}",
+                langs.join(" or ")
+            )
+        } else if f.format == 0 {
+            format!(
+                "no suitable clinician offers {} sessions",
+                req.format.label()
+            )
+        } else if f.population == 0 {
+            format!(
+                "no suitable clinician works with {}",
+                req.population.label()
+            )
+        } else if f.capacity == 0 {
+            "no suitable clinician has a free place right now".to_string()
+        } else if f.risk == 0 {
+            "no suitable clinician with a free place takes urgent or higher-risk referrals; \
+             the intake team must arrange care directly"
+                .to_string()
+        } else if f.outcomes == 0 {
+            "every remaining clinician is rated ineffective on your most elevated problems"
+                .to_string()
+        } else if f.licence_current == 0 {
+            format!("the remaining clinicians' licences for {place} have expired")
+        } else {
+            return Vec::new();
+        };
+        vec![reason]
+    }
+
+    /// Plain-language reasons for one choice, and the wishes it does not meet.
+    pub fn explain(&self, req: &ClientRequest, c: &Candidate) -> MatchExplanation {
+        let mut reasons = Vec::new();
+        let mut unmet = Vec::new();
+        let Some(p) = self.profiles.get(c.index) else {
+            return MatchExplanation {
+                clinician: ClinicianId::from_uuid(uuid::Uuid::nil()),
+                index: c.index,
+                display_name: String::new(),
+                score: c.score,
+                reasons,
+                unmet,
+            };
+        };
+        if let Some(j) = Jurisdiction::from_code(&req.jurisdiction) {
+            reasons.push(format!("licensed in {}", j.name()));
+        }
+        if let Some(l) = req.languages.iter().find(|l| p.languages.contains(l)) {
+            reasons.push(format!("speaks {}", language_name(l)));
+        }
+        reasons.push(format!("offers {} sessions", req.format.label()));
+        if req.population != Population::Adults {
+            reasons.push(format!("works with {}", req.population.label()));
+        }
+        if needs_risk_routing(req) {
+            reasons.push("takes urgent and higher-risk referrals".to_string());
+        }
+        for d in req
+            .elevated_domains
+            .iter()
+            .take(ELEVATED_DOMAINS_CONSIDERED)
+        {
+            if p.specialties.contains(d) {
+                reasons.push(format!("works with {}", d.label()));
+            }
+        }
+        for d in req
+            .elevated_domains
+            .iter()
+            .take(ELEVATED_DOMAINS_CONSIDERED)
+        {
+            let n = p.outcome(*d).map_or(0, |o| o.completed_episodes);
+            match self.rating(c.index, *d) {
+                OutcomeRating::Effective => {
+                    reasons.push(format!("strong results with {} ({n} clients)", d.label()))
+                }
+                OutcomeRating::Neutral => {
+                    reasons.push(format!("typical results with {} ({n} clients)", d.label()))
+                }
+                OutcomeRating::InsufficientData => unmet.push(format!(
+                    "too few finished cases with {} to rate results ({n} of 15)",
+                    d.label()
+                )),
+                OutcomeRating::Ineffective => {}
+            }
+        }
+        for a in &req.preferences.approaches {
+            if p.approaches.contains(a) {
+                reasons.push(format!("trained in {}", approach_label(a)));
+            } else {
+                unmet.push(format!("not trained in {}", approach_label(a)));
+            }
+        }
+        let shared = p.shareable_characteristics();
+        for ch in &req.preferences.characteristics {
+            if shared.contains(ch) {
+                reasons.push(format!(
+                    "describes themself as {}",
+                    ch.replace(['_', '-'], " ")
+                ));
+            } else {
+                unmet.push(format!("not known to be {}", ch.replace(['_', '-'], " ")));
+            }
+        }
+        if let Some(times) = &req.preferences.times {
+            let want = times.utc_hours();
+            let have = self.hours.get(c.index).copied().unwrap_or_default();
+            let overlap: u32 = want
+                .iter()
+                .zip(have)
+                .map(|(a, b)| (a & b).count_ones())
+                .sum();
+            if overlap > 0 {
+                reasons.push(format!(
+                    "available {overlap} hour{} a week at your preferred times",
+                    if overlap == 1 { "" } else { "s" }
+                ));
+            } else {
+                unmet.push("not available at your preferred times".to_string());
+            }
+        }
+        MatchExplanation {
+            clinician: p.id,
+            index: c.index,
+            display_name: p.display_name.clone(),
+            score: c.score,
+            reasons,
+            unmet,
+        }
+    }
+}
+
+/// Urgent referrals and clients at moderate or higher risk go only to clinicians who
+/// accept risk.
+pub fn needs_risk_routing(req: &ClientRequest) -> bool {
+    req.urgent || req.risk >= RiskLevel::Moderate
+}
+
+/// Inserts into a best-first buffer of at most `k`. Candidates arrive in increasing
+/// index order, so an equal score never displaces an earlier clinician.
+#[inline]
+fn push_top(out: &mut Vec<Candidate>, k: usize, c: Candidate) {
+    if out.len() == k {
+        match out.last() {
+            Some(last) if c.score > last.score => {
+                out.pop();
+            }
+            _ => return,
+        }
+    }
+    let pos = out.partition_point(|x| x.score >= c.score);
+    out.insert(pos, c);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_buffer_keeps_best_and_earliest_on_ties() {
+        let mut out = Vec::new();
+        for (index, score) in [(0, 5), (1, 9), (2, 5), (3, 9), (4, 7), (5, 9)] {
+            push_top(&mut out, 3, Candidate { index, score });
+        }
+        let got: Vec<_> = out.iter().map(|c| (c.index, c.score)).collect();
+        assert_eq!(got, vec![(1, 9), (3, 9), (5, 9)]);
+        push_top(&mut out, 3, Candidate { index: 6, score: 9 });
+        assert_eq!(out.len(), 3);
+        assert_eq!(out.last().map(|c| c.index), Some(5));
+    }
+}
