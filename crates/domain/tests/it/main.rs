@@ -1,1 +1,2 @@
 //! Domain integration tests: one binary.
+mod matching;
