@@ -252,7 +252,9 @@ fn gen_request(rng: &mut StdRng) -> ClientRequest {
         });
     }
     ClientRequest {
-        jurisdiction: JURISDICTIONS[rng.gen_range(0..US_JURISDICTIONS)].0.to_string(),
+        jurisdiction: JURISDICTIONS[rng.gen_range(0..US_JURISDICTIONS)]
+            .0
+            .to_string(),
         languages,
         format,
         population,
@@ -313,8 +315,20 @@ fn export_clinicians(idx: &MatchIndex, path: &Path) {
         }
     }
     let names = [
-        "lic_valid", "lang", "fmt", "pop", "risk", "slots", "spec", "eff", "neu", "inef", "appr",
-        "chars", "hours0", "hours12",
+        "lic_valid",
+        "lang",
+        "fmt",
+        "pop",
+        "risk",
+        "slots",
+        "spec",
+        "eff",
+        "neu",
+        "inef",
+        "appr",
+        "chars",
+        "hours0",
+        "hours12",
     ];
     let obj: serde_json::Map<String, Value> = names
         .iter()
@@ -363,8 +377,9 @@ fn latency_summary(mut ns: Vec<u64>) -> Value {
 
 fn bench_b1(out: &Path, queries: usize) -> Value {
     let mut rng = StdRng::seed_from_u64(0x7a9e_5717);
-    let profiles: Vec<ClinicianProfile> =
-        (0..CLINICIANS).map(|i| gen_clinician(&mut rng, i)).collect();
+    let profiles: Vec<ClinicianProfile> = (0..CLINICIANS)
+        .map(|i| gen_clinician(&mut rng, i))
+        .collect();
     let requests: Vec<ClientRequest> = (0..queries.max(COMPARED_QUERIES))
         .map(|_| gen_request(&mut rng))
         .collect();
@@ -373,8 +388,15 @@ fn bench_b1(out: &Path, queries: usize) -> Value {
     let base = MatchIndex::build(profiles, norms).unwrap();
     let build_ms = t.elapsed().as_secs_f64() * 1e3;
     export_clinicians(&base, &out.join("b1_clinicians.json"));
-    let exported: Vec<Value> = requests[..COMPARED_QUERIES].iter().map(export_query).collect();
-    fs::write(out.join("b1_queries.json"), Value::Array(exported).to_string()).unwrap();
+    let exported: Vec<Value> = requests[..COMPARED_QUERIES]
+        .iter()
+        .map(export_query)
+        .collect();
+    fs::write(
+        out.join("b1_queries.json"),
+        Value::Array(exported).to_string(),
+    )
+    .unwrap();
 
     // The compared sample: top-5 for each of the first 1,000 sign-ups; the client
     // takes the first choice, which uses one place.
@@ -386,7 +408,11 @@ fn bench_b1(out: &Path, queries: usize) -> Value {
         let q = idx.prepare(req).unwrap();
         let f = idx.rank(&q, K, &mut top);
         candidates += u64::from(f.licence_current);
-        answers.push(top.iter().map(|c| json!([c.index, c.score])).collect::<Vec<_>>());
+        answers.push(
+            top.iter()
+                .map(|c| json!([c.index, c.score]))
+                .collect::<Vec<_>>(),
+        );
         if let Some(first) = top.first() {
             idx.reserve(first.index).unwrap();
         }

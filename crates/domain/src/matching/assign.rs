@@ -395,11 +395,24 @@ impl AssignmentGraph {
 
     /// Solves the plain instance: most matched, then highest total score.
     pub fn solve(&self) -> Assignment {
+        self.solve_using(SolverMethod::Auto)
+    }
+
+    /// Solves the plain instance with a chosen shortest-path engine (both give the
+    /// same optimal K and S; exposed for tests and benchmarks).
+    pub fn solve_using(&self, method: SolverMethod) -> Assignment {
         let (lo, hi) = self.score_range();
         let big = self.unmatched_penalty(lo, hi);
         let penalty = vec![big; self.clients];
         let order: Vec<u32> = (0..self.clients as u32).collect();
-        self.solve_inner(hi, &penalty, &order)
+        self.solve_inner(hi, &penalty, &order, method)
+    }
+
+    /// Dense enough (≥ half of all pairs are edges) and small enough (≤ 64 M pairs)
+    /// for the array-scan engine.
+    pub fn is_dense(&self) -> bool {
+        let pairs = self.clients as u128 * self.clinicians as u128;
+        pairs > 0 && pairs <= DENSE_MAX_PAIRS && 2 * self.col.len() as u128 >= pairs
     }
 
     /// Solves with the product options (priority for urgent clients, fairness cap).
@@ -439,7 +452,7 @@ impl AssignmentGraph {
             .collect();
         let mut order: Vec<u32> = (0..self.clients as u32).collect();
         order.sort_by_key(|&r| !opts.urgent.get(r as usize).copied().unwrap_or(false));
-        Ok(graph.solve_inner(hi, &penalty, &order))
+        Ok(graph.solve_inner(hi, &penalty, &order, SolverMethod::Auto))
     }
 
     fn score_range(&self) -> (i64, i64) {
@@ -456,22 +469,42 @@ impl AssignmentGraph {
             .saturating_add(1)
     }
 
-    fn solve_inner(&self, max_score: i64, penalty: &[i64], order: &[u32]) -> Assignment {
-        let mut s = Solver::new(self, max_score);
-        for &r in order {
-            let pen = penalty.get(r as usize).copied().unwrap_or(i64::MAX / 8);
-            s.augment(r, penalty, pen);
-        }
+    fn solve_inner(
+        &self,
+        max_score: i64,
+        penalty: &[i64],
+        order: &[u32],
+        method: SolverMethod,
+    ) -> Assignment {
+        let dense = match method {
+            SolverMethod::Auto => self.is_dense(),
+            SolverMethod::Sparse => false,
+            SolverMethod::Dense => true,
+        };
+        let (row_col, row_score) = if dense {
+            let mut s = DenseSolver::new(self, max_score);
+            for &r in order {
+                s.augment(r, penalty);
+            }
+            (s.state.row_col, s.state.row_score)
+        } else {
+            let mut s = Solver::new(self, max_score);
+            for &r in order {
+                let pen = penalty.get(r as usize).copied().unwrap_or(i64::MAX / 8);
+                s.augment(r, penalty, pen);
+            }
+            (s.row_col, s.row_score)
+        };
         let mut assigned = 0;
         let mut total = 0i64;
         let mut assignment = Vec::with_capacity(self.clients);
         for r in 0..self.clients {
-            let c = s.row_col.get(r).copied().unwrap_or(NONE);
+            let c = row_col.get(r).copied().unwrap_or(NONE);
             if c == NONE {
                 assignment.push(None);
             } else {
                 assigned += 1;
-                total += s.row_score.get(r).copied().unwrap_or(0);
+                total += row_score.get(r).copied().unwrap_or(0);
                 assignment.push(Some(c));
             }
         }
@@ -480,6 +513,265 @@ impl AssignmentGraph {
             total_score: total,
             assignment,
         }
+    }
+}
+
+/// Which shortest-path engine routes each client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SolverMethod {
+    /// Dense engine when [`AssignmentGraph::is_dense`], else the sparse one.
+    #[default]
+    Auto,
+    /// Dijkstra with a binary heap over the compressed rows.
+    Sparse,
+    /// Array-scan Dijkstra over a dense cost matrix (the Jonker–Volgenant / Crouse
+    /// style: O(remaining clinicians) per step, no heap).
+    Dense,
+}
+
+const DENSE_MAX_PAIRS: u128 = 64 * 1024 * 1024;
+const MISSING: i64 = i64::MAX;
+const INF: i64 = i64::MAX;
+
+/// Who holds which place: shared bookkeeping of the dense engine.
+struct Places {
+    row_col: Vec<u32>,
+    row_score: Vec<i64>,
+    slot_start: Vec<u32>,
+    used: Vec<u32>,
+    slot_row: Vec<u32>,
+    slot_cost: Vec<i64>,
+}
+
+impl Places {
+    fn new(g: &AssignmentGraph) -> Self {
+        let mut slot_start = Vec::with_capacity(g.clinicians + 1);
+        let mut acc = 0u32;
+        for &c in &g.capacity {
+            slot_start.push(acc);
+            acc += c;
+        }
+        slot_start.push(acc);
+        Places {
+            row_col: vec![NONE; g.clients],
+            row_score: vec![0; g.clients],
+            slot_start,
+            used: vec![0; g.clinicians],
+            slot_row: vec![NONE; acc as usize],
+            slot_cost: vec![0; acc as usize],
+        }
+    }
+
+    /// Puts `r_in` (reaching `c` at edge cost `cost_in`) into clinician `c`, in the
+    /// place of `out_row`, or in a free place when `out_row` is `NONE`.
+    fn seat(&mut self, c: usize, r_in: u32, cost_in: i64, out_row: u32, max_score: i64) {
+        let base = self.slot_start.get(c).copied().unwrap_or(0) as usize;
+        let used = self.used.get(c).copied().unwrap_or(0) as usize;
+        let slot = if out_row == NONE {
+            if let Some(u) = self.used.get_mut(c) {
+                *u += 1;
+            }
+            Some(base + used)
+        } else {
+            (base..base + used).find(|&s| self.slot_row.get(s).copied() == Some(out_row))
+        };
+        if let Some(s) = slot {
+            if let (Some(sr), Some(sc)) = (self.slot_row.get_mut(s), self.slot_cost.get_mut(s)) {
+                *sr = r_in;
+                *sc = cost_in;
+            }
+        }
+        let ri = r_in as usize;
+        if let (Some(rc), Some(rs)) = (self.row_col.get_mut(ri), self.row_score.get_mut(ri)) {
+            *rc = c as u32;
+            *rs = max_score - cost_in;
+        }
+    }
+}
+
+/// Where the shortest path reached the sink from.
+#[derive(Clone, Copy)]
+enum SinkFrom {
+    Nothing,
+    /// The client's unmatched arc.
+    Client(u32),
+    /// A free place of the clinician.
+    Clinician(u32),
+}
+
+/// The dense engine: same potentials and path rule as [`Solver`], but distances to
+/// clinicians live in a flat array scanned linearly, and costs in a row-major matrix.
+struct DenseSolver {
+    n: usize,
+    m: usize,
+    max_score: i64,
+    cost: Vec<i64>,
+    capacity: Vec<u32>,
+    pot_row: Vec<i64>,
+    pot_col: Vec<i64>,
+    dist_col: Vec<i64>,
+    pred_col: Vec<u32>,
+    pred_row: Vec<u32>,
+    remaining: Vec<u32>,
+    settled_rows: Vec<(u32, i64)>,
+    settled_cols: Vec<(u32, i64)>,
+    state: Places,
+}
+
+impl DenseSolver {
+    fn new(g: &AssignmentGraph, max_score: i64) -> Self {
+        let (n, m) = (g.clients, g.clinicians);
+        let mut cost = vec![MISSING; n * m];
+        for r in 0..n {
+            let from = g.row_start.get(r).copied().unwrap_or(0) as usize;
+            let to = g.row_start.get(r + 1).copied().unwrap_or(0) as usize;
+            for e in from..to {
+                let (Some(&c), Some(&s)) = (g.col.get(e), g.score.get(e)) else {
+                    continue;
+                };
+                if let Some(x) = cost.get_mut(r * m + c as usize) {
+                    *x = max_score - s;
+                }
+            }
+        }
+        DenseSolver {
+            n,
+            m,
+            max_score,
+            cost,
+            capacity: g.capacity.clone(),
+            pot_row: vec![0; n],
+            pot_col: vec![0; m],
+            dist_col: vec![INF; m],
+            pred_col: vec![NONE; m],
+            pred_row: vec![NONE; n],
+            remaining: Vec::with_capacity(m),
+            settled_rows: Vec::new(),
+            settled_cols: Vec::new(),
+            state: Places::new(g),
+        }
+    }
+
+    /// Settles client `r` at distance `d`: relaxes its edges to unsettled clinicians
+    /// and its unmatched arc.
+    fn settle_row(&mut self, r: u32, d: i64, pen: i64, sink: &mut (i64, SinkFrom)) {
+        let ri = r as usize;
+        self.settled_rows.push((r, d));
+        let pr = self.pot_row.get(ri).copied().unwrap_or(0);
+        let to_sink = d + pen + pr;
+        if to_sink < sink.0 {
+            *sink = (to_sink, SinkFrom::Client(r));
+        }
+        let matched = self.state.row_col.get(ri).copied().unwrap_or(NONE);
+        let Some(row) = self.cost.get(ri * self.m..(ri + 1) * self.m) else {
+            return;
+        };
+        let base = d + pr;
+        for &j in &self.remaining {
+            let ju = j as usize;
+            let c = row.get(ju).copied().unwrap_or(MISSING);
+            if c == MISSING || j == matched {
+                continue;
+            }
+            let nd = base + c - self.pot_col.get(ju).copied().unwrap_or(0);
+            if let Some(dj) = self.dist_col.get_mut(ju) {
+                if nd < *dj {
+                    *dj = nd;
+                    if let Some(p) = self.pred_col.get_mut(ju) {
+                        *p = r;
+                    }
+                }
+            }
+        }
+    }
+
+    fn augment(&mut self, start: u32, penalty: &[i64]) {
+        let pen_of = |r: u32| penalty.get(r as usize).copied().unwrap_or(i64::MAX / 8);
+        self.dist_col.fill(INF);
+        self.remaining.clear();
+        self.remaining.extend(0..self.m as u32);
+        self.settled_rows.clear();
+        self.settled_cols.clear();
+        let mut sink = (INF, SinkFrom::Nothing);
+        self.settle_row(start, 0, pen_of(start), &mut sink);
+        loop {
+            // The closest unsettled clinician (first one on ties).
+            let mut best = INF;
+            let mut best_pos = usize::MAX;
+            for (pos, &j) in self.remaining.iter().enumerate() {
+                let dj = self.dist_col.get(j as usize).copied().unwrap_or(INF);
+                if dj < best {
+                    best = dj;
+                    best_pos = pos;
+                }
+            }
+            if best_pos == usize::MAX || best >= sink.0 {
+                break;
+            }
+            let j = self.remaining.swap_remove(best_pos);
+            let ju = j as usize;
+            self.settled_cols.push((j, best));
+            let pc = self.pot_col.get(ju).copied().unwrap_or(0);
+            if self.state.used.get(ju) < self.capacity.get(ju) && best + pc < sink.0 {
+                sink = (best + pc, SinkFrom::Clinician(j));
+            }
+            let base = self.state.slot_start.get(ju).copied().unwrap_or(0) as usize;
+            let used = self.state.used.get(ju).copied().unwrap_or(0) as usize;
+            for s in base..base + used {
+                let r = self.state.slot_row.get(s).copied().unwrap_or(NONE);
+                let sc = self.state.slot_cost.get(s).copied().unwrap_or(0);
+                let pr = self.pot_row.get(r as usize).copied().unwrap_or(0);
+                if let Some(p) = self.pred_row.get_mut(r as usize) {
+                    *p = j;
+                }
+                self.settle_row(r, best - sc + pc - pr, pen_of(r), &mut sink);
+            }
+        }
+        let d_sink = sink.0;
+        for &(r, d) in &self.settled_rows {
+            if let Some(p) = self.pot_row.get_mut(r as usize) {
+                *p += (d - d_sink).min(0);
+            }
+        }
+        for &(j, d) in &self.settled_cols {
+            if let Some(p) = self.pot_col.get_mut(j as usize) {
+                *p += (d - d_sink).min(0);
+            }
+        }
+        // Walk the path back from the sink.
+        let (mut col, mut out_row) = match sink.1 {
+            SinkFrom::Nothing => return,
+            SinkFrom::Clinician(j) => (j, NONE),
+            SinkFrom::Client(r) => {
+                let old = self.state.row_col.get(r as usize).copied().unwrap_or(NONE);
+                if let Some(x) = self.state.row_col.get_mut(r as usize) {
+                    *x = NONE;
+                }
+                if r == start || old == NONE {
+                    return;
+                }
+                (self.pred_row.get(r as usize).copied().unwrap_or(NONE), r)
+            }
+        };
+        while col != NONE {
+            let ju = col as usize;
+            let r_in = self.pred_col.get(ju).copied().unwrap_or(NONE);
+            if r_in == NONE {
+                return;
+            }
+            let cost_in = self
+                .cost
+                .get(r_in as usize * self.m + ju)
+                .copied()
+                .unwrap_or(0);
+            self.state.seat(ju, r_in, cost_in, out_row, self.max_score);
+            if r_in == start {
+                return;
+            }
+            out_row = r_in;
+            col = self.pred_row.get(r_in as usize).copied().unwrap_or(NONE);
+        }
+        debug_assert!(self.n > 0);
     }
 }
 

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use tapestry_domain::ids::ClinicianId;
 use tapestry_domain::matching::assign::{
     assign_command, solve, AssignInputError, AssignOptions, AssignmentGraph, AssignmentInstance,
-    Edge,
+    Edge, SolverMethod,
 };
 use tapestry_domain::matching::instant::{
     ClientRequest, InstantMatchError, MatchIndex, Preferences,
@@ -715,6 +715,13 @@ proptest! {
         let (_, k, s) = brute_force(n, &caps, &edges, &[]);
         prop_assert_eq!(a.assigned, k);
         prop_assert_eq!(a.total_score, if k == 0 { 0 } else { s });
+        // Both shortest-path engines reach the same optimum.
+        let g = AssignmentGraph::build(&inst).unwrap();
+        for method in [SolverMethod::Sparse, SolverMethod::Dense] {
+            let b = g.solve_using(method);
+            prop_assert_eq!(check_feasible(&b, &caps, &edges), b.total_score);
+            prop_assert_eq!((b.assigned, b.total_score), (a.assigned, a.total_score));
+        }
         // Deterministic: same instance, same answer.
         prop_assert_eq!(solve(&inst).unwrap(), a.clone());
         // Edge order does not change the optimum.
@@ -820,4 +827,12 @@ fn larger_random_instance_is_feasible_and_deterministic() {
     assert_eq!(total, a.total_score);
     assert_eq!(a.assigned, 300);
     assert_eq!(solve(&inst).unwrap(), a);
+    let dense = AssignmentGraph::build(&inst)
+        .unwrap()
+        .solve_using(SolverMethod::Dense);
+    assert_eq!(check_feasible(&dense, &caps, &edges), dense.total_score);
+    assert_eq!(
+        (dense.assigned, dense.total_score),
+        (a.assigned, a.total_score)
+    );
 }
