@@ -471,16 +471,28 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
+/// CPU time of this thread in seconds (scheduler run time, ns resolution), so that
+/// other work on a shared machine does not count.
+fn thread_cpu_s() -> f64 {
+    fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(f64::NAN, |ns| ns as f64 / 1e9)
+}
+
 fn time_solve(name: &str, out: &Path, inst: &AssignmentInstance, runs: usize) -> Value {
     let t = Instant::now();
     let graph = AssignmentGraph::build(inst).unwrap();
     let build_s = t.elapsed().as_secs_f64();
     let mut times = Vec::new();
+    let mut cpu = Vec::new();
     let mut result = None;
     for _ in 0..runs {
+        let c = thread_cpu_s();
         let t = Instant::now();
         let a = graph.solve();
         times.push(t.elapsed().as_secs_f64());
+        cpu.push(thread_cpu_s() - c);
         if let Some(prev) = &result {
             assert_eq!(prev, &a, "solver is not deterministic");
         }
@@ -500,6 +512,8 @@ fn time_solve(name: &str, out: &Path, inst: &AssignmentInstance, runs: usize) ->
         "build_s": build_s,
         "solve_s_median": median(times.clone()),
         "solve_s_all": times,
+        "solve_cpu_s_median": median(cpu.clone()),
+        "solve_cpu_s_all": cpu,
     })
 }
 

@@ -530,7 +530,7 @@ pub enum SolverMethod {
 }
 
 const DENSE_MAX_PAIRS: u128 = 64 * 1024 * 1024;
-const MISSING: i64 = i64::MAX;
+const DENSE_MISSING: u32 = u32::MAX;
 const INF: i64 = i64::MAX;
 
 /// Who holds which place: shared bookkeeping of the dense engine.
@@ -599,18 +599,28 @@ enum SinkFrom {
     Clinician(u32),
 }
 
+#[derive(Clone, Copy)]
+struct ColState {
+    dist: i64,
+    pot: i64,
+    pred: u32,
+    /// Has a free place (ends a path).
+    free: bool,
+}
+
 /// The dense engine: same potentials and path rule as [`Solver`], but distances to
 /// clinicians live in a flat array scanned linearly, and costs in a row-major matrix.
 struct DenseSolver {
     n: usize,
     m: usize,
     max_score: i64,
-    cost: Vec<i64>,
+    /// Row-major `max_score − score`, `DENSE_MISSING` where there is no edge.
+    cost: Vec<u32>,
     capacity: Vec<u32>,
     pot_row: Vec<i64>,
-    pot_col: Vec<i64>,
-    dist_col: Vec<i64>,
-    pred_col: Vec<u32>,
+    /// Per clinician: distance this round, potential, predecessor client — together,
+    /// so one scan step touches one cache line.
+    cols: Vec<ColState>,
     pred_row: Vec<u32>,
     remaining: Vec<u32>,
     settled_rows: Vec<(u32, i64)>,
@@ -621,7 +631,7 @@ struct DenseSolver {
 impl DenseSolver {
     fn new(g: &AssignmentGraph, max_score: i64) -> Self {
         let (n, m) = (g.clients, g.clinicians);
-        let mut cost = vec![MISSING; n * m];
+        let mut cost = vec![DENSE_MISSING; n * m];
         for r in 0..n {
             let from = g.row_start.get(r).copied().unwrap_or(0) as usize;
             let to = g.row_start.get(r + 1).copied().unwrap_or(0) as usize;
@@ -630,7 +640,8 @@ impl DenseSolver {
                     continue;
                 };
                 if let Some(x) = cost.get_mut(r * m + c as usize) {
-                    *x = max_score - s;
+                    // Fits: scores are within ±1e9, so max_score − s ≤ 2e9 < u32::MAX.
+                    *x = u32::try_from(max_score - s).unwrap_or(DENSE_MISSING - 1);
                 }
             }
         }
@@ -641,9 +652,16 @@ impl DenseSolver {
             cost,
             capacity: g.capacity.clone(),
             pot_row: vec![0; n],
-            pot_col: vec![0; m],
-            dist_col: vec![INF; m],
-            pred_col: vec![NONE; m],
+            cols: g
+                .capacity
+                .iter()
+                .map(|&c| ColState {
+                    dist: INF,
+                    pot: 0,
+                    pred: NONE,
+                    free: c > 0,
+                })
+                .collect(),
             pred_row: vec![NONE; n],
             remaining: Vec::with_capacity(m),
             settled_rows: Vec::new(),
@@ -653,8 +671,9 @@ impl DenseSolver {
     }
 
     /// Settles client `r` at distance `d`: relaxes its edges to unsettled clinicians
-    /// and its unmatched arc.
-    fn settle_row(&mut self, r: u32, d: i64, pen: i64, sink: &mut (i64, SinkFrom)) {
+    /// and its unmatched arc, and returns the closest unsettled clinician afterwards
+    /// (distance, position in `remaining`) — relaxation and the minimum in one pass.
+    fn settle_row(&mut self, r: u32, d: i64, pen: i64, sink: &mut (i64, SinkFrom)) -> (i64, usize) {
         let ri = r as usize;
         self.settled_rows.push((r, d));
         let pr = self.pot_row.get(ri).copied().unwrap_or(0);
@@ -663,60 +682,82 @@ impl DenseSolver {
             *sink = (to_sink, SinkFrom::Client(r));
         }
         let matched = self.state.row_col.get(ri).copied().unwrap_or(NONE);
-        let Some(row) = self.cost.get(ri * self.m..(ri + 1) * self.m) else {
-            return;
-        };
+        let row = self.cost.get(ri * self.m..(ri + 1) * self.m).unwrap_or(&[]);
         let base = d + pr;
-        for &j in &self.remaining {
+        let mut best = INF;
+        let mut best_pos = usize::MAX;
+        let mut best_free = false;
+        for (pos, &j) in self.remaining.iter().enumerate() {
             let ju = j as usize;
-            let c = row.get(ju).copied().unwrap_or(MISSING);
-            if c == MISSING || j == matched {
+            let c = row.get(ju).copied().unwrap_or(DENSE_MISSING);
+            let Some(col) = self.cols.get_mut(ju) else {
                 continue;
-            }
-            let nd = base + c - self.pot_col.get(ju).copied().unwrap_or(0);
-            if let Some(dj) = self.dist_col.get_mut(ju) {
-                if nd < *dj {
-                    *dj = nd;
-                    if let Some(p) = self.pred_col.get_mut(ju) {
-                        *p = r;
-                    }
+            };
+            if c != DENSE_MISSING && j != matched {
+                let nd = base + i64::from(c) - col.pot;
+                if nd < col.dist {
+                    col.dist = nd;
+                    col.pred = r;
                 }
             }
+            // On a tie, a clinician with a free place ends the path sooner.
+            if col.dist < best || (col.dist == best && col.free && !best_free) {
+                best = col.dist;
+                best_pos = pos;
+                best_free = col.free;
+            }
         }
+        (best, best_pos)
+    }
+
+    /// The closest unsettled clinician (first one on ties).
+    fn closest(&self) -> (i64, usize) {
+        let mut best = INF;
+        let mut best_pos = usize::MAX;
+        let mut best_free = false;
+        for (pos, &j) in self.remaining.iter().enumerate() {
+            let Some(col) = self.cols.get(j as usize) else {
+                continue;
+            };
+            if col.dist < best || (col.dist == best && col.free && !best_free) {
+                best = col.dist;
+                best_pos = pos;
+                best_free = col.free;
+            }
+        }
+        (best, best_pos)
     }
 
     fn augment(&mut self, start: u32, penalty: &[i64]) {
         let pen_of = |r: u32| penalty.get(r as usize).copied().unwrap_or(i64::MAX / 8);
-        self.dist_col.fill(INF);
+        for c in &mut self.cols {
+            c.dist = INF;
+        }
         self.remaining.clear();
         self.remaining.extend(0..self.m as u32);
         self.settled_rows.clear();
         self.settled_cols.clear();
         let mut sink = (INF, SinkFrom::Nothing);
-        self.settle_row(start, 0, pen_of(start), &mut sink);
+        let (mut best, mut best_pos) = self.settle_row(start, 0, pen_of(start), &mut sink);
         loop {
-            // The closest unsettled clinician (first one on ties).
-            let mut best = INF;
-            let mut best_pos = usize::MAX;
-            for (pos, &j) in self.remaining.iter().enumerate() {
-                let dj = self.dist_col.get(j as usize).copied().unwrap_or(INF);
-                if dj < best {
-                    best = dj;
-                    best_pos = pos;
-                }
-            }
             if best_pos == usize::MAX || best >= sink.0 {
                 break;
             }
             let j = self.remaining.swap_remove(best_pos);
             let ju = j as usize;
             self.settled_cols.push((j, best));
-            let pc = self.pot_col.get(ju).copied().unwrap_or(0);
+            let pc = self.cols.get(ju).map_or(0, |c| c.pot);
             if self.state.used.get(ju) < self.capacity.get(ju) && best + pc < sink.0 {
                 sink = (best + pc, SinkFrom::Clinician(j));
             }
             let base = self.state.slot_start.get(ju).copied().unwrap_or(0) as usize;
             let used = self.state.used.get(ju).copied().unwrap_or(0) as usize;
+            let d_col = best;
+            (best, best_pos) = if used == 0 {
+                self.closest()
+            } else {
+                (INF, usize::MAX)
+            };
             for s in base..base + used {
                 let r = self.state.slot_row.get(s).copied().unwrap_or(NONE);
                 let sc = self.state.slot_cost.get(s).copied().unwrap_or(0);
@@ -724,7 +765,8 @@ impl DenseSolver {
                 if let Some(p) = self.pred_row.get_mut(r as usize) {
                     *p = j;
                 }
-                self.settle_row(r, best - sc + pc - pr, pen_of(r), &mut sink);
+                // Distances only fall, so the last row's minimum is the minimum.
+                (best, best_pos) = self.settle_row(r, d_col - sc + pc - pr, pen_of(r), &mut sink);
             }
         }
         let d_sink = sink.0;
@@ -734,8 +776,8 @@ impl DenseSolver {
             }
         }
         for &(j, d) in &self.settled_cols {
-            if let Some(p) = self.pot_col.get_mut(j as usize) {
-                *p += (d - d_sink).min(0);
+            if let Some(c) = self.cols.get_mut(j as usize) {
+                c.pot += (d - d_sink).min(0);
             }
         }
         // Walk the path back from the sink.
@@ -755,16 +797,19 @@ impl DenseSolver {
         };
         while col != NONE {
             let ju = col as usize;
-            let r_in = self.pred_col.get(ju).copied().unwrap_or(NONE);
+            let r_in = self.cols.get(ju).map_or(NONE, |c| c.pred);
             if r_in == NONE {
                 return;
             }
             let cost_in = self
                 .cost
                 .get(r_in as usize * self.m + ju)
-                .copied()
-                .unwrap_or(0);
+                .map_or(0, |&c| i64::from(c));
             self.state.seat(ju, r_in, cost_in, out_row, self.max_score);
+            let free = self.state.used.get(ju) < self.capacity.get(ju);
+            if let Some(c) = self.cols.get_mut(ju) {
+                c.free = free;
+            }
             if r_in == start {
                 return;
             }
