@@ -51,9 +51,24 @@ fn main() {
     let out = PathBuf::from(args.get(1).map_or("bench/out/matching", String::as_str));
     let queries: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100_000);
     fs::create_dir_all(&out).unwrap();
-    let b1 = bench_b1(&out, queries);
-    let b2 = bench_b2_sparse(&out);
-    let dense = bench_dense(&out);
+    // MATCH_BENCH_ONLY=b1|b2|dense runs one part (for profiling); the others are null.
+    let only = std::env::var("MATCH_BENCH_ONLY").unwrap_or_default();
+    let part = |name: &str| only.is_empty() || only == name;
+    let b1 = if part("b1") {
+        bench_b1(&out, queries)
+    } else {
+        Value::Null
+    };
+    let b2 = if part("b2") {
+        bench_b2_sparse(&out)
+    } else {
+        Value::Null
+    };
+    let dense = if part("dense") {
+        bench_dense(&out)
+    } else {
+        Value::Null
+    };
     let results = json!({ "b1": b1, "b2": b2, "dense": dense });
     fs::write(out.join("rust_results.json"), results.to_string()).unwrap();
     println!("{}", serde_json::to_string_pretty(&results).unwrap());
@@ -442,9 +457,20 @@ fn bench_b1(out: &Path, queries: usize) -> Value {
     };
     let _warm = timed(false);
     let t = Instant::now();
+    let cpu = thread_cpu_s();
     let rank_ns = timed(false);
+    let rank_cpu_mean_us = (thread_cpu_s() - cpu) * 1e6 / requests.len() as f64;
     let wall = t.elapsed().as_secs_f64();
+    let cpu = thread_cpu_s();
     let explain_ns = timed(true);
+    let explain_cpu_mean_us = (thread_cpu_s() - cpu) * 1e6 / requests.len() as f64;
+    // Where the time goes: preparing the request alone.
+    let cpu = thread_cpu_s();
+    let mut prepared = 0usize;
+    for req in &requests {
+        prepared += base.prepare(req).map_or(0, |q| q.top_len());
+    }
+    let prepare_cpu_mean_us = (thread_cpu_s() - cpu) * 1e6 / requests.len() as f64;
     json!({
         "clinicians": CLINICIANS,
         "queries": requests.len(),
@@ -454,6 +480,10 @@ fn bench_b1(out: &Path, queries: usize) -> Value {
         "rank_sample": latency_summary(rank_ns[..COMPARED_QUERIES].to_vec()),
         "explained": latency_summary(explain_ns),
         "throughput_per_s": requests.len() as f64 / wall,
+        "rank_cpu_mean_us": rank_cpu_mean_us,
+        "explained_cpu_mean_us": explain_cpu_mean_us,
+        "prepare_cpu_mean_us": prepare_cpu_mean_us,
+        "prepared_top_domains": prepared,
     })
 }
 

@@ -1,13 +1,15 @@
 //! Instant match: one client, right after intake, against every clinician.
 //!
-//! A [`MatchIndex`] is built once from the clinicians' profiles. It keeps one bitset
-//! over clinicians per jurisdiction, language, format, population, risk acceptance,
-//! open capacity and "ineffective on domain d", plus a few compact per-clinician
-//! arrays (specialty / effective / neutral domain masks, 168-hour UTC availability,
-//! licence expiry dates). A match ANDs the client's bitsets word by word, counts what
-//! each hard filter left (the funnel, for "what could not be met"), and scores only the
-//! clinicians that survive, keeping the best `k` in a small sorted buffer: no
-//! allocation per clinician.
+//! A [`MatchIndex`] is built once from the clinicians' profiles. For each jurisdiction
+//! it keeps a posting list of the clinicians licensed there (with the licence's last
+//! valid day), and for each clinician one packed 24-byte record: languages (a 64-bit
+//! mask over the index's first 64 languages), formats, populations, risk acceptance,
+//! free places, and the specialty / effective / neutral / ineffective domain masks.
+//! A match walks only the client's jurisdiction's posting list (about 4 % of
+//! clinicians), evaluates every hard filter branch-free on that one record while
+//! counting what each filter left (the funnel, for "what could not be met"), scores
+//! the survivors, and keeps the best `k` in a small sorted buffer: no allocation per
+//! clinician.
 //!
 //! **Hard filters** (a clinician failing one is never offered):
 //! licence in the client's jurisdiction valid on the match date · speaks one of the
@@ -119,30 +121,54 @@ pub enum InstantMatchError {
 
 type Bits = Vec<u64>;
 
+/// Languages with an id below this are held in each clinician's record; any further
+/// ones in a bitset over clinicians.
+const PACKED_LANGUAGES: usize = 64;
+const RISK_BIT: u32 = 1 << 31;
+
+/// One clinician's filter and outcome facts, packed for the scan.
+#[derive(Debug, Clone, Copy, Default)]
+struct Packed {
+    /// Bit l: speaks language id l (ids < 64).
+    languages: u64,
+    /// Bits 0–3 formats, 8–13 populations, 31 accepts risk.
+    attrs: u32,
+    free_slots: u32,
+    specialties: u16,
+    effective: u16,
+    neutral: u16,
+    ineffective: u16,
+}
+
+/// A clinician licensed in a jurisdiction, with the licence's last valid day and a
+/// copy of the clinician's packed record, so a match reads its posting list
+/// sequentially (56 bytes per clinician) instead of jumping around memory.
+#[derive(Debug, Clone, Copy)]
+struct Posting {
+    rec: Packed,
+    clinician: u32,
+    last_day: i32,
+    /// Weekly availability in UTC hours, for the preferred-times score.
+    hours: WeekHours,
+}
+
 /// Precomputed, scan-friendly view of all clinicians for instant matching.
 #[derive(Debug, Clone)]
 pub struct MatchIndex {
     profiles: Vec<ClinicianProfile>,
     norms: OutcomeNorms,
-    words: usize,
-    jurisdiction: Vec<Bits>,
-    languages: HashMap<String, Bits>,
-    formats: Vec<Bits>,
-    populations: Vec<Bits>,
-    accepts_risk: Bits,
-    has_capacity: Bits,
-    ineffective: Vec<Bits>,
+    /// Per jurisdiction, in clinician order, one entry per clinician (latest expiry).
+    postings: Vec<Vec<Posting>>,
+    /// The authoritative record per clinician (postings hold copies).
+    packed: Vec<Packed>,
+    /// Where each clinician's copies are: (jurisdiction, position in its list).
+    copies: Vec<Vec<(u16, u32)>>,
+    language_ids: HashMap<String, usize>,
+    /// Bitsets over clinicians for languages with id ≥ 64.
+    overflow_languages: HashMap<String, Bits>,
     approaches: HashMap<String, Bits>,
     characteristics: HashMap<String, Bits>,
-    /// Licences of clinician i are `licences[licence_start[i]..licence_start[i+1]]`:
-    /// (jurisdiction index, last valid day as days from CE).
-    licence_start: Vec<u32>,
-    licences: Vec<(u16, i32)>,
-    specialties: Vec<u16>,
-    effective: Vec<u16>,
-    neutral: Vec<u16>,
     hours: Vec<WeekHours>,
-    free_slots: Vec<u32>,
 }
 
 /// How many clinicians were left after each hard filter, in order.
@@ -198,17 +224,17 @@ pub struct MatchResult {
     pub funnel: Funnel,
 }
 
-/// A request resolved against an index: bitsets to AND, weights to add.
+/// A request resolved against an index: masks to test, weights to add.
 #[derive(Debug, Clone)]
 pub struct PreparedRequest<'a> {
-    jurisdiction: Jurisdiction,
     date_days: i32,
-    jurisdiction_bits: &'a [u64],
-    languages: Vec<&'a [u64]>,
-    format_bits: &'a [u64],
-    population_bits: &'a [u64],
-    needs_risk: bool,
-    ineffective: Vec<&'a [u64]>,
+    postings: &'a [Posting],
+    language_mask: u64,
+    overflow_languages: Vec<&'a [u64]>,
+    format_bit: u32,
+    population_bit: u32,
+    /// `RISK_BIT` when the client must go to a clinician accepting risk, else 0.
+    risk_bit: u32,
     /// (domain bit, weight) for the most elevated domains.
     top: Vec<(u16, u32)>,
     top_mask: u16,
@@ -217,25 +243,21 @@ pub struct PreparedRequest<'a> {
     hours: Option<WeekHours>,
 }
 
-#[inline]
-fn word(bits: &[u64], w: usize) -> u64 {
-    bits.get(w).copied().unwrap_or(0)
+impl PreparedRequest<'_> {
+    /// How many elevated domains the score looks at (at most three).
+    pub fn top_len(&self) -> usize {
+        self.top.len()
+    }
 }
 
 #[inline]
 fn has_bit(bits: &[u64], i: usize) -> bool {
-    word(bits, i / 64) >> (i % 64) & 1 == 1
+    bits.get(i / 64).copied().unwrap_or(0) >> (i % 64) & 1 == 1
 }
 
 fn set_bit(bits: &mut [u64], i: usize) {
     if let Some(w) = bits.get_mut(i / 64) {
         *w |= 1u64 << (i % 64);
-    }
-}
-
-fn clear_bit(bits: &mut [u64], i: usize) {
-    if let Some(w) = bits.get_mut(i / 64) {
-        *w &= !(1u64 << (i % 64));
     }
 }
 
@@ -255,93 +277,98 @@ impl MatchIndex {
             return Err(InstantMatchError::TooManyClinicians(n));
         }
         let words = n.div_ceil(64);
-        let empty = || vec![0u64; words];
         let mut index = MatchIndex {
             norms,
-            words,
-            jurisdiction: (0..JURISDICTIONS.len()).map(|_| empty()).collect(),
-            languages: HashMap::new(),
-            formats: (0..Format::ALL.len()).map(|_| empty()).collect(),
-            populations: (0..Population::ALL.len()).map(|_| empty()).collect(),
-            accepts_risk: empty(),
-            has_capacity: empty(),
-            ineffective: (0..ProblemDomain::COUNT).map(|_| empty()).collect(),
+            postings: vec![Vec::new(); JURISDICTIONS.len()],
+            packed: Vec::with_capacity(n),
+            copies: vec![Vec::new(); n],
+            language_ids: HashMap::new(),
+            overflow_languages: HashMap::new(),
             approaches: HashMap::new(),
             characteristics: HashMap::new(),
-            licence_start: Vec::with_capacity(n + 1),
-            licences: Vec::with_capacity(n * 2),
-            specialties: Vec::with_capacity(n),
-            effective: Vec::with_capacity(n),
-            neutral: Vec::with_capacity(n),
             hours: Vec::with_capacity(n),
-            free_slots: Vec::with_capacity(n),
             profiles: Vec::new(),
         };
         for (i, p) in profiles.iter().enumerate() {
             p.validate()
                 .map_err(|source| InstantMatchError::InvalidProfile { index: i, source })?;
-            index.licence_start.push(index.licences.len() as u32);
-            for l in &p.licences {
-                if let Some(j) = Jurisdiction::from_code(&l.jurisdiction) {
-                    if let Some(bits) = index.jurisdiction.get_mut(j.index()) {
-                        set_bit(bits, i);
-                    }
-                    index
-                        .licences
-                        .push((j.index() as u16, date_days(l.expires_on)));
-                }
-            }
+            let mut rec = Packed::default();
+            let hours = p.availability.utc_hours();
             for code in &p.languages {
-                set_bit(index.languages.entry(code.clone()).or_insert_with(empty), i);
+                let next = index.language_ids.len();
+                let id = *index.language_ids.entry(code.clone()).or_insert(next);
+                if id < PACKED_LANGUAGES {
+                    rec.languages |= 1 << id;
+                } else {
+                    let bits = index
+                        .overflow_languages
+                        .entry(code.clone())
+                        .or_insert_with(|| vec![0; words]);
+                    set_bit(bits, i);
+                }
             }
             for f in &p.formats {
-                if let Some(bits) = index.formats.get_mut(f.index()) {
-                    set_bit(bits, i);
-                }
+                rec.attrs |= 1 << f.index();
             }
             for pop in &p.populations {
-                if let Some(bits) = index.populations.get_mut(pop.index()) {
-                    set_bit(bits, i);
-                }
+                rec.attrs |= 1 << (8 + pop.index());
             }
             if p.accepts_risk {
-                set_bit(&mut index.accepts_risk, i);
+                rec.attrs |= RISK_BIT;
             }
-            let slots = p.capacity.free_slots();
-            if slots > 0 {
-                set_bit(&mut index.has_capacity, i);
-            }
-            index.free_slots.push(slots);
+            rec.free_slots = p.capacity.free_slots();
             for a in &p.approaches {
-                set_bit(index.approaches.entry(a.clone()).or_insert_with(empty), i);
+                let bits = index
+                    .approaches
+                    .entry(a.clone())
+                    .or_insert_with(|| vec![0; words]);
+                set_bit(bits, i);
             }
             for c in p.shareable_characteristics() {
-                set_bit(
-                    index.characteristics.entry(c.clone()).or_insert_with(empty),
-                    i,
-                );
+                let bits = index
+                    .characteristics
+                    .entry(c.clone())
+                    .or_insert_with(|| vec![0; words]);
+                set_bit(bits, i);
             }
-            index
-                .specialties
-                .push(p.specialties.iter().fold(0, |m, d| m | d.bit()));
-            let (mut eff, mut neu) = (0u16, 0u16);
+            rec.specialties = p.specialties.iter().fold(0, |m, d| m | d.bit());
             for o in &p.outcomes {
                 match o.rating(norms.expected(o.domain)) {
-                    OutcomeRating::Effective => eff |= o.domain.bit(),
-                    OutcomeRating::Neutral => neu |= o.domain.bit(),
-                    OutcomeRating::Ineffective => {
-                        if let Some(bits) = index.ineffective.get_mut(o.domain.index()) {
-                            set_bit(bits, i);
-                        }
-                    }
+                    OutcomeRating::Effective => rec.effective |= o.domain.bit(),
+                    OutcomeRating::Neutral => rec.neutral |= o.domain.bit(),
+                    OutcomeRating::Ineffective => rec.ineffective |= o.domain.bit(),
                     OutcomeRating::InsufficientData => {}
                 }
             }
-            index.effective.push(eff);
-            index.neutral.push(neu);
-            index.hours.push(p.availability.utc_hours());
+            for l in &p.licences {
+                let Some(j) = Jurisdiction::from_code(&l.jurisdiction) else {
+                    continue;
+                };
+                let Some(list) = index.postings.get_mut(j.index()) else {
+                    continue;
+                };
+                let last_day = date_days(l.expires_on);
+                match list.last_mut() {
+                    // Two licences in one jurisdiction: keep the later expiry.
+                    Some(prev) if prev.clinician == i as u32 => {
+                        prev.last_day = prev.last_day.max(last_day)
+                    }
+                    _ => {
+                        if let Some(copies) = index.copies.get_mut(i) {
+                            copies.push((j.index() as u16, list.len() as u32));
+                        }
+                        list.push(Posting {
+                            rec,
+                            clinician: i as u32,
+                            last_day,
+                            hours,
+                        });
+                    }
+                }
+            }
+            index.packed.push(rec);
+            index.hours.push(hours);
         }
-        index.licence_start.push(index.licences.len() as u32);
         index.profiles = profiles;
         Ok(index)
     }
@@ -364,7 +391,7 @@ impl MatchIndex {
 
     /// Free places left for a clinician.
     pub fn free_slots(&self, index: usize) -> Option<u32> {
-        self.free_slots.get(index).copied()
+        self.packed.get(index).map(|p| p.free_slots)
     }
 
     /// The clinician's rating on a domain against this index's norms.
@@ -381,30 +408,40 @@ impl MatchIndex {
     /// being offered when no place is left. The durable, concurrency-safe hold is the
     /// store's job; this keeps the in-memory index in step with it.
     pub fn reserve(&mut self, index: usize) -> Result<u32, InstantMatchError> {
-        let slots = self
-            .free_slots
+        let rec = self
+            .packed
             .get_mut(index)
             .ok_or(InstantMatchError::UnknownClinician(index))?;
-        if *slots == 0 {
+        if rec.free_slots == 0 {
             return Err(InstantMatchError::NoFreePlace(index));
         }
-        *slots -= 1;
-        let left = *slots;
-        if left == 0 {
-            clear_bit(&mut self.has_capacity, index);
-        }
+        rec.free_slots -= 1;
+        let left = rec.free_slots;
+        self.sync_copies(index, left);
         Ok(left)
+    }
+
+    fn sync_copies(&mut self, index: usize, free_slots: u32) {
+        for &(j, pos) in self.copies.get(index).map_or(&[][..], |c| c.as_slice()) {
+            if let Some(post) = self
+                .postings
+                .get_mut(usize::from(j))
+                .and_then(|list| list.get_mut(pos as usize))
+            {
+                post.rec.free_slots = free_slots;
+            }
+        }
     }
 
     /// Gives a place back (a client switched or withdrew).
     pub fn release(&mut self, index: usize) -> Result<u32, InstantMatchError> {
-        let slots = self
-            .free_slots
+        let rec = self
+            .packed
             .get_mut(index)
             .ok_or(InstantMatchError::UnknownClinician(index))?;
-        *slots = slots.saturating_add(1);
-        let left = *slots;
-        set_bit(&mut self.has_capacity, index);
+        rec.free_slots = rec.free_slots.saturating_add(1);
+        let left = rec.free_slots;
+        self.sync_copies(index, left);
         Ok(left)
     }
 
@@ -419,12 +456,23 @@ impl MatchIndex {
         if req.languages.is_empty() {
             return Err(InstantMatchError::NoLanguage);
         }
+        let mut language_mask = 0u64;
+        let mut overflow_languages = Vec::new();
         for (index, code) in req.languages.iter().enumerate() {
             if !is_language_code(code) {
                 return Err(InstantMatchError::InvalidLanguage {
                     index,
                     code: code.clone(),
                 });
+            }
+            match self.language_ids.get(code) {
+                Some(&id) if id < PACKED_LANGUAGES => language_mask |= 1 << id,
+                Some(_) => {
+                    if let Some(bits) = self.overflow_languages.get(code) {
+                        overflow_languages.push(bits.as_slice());
+                    }
+                }
+                None => {}
             }
         }
         let mut seen = 0u16;
@@ -458,44 +506,24 @@ impl MatchIndex {
         let lookup = |map: &'a HashMap<String, Bits>, key: &str| -> &'a [u64] {
             map.get(key).map_or(&NONE[..], |b| b.as_slice())
         };
-        let top_domains = req
+        let top: Vec<(u16, u32)> = req
             .elevated_domains
             .iter()
-            .take(ELEVATED_DOMAINS_CONSIDERED);
-        let top: Vec<(u16, u32)> = top_domains
-            .clone()
+            .take(ELEVATED_DOMAINS_CONSIDERED)
             .zip(RANK_WEIGHTS)
             .map(|(d, w)| (d.bit(), w))
             .collect();
         Ok(PreparedRequest {
-            jurisdiction,
             date_days: date_days(req.date),
-            jurisdiction_bits: self
-                .jurisdiction
+            postings: self
+                .postings
                 .get(jurisdiction.index())
-                .map_or(&NONE[..], |b| b.as_slice()),
-            languages: req
-                .languages
-                .iter()
-                .map(|l| lookup(&self.languages, l))
-                .collect(),
-            format_bits: self
-                .formats
-                .get(req.format.index())
-                .map_or(&NONE[..], |b| b.as_slice()),
-            population_bits: self
-                .populations
-                .get(req.population.index())
-                .map_or(&NONE[..], |b| b.as_slice()),
-            needs_risk: needs_risk_routing(req),
-            ineffective: top_domains
-                .clone()
-                .map(|d| {
-                    self.ineffective
-                        .get(d.index())
-                        .map_or(&NONE[..], |b| b.as_slice())
-                })
-                .collect(),
+                .map_or(&[][..], |p| p.as_slice()),
+            language_mask,
+            overflow_languages,
+            format_bit: 1 << req.format.index(),
+            population_bit: 1 << (8 + req.population.index()),
+            risk_bit: if needs_risk_routing(req) { RISK_BIT } else { 0 },
             top_mask: top.iter().fold(0, |m, (b, _)| m | b),
             top,
             approaches: req
@@ -518,85 +546,47 @@ impl MatchIndex {
     /// first), best first; ties go to the lower index. Returns the filter funnel.
     pub fn rank(&self, q: &PreparedRequest<'_>, k: usize, out: &mut Vec<Candidate>) -> Funnel {
         out.clear();
-        let mut f = Funnel {
-            total: self.profiles.len() as u32,
-            ..Funnel::default()
-        };
-        for w in 0..self.words {
-            let a = word(q.jurisdiction_bits, w);
-            let lang = q.languages.iter().fold(0u64, |m, b| m | word(b, w));
-            let b = a & lang;
-            let c = b & word(q.format_bits, w);
-            let d = c & word(q.population_bits, w);
-            let e = d & word(&self.has_capacity, w);
-            let g = if q.needs_risk {
-                e & word(&self.accepts_risk, w)
-            } else {
-                e
-            };
-            let h = q.ineffective.iter().fold(g, |m, b| m & !word(b, w));
-            f.licensed += a.count_ones();
-            f.language += b.count_ones();
-            f.format += c.count_ones();
-            f.population += d.count_ones();
-            f.capacity += e.count_ones();
-            f.risk += g.count_ones();
-            f.outcomes += h.count_ones();
-            let mut rest = h;
-            while rest != 0 {
-                let i = w * 64 + rest.trailing_zeros() as usize;
-                rest &= rest - 1;
-                if !self.licence_current(i, q.jurisdiction.index() as u16, q.date_days) {
-                    continue;
-                }
-                f.licence_current += 1;
-                let score = self.score(i, q);
+        // Counters live in registers; the funnel is written once at the end.
+        let (mut language_n, mut format_n, mut population_n, mut capacity_n) = (0u32, 0, 0, 0);
+        let (mut risk_n, mut outcomes_n, mut current_n) = (0u32, 0, 0);
+        let no_overflow = q.overflow_languages.is_empty();
+        for post in q.postings {
+            let i = post.clinician as usize;
+            let c = &post.rec;
+            // Each stage also requires the ones before it; all evaluated branch-free.
+            let mut language = c.languages & q.language_mask != 0;
+            if !no_overflow {
+                language |= q.overflow_languages.iter().any(|b| has_bit(b, i));
+            }
+            let format = language & (c.attrs & q.format_bit != 0);
+            let population = format & (c.attrs & q.population_bit != 0);
+            let capacity = population & (c.free_slots > 0);
+            let risk = capacity & (c.attrs & q.risk_bit == q.risk_bit);
+            let outcomes = risk & (c.ineffective & q.top_mask == 0);
+            let current = outcomes & (post.last_day >= q.date_days);
+            language_n += u32::from(language);
+            format_n += u32::from(format);
+            population_n += u32::from(population);
+            capacity_n += u32::from(capacity);
+            risk_n += u32::from(risk);
+            outcomes_n += u32::from(outcomes);
+            current_n += u32::from(current);
+            if current {
+                let score = score(i, post, q);
                 push_top(out, k, Candidate { index: i, score });
             }
         }
-        f
-    }
-
-    fn licence_current(&self, i: usize, jurisdiction: u16, day: i32) -> bool {
-        let (Some(&from), Some(&to)) = (self.licence_start.get(i), self.licence_start.get(i + 1))
-        else {
-            return false;
-        };
-        self.licences
-            .get(from as usize..to as usize)
-            .is_some_and(|ls| ls.iter().any(|&(j, exp)| j == jurisdiction && exp >= day))
-    }
-
-    #[inline]
-    fn score(&self, i: usize, q: &PreparedRequest<'_>) -> u32 {
-        let spec = self.specialties.get(i).copied().unwrap_or(0);
-        let eff = self.effective.get(i).copied().unwrap_or(0);
-        let neu = self.neutral.get(i).copied().unwrap_or(0);
-        let mut s = 0u32;
-        for &(bit, w) in &q.top {
-            let points = SPECIALTY_POINTS * u32::from(spec & bit != 0)
-                + EFFECTIVE_POINTS * u32::from(eff & bit != 0)
-                + NEUTRAL_POINTS * u32::from(neu & bit != 0);
-            s += w * points;
+        Funnel {
+            total: self.profiles.len() as u32,
+            licensed: q.postings.len() as u32,
+            language: language_n,
+            format: format_n,
+            population: population_n,
+            capacity: capacity_n,
+            risk: risk_n,
+            outcomes: outcomes_n,
+            licence_current: current_n,
         }
-        if q.top_mask != 0 && eff & q.top_mask == q.top_mask {
-            s += TOP_LEVEL_BONUS;
-        }
-        for a in &q.approaches {
-            s += APPROACH_POINTS * u32::from(has_bit(a, i));
-        }
-        for c in &q.characteristics {
-            s += CHARACTERISTIC_POINTS * u32::from(has_bit(c, i));
-        }
-        if let (Some(want), Some(have)) = (&q.hours, self.hours.get(i)) {
-            let overlap: u32 = want
-                .iter()
-                .zip(have)
-                .map(|(a, b)| (a & b).count_ones())
-                .sum();
-            s += overlap.min(MAX_HOUR_POINTS);
-        }
-        s
     }
 
     /// The full instant match: check the request, filter, score, take the best `k`
@@ -767,6 +757,37 @@ impl MatchIndex {
             unmet,
         }
     }
+}
+
+/// The integer score of one eligible clinician (see the module docs).
+#[inline]
+fn score(i: usize, post: &Posting, q: &PreparedRequest<'_>) -> u32 {
+    let c = &post.rec;
+    let mut s = 0u32;
+    for &(bit, w) in &q.top {
+        let points = SPECIALTY_POINTS * u32::from(c.specialties & bit != 0)
+            + EFFECTIVE_POINTS * u32::from(c.effective & bit != 0)
+            + NEUTRAL_POINTS * u32::from(c.neutral & bit != 0);
+        s += w * points;
+    }
+    if q.top_mask != 0 && c.effective & q.top_mask == q.top_mask {
+        s += TOP_LEVEL_BONUS;
+    }
+    for a in &q.approaches {
+        s += APPROACH_POINTS * u32::from(has_bit(a, i));
+    }
+    for ch in &q.characteristics {
+        s += CHARACTERISTIC_POINTS * u32::from(has_bit(ch, i));
+    }
+    if let Some(want) = &q.hours {
+        let overlap: u32 = want
+            .iter()
+            .zip(&post.hours)
+            .map(|(a, b)| (a & b).count_ones())
+            .sum();
+        s += overlap.min(MAX_HOUR_POINTS);
+    }
+    s
 }
 
 /// Urgent referrals and clients at moderate or higher risk go only to clinicians who
