@@ -241,6 +241,8 @@ pub struct PreparedRequest<'a> {
     approaches: Vec<&'a [u64]>,
     characteristics: Vec<&'a [u64]>,
     hours: Option<WeekHours>,
+    /// Most points the preferences can add.
+    max_rest: u32,
 }
 
 impl PreparedRequest<'_> {
@@ -539,6 +541,13 @@ impl MatchIndex {
                 .map(|c| lookup(&self.characteristics, c))
                 .collect(),
             hours: req.preferences.times.as_ref().map(|t| t.utc_hours()),
+            max_rest: APPROACH_POINTS * req.preferences.approaches.len() as u32
+                + CHARACTERISTIC_POINTS * req.preferences.characteristics.len() as u32
+                + if req.preferences.times.is_some() {
+                    MAX_HOUR_POINTS
+                } else {
+                    0
+                },
         })
     }
 
@@ -546,16 +555,19 @@ impl MatchIndex {
     /// first), best first; ties go to the lower index. Returns the filter funnel.
     pub fn rank(&self, q: &PreparedRequest<'_>, k: usize, out: &mut Vec<Candidate>) -> Funnel {
         out.clear();
-        // Counters live in registers; the funnel is written once at the end.
+        // Pass 1, branch-free: every hard filter for every licensed clinician, the
+        // funnel counts in registers, and the positions of the eligible ones written
+        // unconditionally into a compact list (the cursor advances only when eligible).
         let (mut language_n, mut format_n, mut population_n, mut capacity_n) = (0u32, 0, 0, 0);
         let (mut risk_n, mut outcomes_n, mut current_n) = (0u32, 0, 0);
+        let mut eligible = vec![0u32; q.postings.len() + 1];
+        let mut found = 0usize;
         let no_overflow = q.overflow_languages.is_empty();
-        for post in q.postings {
-            let i = post.clinician as usize;
+        for (pos, post) in q.postings.iter().enumerate() {
             let c = &post.rec;
-            // Each stage also requires the ones before it; all evaluated branch-free.
             let mut language = c.languages & q.language_mask != 0;
             if !no_overflow {
+                let i = post.clinician as usize;
                 language |= q.overflow_languages.iter().any(|b| has_bit(b, i));
             }
             let format = language & (c.attrs & q.format_bit != 0);
@@ -571,10 +583,24 @@ impl MatchIndex {
             risk_n += u32::from(risk);
             outcomes_n += u32::from(outcomes);
             current_n += u32::from(current);
-            if current {
-                let score = score(i, post, q);
-                push_top(out, k, Candidate { index: i, score });
+            if let Some(slot) = eligible.get_mut(found) {
+                *slot = pos as u32;
             }
+            found += usize::from(current);
+        }
+        // Pass 2: score the eligible ones, cheap part first; skip the rest when even
+        // its maximum cannot beat the current k-th choice (ties keep the earlier one).
+        for &pos in eligible.get(..found).unwrap_or(&[]) {
+            let Some(post) = q.postings.get(pos as usize) else {
+                continue;
+            };
+            let base = outcome_score(&post.rec, q);
+            if out.len() == k && out.last().is_some_and(|l| base + q.max_rest <= l.score) {
+                continue;
+            }
+            let i = post.clinician as usize;
+            let score = base + preference_score(i, post, q);
+            push_top(out, k, Candidate { index: i, score });
         }
         Funnel {
             total: self.profiles.len() as u32,
@@ -759,10 +785,9 @@ impl MatchIndex {
     }
 }
 
-/// The integer score of one eligible clinician (see the module docs).
+/// Score from specialty and measured outcomes on the elevated domains.
 #[inline]
-fn score(i: usize, post: &Posting, q: &PreparedRequest<'_>) -> u32 {
-    let c = &post.rec;
+fn outcome_score(c: &Packed, q: &PreparedRequest<'_>) -> u32 {
     let mut s = 0u32;
     for &(bit, w) in &q.top {
         let points = SPECIALTY_POINTS * u32::from(c.specialties & bit != 0)
@@ -773,6 +798,14 @@ fn score(i: usize, post: &Posting, q: &PreparedRequest<'_>) -> u32 {
     if q.top_mask != 0 && c.effective & q.top_mask == q.top_mask {
         s += TOP_LEVEL_BONUS;
     }
+    s
+}
+
+/// Score from the client's preferences (approach, characteristics, times); at most
+/// `PreparedRequest::max_rest`.
+#[inline]
+fn preference_score(i: usize, post: &Posting, q: &PreparedRequest<'_>) -> u32 {
+    let mut s = 0u32;
     for a in &q.approaches {
         s += APPROACH_POINTS * u32::from(has_bit(a, i));
     }
