@@ -471,7 +471,7 @@ fn bench_b1(out: &Path, queries: usize) -> Value {
         prepared += base.prepare(req).map_or(0, |q| q.top_len());
     }
     let prepare_cpu_mean_us = (thread_cpu_s() - cpu) * 1e6 / requests.len() as f64;
-    // Cache-hot floor: one request ranked again and again (no place taken).
+    // One request ranked again and again, cache-hot (no place taken).
     let q = base.prepare(&requests[0]).unwrap();
     let mut scanned = 0u64;
     let cpu = thread_cpu_s();

@@ -1,15 +1,17 @@
 //! Instant match: one client, right after intake, against every clinician.
 //!
 //! A [`MatchIndex`] is built once from the clinicians' profiles. For each jurisdiction
-//! it keeps a posting list of the clinicians licensed there (with the licence's last
-//! valid day), and for each clinician one packed 24-byte record: languages (a 64-bit
-//! mask over the index's first 64 languages), formats, populations, risk acceptance,
-//! free places, and the specialty / effective / neutral / ineffective domain masks.
-//! A match walks only the client's jurisdiction's posting list (about 4 % of
-//! clinicians), evaluates every hard filter branch-free on that one record while
-//! counting what each filter left (the funnel, for "what could not be met"), scores
-//! the survivors, and keeps the best `k` in a small sorted buffer: no allocation per
-//! clinician.
+//! it keeps a posting list of the clinicians licensed there, in profile order; each
+//! entry carries the licence's last valid day, the clinician's weekly UTC hours and a
+//! copy of their packed 24-byte record: languages (a 64-bit mask over the index's first
+//! 64 languages; further ones in bitsets), formats, populations, risk acceptance, free
+//! places, and the specialty / effective / neutral / ineffective domain masks. A match
+//! reads only the client's jurisdiction's list (about 4 % of clinicians), sequentially:
+//! pass 1 evaluates every hard filter branch-free, counts what each filter left (the
+//! funnel, for "what could not be met") and writes the eligible positions to a compact
+//! list; pass 2 scores those, skipping the preference part when it cannot beat the
+//! current k-th choice, and keeps the best `k` in a small sorted buffer. One allocation
+//! per match, none per clinician. Taking a place updates the record and its copies.
 //!
 //! **Hard filters** (a clinician failing one is never offered):
 //! licence in the client's jurisdiction valid on the match date · speaks one of the
