@@ -591,8 +591,23 @@ fn bench_b2_sparse(out: &Path) -> Value {
         }
     }
     write_instance("b2_sparse", out, clients, &caps, &edges);
+    // The CLI path end to end: JSON text in, JSON out (parse + check + build + solve).
+    let text = json!({
+        "clients": clients,
+        "capacities": caps,
+        "edges": edges.iter().map(|e| [i64::from(e.client), i64::from(e.clinician), e.score]).collect::<Vec<_>>(),
+    })
+    .to_string();
+    let t = Instant::now();
+    let cli = tapestry_domain::matching::assign::assign_command(&text).unwrap();
+    let cli_s = t.elapsed().as_secs_f64();
     let inst = AssignmentInstance::new(clients, caps, edges).unwrap();
-    time_solve("b2_sparse", out, &inst, 5)
+    let mut result = time_solve("b2_sparse", out, &inst, 5);
+    assert_eq!(cli["assigned"], result["assigned"]);
+    assert_eq!(cli["total_score"], result["total_score"]);
+    result["cli_json_bytes"] = json!(text.len());
+    result["cli_end_to_end_s"] = json!(cli_s);
+    result
 }
 
 fn bench_dense(out: &Path) -> Value {
