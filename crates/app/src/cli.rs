@@ -82,6 +82,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Matching clients to clinicians.
+    #[command(subcommand)]
+    Match(MatchCommand),
     /// Build a phased, integrative treatment plan from a case file (schema in docs/plan-engine.md).
     Plan {
         /// The case as JSON.
@@ -133,5 +136,19 @@ pub enum BenchCommand {
         batch: u64,
         #[command(flatten)]
         serve: ServeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MatchCommand {
+    /// Optimal batch assignment under capacities: most clients matched first, then the highest total score.
+    /// Input: {"clients":N,"capacities":[c0,…],"edges":[[client,clinician,score],…]}.
+    Assign {
+        /// The instance as JSON.
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        /// Print one JSON object (the output is always JSON; kept for symmetry with other commands).
+        #[arg(long)]
+        json: bool,
     },
 }

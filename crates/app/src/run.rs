@@ -1,6 +1,6 @@
 //! What each subcommand does.
 
-use crate::cli::{AdminCommand, BenchCommand, Cli, Command, ServeArgs};
+use crate::cli::{AdminCommand, BenchCommand, Cli, Command, MatchCommand, ServeArgs};
 use crate::config::{Config, Database, LogFormat, Overrides};
 use crate::{accounts, demo};
 use anyhow::{anyhow, bail, Context, Result};
@@ -13,6 +13,7 @@ use std::time::Duration;
 use tapestry_domain::clock::Clock;
 use tapestry_domain::instrument::{Availability, InstrumentRegistry};
 use tapestry_domain::knowledge::Knowledge;
+use tapestry_domain::matching::assign::assign_command;
 use tapestry_domain::user::{Role, User};
 use tapestry_domain::{measurement_cli, plan_input};
 use tapestry_store::{Location, Store, StoreError};
@@ -149,6 +150,17 @@ pub async fn run(cli: Cli) -> Result<()> {
                 println!("{plan}");
             } else {
                 println!("{}", serde_json::to_string_pretty(&plan)?);
+            }
+            Ok(())
+        }
+        Command::Match(MatchCommand::Assign { input, json }) => {
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("--input {}: cannot read", input.display()))?;
+            let result = assign_command(&text).map_err(|e| anyhow!("{}: {e}", input.display()))?;
+            if json {
+                println!("{result}");
+            } else {
+                println!("{}", serde_json::to_string_pretty(&result)?);
             }
             Ok(())
         }

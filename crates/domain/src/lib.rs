@@ -17,6 +17,7 @@ pub mod identity;
 pub mod ids;
 pub mod instrument;
 pub mod knowledge;
+pub mod matching;
 pub mod measurement_cli;
 pub mod plan;
 pub mod plan_input;

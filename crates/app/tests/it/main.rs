@@ -3,6 +3,7 @@
 //! and stores.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cli_forms;
 mod durability;
 mod faults;
 mod harness;
