@@ -9,9 +9,13 @@
 //!   (most clients matched first, then the highest total score), solved exactly by a
 //!   sparse successive-shortest-path min-cost-flow solver.
 //!
+//! * [`waitlist`] — people waiting keep being measured and re-screened; risk and
+//!   reliable deterioration alert the intake team and move them up.
+//!
 //! Everything here is pure. Holding a capacity slot under concurrent sign-ups is the
 //! store's job; these functions only say who fits and who is best.
 
 pub mod assign;
 pub mod instant;
 pub mod profile;
+pub mod waitlist;

@@ -1,0 +1,359 @@
+//! The waitlist that watches. People waiting for a clinician keep being
+//! measured and re-screened for risk; a risk answer or a reliable
+//! deterioration alerts the intake team and moves the person up. The queue
+//! order is explained for every person in it.
+//!
+//! Order: an open risk signal first (highest level first), then reliable
+//! deterioration since joining, then referrals marked urgent, then the
+//! longest wait. Ties keep the earlier joiner first, so the order is
+//! deterministic.
+
+use crate::ids::ClientId;
+use crate::instrument::InstrumentRegistry;
+use crate::risk::RiskLevel;
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use std::cmp::Reverse;
+
+/// One total on one measure at one time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub instrument: String,
+    pub total: f64,
+    pub at: DateTime<Utc>,
+}
+
+/// A person on the waitlist, as the store knows them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    pub client_id: ClientId,
+    pub joined_at: DateTime<Utc>,
+    /// Marked urgent at intake.
+    pub urgent: bool,
+    /// Every reading since joining, any order.
+    pub readings: Vec<Reading>,
+    /// The highest level among open (not clinician-closed) risk flags.
+    pub open_risk: Option<RiskLevel>,
+    /// When the last risk re-screen was answered.
+    pub last_rescreen_at: Option<DateTime<Utc>>,
+}
+
+/// How often waiting clients are measured and re-screened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitlistPolicy {
+    /// Instruments repeated while waiting (e.g. phq9, gad7).
+    pub instruments: Vec<String>,
+    pub measure_every: Duration,
+    pub rescreen_every: Duration,
+}
+
+impl Default for WaitlistPolicy {
+    fn default() -> Self {
+        Self {
+            instruments: vec!["phq9".into(), "gad7".into()],
+            measure_every: Duration::days(14),
+            rescreen_every: Duration::days(14),
+        }
+    }
+}
+
+/// Something due for a waiting client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Due {
+    Measure { instrument: String },
+    RiskRescreen,
+}
+
+/// Why the intake team is alerted.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Alert {
+    /// A risk answer or assessment is open for a waiting client.
+    Risk { level: RiskLevel },
+    /// A measure has worsened by at least its reliable-change threshold since joining.
+    ReliableDeterioration {
+        instrument: String,
+        from: f64,
+        to: f64,
+        threshold: f64,
+    },
+}
+
+/// One place in the queue, with its reasons.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueEntry {
+    pub position: usize,
+    pub client_id: ClientId,
+    pub waiting_days: i64,
+    pub reasons: Vec<String>,
+    pub alerts: Vec<Alert>,
+    pub due: Vec<Due>,
+}
+
+/// Reliable deteriorations of `w` since joining, by the instruments' own thresholds.
+pub fn deteriorations(w: &Waiting, registry: &InstrumentRegistry) -> Vec<Alert> {
+    let mut out = Vec::new();
+    let mut instruments: Vec<&str> = w.readings.iter().map(|r| r.instrument.as_str()).collect();
+    instruments.sort_unstable();
+    instruments.dedup();
+    for id in instruments {
+        let Some(def) = registry.get(id) else {
+            continue;
+        };
+        let Some(threshold) = def.reliable_change_threshold() else {
+            continue;
+        };
+        let mut series: Vec<&Reading> = w.readings.iter().filter(|r| r.instrument == id).collect();
+        series.sort_by_key(|r| r.at);
+        let (Some(first), Some(last)) = (series.first(), series.last()) else {
+            continue;
+        };
+        let worse_by = if def.higher_is_better {
+            first.total - last.total
+        } else {
+            last.total - first.total
+        };
+        if series.len() >= 2 && worse_by >= threshold {
+            out.push(Alert::ReliableDeterioration {
+                instrument: id.to_string(),
+                from: first.total,
+                to: last.total,
+                threshold,
+            });
+        }
+    }
+    out
+}
+
+/// What is due now for `w` under `policy`.
+pub fn due(w: &Waiting, policy: &WaitlistPolicy, now: DateTime<Utc>) -> Vec<Due> {
+    let mut out = Vec::new();
+    for instrument in &policy.instruments {
+        let last = w
+            .readings
+            .iter()
+            .filter(|r| &r.instrument == instrument)
+            .map(|r| r.at)
+            .max();
+        if last.is_none_or(|at| now - at >= policy.measure_every) {
+            out.push(Due::Measure {
+                instrument: instrument.clone(),
+            });
+        }
+    }
+    let last_screen = w.last_rescreen_at.unwrap_or(w.joined_at);
+    if w.last_rescreen_at.is_none() || now - last_screen >= policy.rescreen_every {
+        out.push(Due::RiskRescreen);
+    }
+    out
+}
+
+/// The ordered, explained queue.
+pub fn review(
+    waiting: &[Waiting],
+    registry: &InstrumentRegistry,
+    policy: &WaitlistPolicy,
+    now: DateTime<Utc>,
+) -> Vec<QueueEntry> {
+    let mut entries: Vec<(Option<RiskLevel>, bool, bool, DateTime<Utc>, QueueEntry)> = waiting
+        .iter()
+        .map(|w| {
+            let mut alerts = Vec::new();
+            let mut reasons = Vec::new();
+            let risk = w.open_risk.filter(|l| *l > RiskLevel::None);
+            if let Some(level) = risk {
+                alerts.push(Alert::Risk { level });
+                reasons.push(format!(
+                    "open risk signal ({}) — a clinician must review before anything else",
+                    level.as_str()
+                ));
+            }
+            let worse = deteriorations(w, registry);
+            for a in &worse {
+                if let Alert::ReliableDeterioration {
+                    instrument,
+                    from,
+                    to,
+                    ..
+                } = a
+                {
+                    reasons.push(format!(
+                        "{instrument} reliably worse while waiting ({from} → {to})"
+                    ));
+                }
+            }
+            let deteriorated = !worse.is_empty();
+            alerts.extend(worse);
+            if w.urgent {
+                reasons.push("referral marked urgent".to_string());
+            }
+            let waiting_days = (now - w.joined_at).num_days().max(0);
+            reasons.push(format!("waiting {waiting_days} days"));
+            let entry = QueueEntry {
+                position: 0,
+                client_id: w.client_id,
+                waiting_days,
+                reasons,
+                alerts,
+                due: due(w, policy, now),
+            };
+            (risk, deteriorated, w.urgent, w.joined_at, entry)
+        })
+        .collect();
+    entries.sort_by_key(|(risk, worse, urgent, joined, e)| {
+        (
+            Reverse(*risk),
+            Reverse(*worse),
+            Reverse(*urgent),
+            *joined,
+            e.client_id,
+        )
+    });
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, (.., mut e))| {
+            e.position = i + 1;
+            e
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 21, 9, 0, 0).unwrap()
+    }
+
+    fn waiting(days: i64) -> Waiting {
+        Waiting {
+            client_id: ClientId::random(),
+            joined_at: now() - Duration::days(days),
+            urgent: false,
+            readings: Vec::new(),
+            open_risk: None,
+            last_rescreen_at: None,
+        }
+    }
+
+    fn reading(instrument: &str, total: f64, days_ago: i64) -> Reading {
+        Reading {
+            instrument: instrument.into(),
+            total,
+            at: now() - Duration::days(days_ago),
+        }
+    }
+
+    #[test]
+    fn risk_then_deterioration_then_urgency_then_longest_wait() {
+        let reg = InstrumentRegistry::embedded().unwrap();
+        let long_wait = waiting(60);
+        let mut urgent = waiting(3);
+        urgent.urgent = true;
+        let mut worse = waiting(20);
+        worse.readings = vec![reading("phq9", 12.0, 20), reading("phq9", 19.0, 1)];
+        let mut risky = waiting(1);
+        risky.open_risk = Some(RiskLevel::Moderate);
+        let mut riskier = waiting(2);
+        riskier.open_risk = Some(RiskLevel::High);
+        let queue = review(
+            &[
+                long_wait.clone(),
+                urgent.clone(),
+                worse.clone(),
+                risky.clone(),
+                riskier.clone(),
+            ],
+            &reg,
+            &WaitlistPolicy::default(),
+            now(),
+        );
+        let order: Vec<ClientId> = queue.iter().map(|e| e.client_id).collect();
+        assert_eq!(
+            order,
+            vec![
+                riskier.client_id,
+                risky.client_id,
+                worse.client_id,
+                urgent.client_id,
+                long_wait.client_id
+            ]
+        );
+        assert_eq!(
+            queue.iter().map(|e| e.position).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5]
+        );
+        assert!(queue[0].reasons[0].contains("open risk signal (high)"));
+        assert!(queue[2]
+            .reasons
+            .iter()
+            .any(|r| r.contains("phq9 reliably worse")));
+        assert!(
+            matches!(queue[2].alerts[0], Alert::ReliableDeterioration { ref instrument, .. } if instrument == "phq9")
+        );
+    }
+
+    #[test]
+    fn change_below_the_threshold_is_not_deterioration() {
+        let reg = InstrumentRegistry::embedded().unwrap();
+        let mut w = waiting(30);
+        // PHQ-9 reliable change is 6 points: +5 is not reliable, +6 is.
+        w.readings = vec![reading("phq9", 10.0, 30), reading("phq9", 15.0, 2)];
+        assert!(deteriorations(&w, &reg).is_empty());
+        w.readings.push(reading("phq9", 16.0, 1));
+        assert_eq!(deteriorations(&w, &reg).len(), 1);
+        // Improvement is never an alert; unknown instruments are ignored, not fatal.
+        w.readings = vec![
+            reading("phq9", 20.0, 30),
+            reading("phq9", 5.0, 1),
+            reading("nosuch", 1.0, 3),
+            reading("nosuch", 99.0, 1),
+        ];
+        assert!(deteriorations(&w, &reg).is_empty());
+    }
+
+    #[test]
+    fn measures_and_rescreens_fall_due_on_schedule() {
+        let policy = WaitlistPolicy::default();
+        let mut w = waiting(30);
+        assert_eq!(
+            due(&w, &policy, now()).len(),
+            3,
+            "nothing yet: both measures and a re-screen are due"
+        );
+        w.readings = vec![reading("phq9", 10.0, 3), reading("gad7", 8.0, 20)];
+        w.last_rescreen_at = Some(now() - Duration::days(3));
+        assert_eq!(
+            due(&w, &policy, now()),
+            vec![Due::Measure {
+                instrument: "gad7".into()
+            }]
+        );
+        w.last_rescreen_at = Some(now() - Duration::days(14));
+        assert!(due(&w, &policy, now()).contains(&Due::RiskRescreen));
+    }
+
+    #[test]
+    fn an_empty_waitlist_is_an_empty_queue_and_order_is_deterministic() {
+        let reg = InstrumentRegistry::embedded().unwrap();
+        assert!(review(&[], &reg, &WaitlistPolicy::default(), now()).is_empty());
+        let mut a = waiting(5);
+        let mut b = waiting(5);
+        b.joined_at = a.joined_at;
+        if b.client_id < a.client_id {
+            std::mem::swap(&mut a, &mut b);
+        }
+        let q1 = review(
+            &[a.clone(), b.clone()],
+            &reg,
+            &WaitlistPolicy::default(),
+            now(),
+        );
+        let q2 = review(&[b, a], &reg, &WaitlistPolicy::default(), now());
+        assert_eq!(q1, q2);
+    }
+}
