@@ -149,6 +149,9 @@ pub fn due(w: &Waiting, policy: &WaitlistPolicy, now: DateTime<Utc>) -> Vec<Due>
     out
 }
 
+/// What the queue is sorted by: open risk, deterioration, urgency, joining time.
+type SortKey = (Option<RiskLevel>, bool, bool, DateTime<Utc>);
+
 /// The ordered, explained queue.
 pub fn review(
     waiting: &[Waiting],
@@ -156,7 +159,7 @@ pub fn review(
     policy: &WaitlistPolicy,
     now: DateTime<Utc>,
 ) -> Vec<QueueEntry> {
-    let mut entries: Vec<(Option<RiskLevel>, bool, bool, DateTime<Utc>, QueueEntry)> = waiting
+    let mut entries: Vec<(SortKey, QueueEntry)> = waiting
         .iter()
         .map(|w| {
             let mut alerts = Vec::new();
@@ -198,7 +201,7 @@ pub fn review(
                 alerts,
                 due: due(w, policy, now),
             };
-            (risk, deteriorated, w.urgent, w.joined_at, entry)
+            ((risk, deteriorated, w.urgent, w.joined_at), entry)
         })
         .collect();
     entries.sort_by_key(|(risk, worse, urgent, joined, e)| {
@@ -213,7 +216,7 @@ pub fn review(
     entries
         .into_iter()
         .enumerate()
-        .map(|(i, (.., mut e))| {
+        .map(|(i, (_, mut e))| {
             e.position = i + 1;
             e
         })
