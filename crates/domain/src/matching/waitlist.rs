@@ -204,7 +204,7 @@ pub fn review(
             ((risk, deteriorated, w.urgent, w.joined_at), entry)
         })
         .collect();
-    entries.sort_by_key(|(risk, worse, urgent, joined, e)| {
+    entries.sort_by_key(|((risk, worse, urgent, joined), e)| {
         (
             Reverse(*risk),
             Reverse(*worse),
