@@ -131,7 +131,7 @@ pub fn render(spec: &ChartSpec<'_>) -> String {
             (bottom - top).max(0.0),
             WIDTH - RIGHT - 4.0,
             top + 11.0,
-            escape(&band.label)
+            escape(&band.label.replace('_', " "))
         );
     }
 
@@ -315,7 +315,7 @@ pub fn text_alternative(spec: &ChartSpec<'_>) -> String {
                 def.bands
                     .iter()
                     .find(|b| v >= f64::from(b.min) && v <= f64::from(b.max))
-                    .map(|b| b.label.clone())
+                    .map(|b| b.label.replace('_', " "))
                     .unwrap_or_default()
             };
             let _ = write!(
