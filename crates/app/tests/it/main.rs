@@ -8,3 +8,4 @@ mod durability;
 mod faults;
 mod harness;
 mod serving;
+mod tls;
