@@ -42,6 +42,12 @@ pub enum Command {
     /// Administration tasks.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Encryption keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Benchmark and durability tools.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -131,6 +137,27 @@ pub enum BenchCommand {
         /// Submissions per transaction (1 = one commit per submission).
         #[arg(long, default_value_t = 1)]
         batch: u64,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the audit hash chain; prints the first broken entry and exits non-zero if any.
+    Verify {
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new master key to the key file and re-wrap every data key under it.
+    Rotate {
+        /// Also create new per-practice data keys and re-encrypt every sealed value.
+        #[arg(long)]
+        data_keys: bool,
         #[command(flatten)]
         serve: ServeArgs,
     },

@@ -1,6 +1,6 @@
 //! What each subcommand does.
 
-use crate::cli::{AdminCommand, BenchCommand, Cli, Command, ServeArgs};
+use crate::cli::{AdminCommand, AuditCommand, BenchCommand, Cli, Command, KeysCommand, ServeArgs};
 use crate::config::{Config, Database, LogFormat, Overrides};
 use crate::{accounts, demo};
 use anyhow::{anyhow, bail, Context, Result};
@@ -152,6 +152,41 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Audit(AuditCommand::Verify { serve }) => {
+            let config = load_config(cli.config.as_deref(), &serve)?;
+            let store = open_store(&config).await?;
+            let events = store.audit_events().await?;
+            store.close().await;
+            match tapestry_store::audit_chain::verify(&events) {
+                Ok(()) => {
+                    println!("Audit chain intact: {} entries verified.", events.len());
+                    Ok(())
+                }
+                Err(b) => bail!(
+                    "audit chain broken at entry {} ({:?}); the log has been edited, deleted from or reordered; compare with a backup and the off-box checkpoints",
+                    b.first_bad_seq,
+                    b.reason
+                ),
+            }
+        }
+        Command::Keys(KeysCommand::Rotate { data_keys, serve }) => {
+            let config = load_config(cli.config.as_deref(), &serve)?;
+            let store = open_store(&config).await?;
+            let mut key_file = tapestry_store::crypto::load_or_create_key_file(&config.key_file)
+                .map_err(|e| anyhow!("key_file: {e}"))?;
+            let new_id = key_file.add_master_key();
+            // Save first: the new master key must exist before anything is
+            // wrapped under it (old master keys stay until retired).
+            tapestry_store::crypto::save_key_file(&config.key_file, &key_file)
+                .map_err(|e| anyhow!("key_file: {e}"))?;
+            let report = store.rotate_keys(&key_file, data_keys).await?;
+            store.close().await;
+            println!(
+                "Master key {new_id} is current: {} data keys re-wrapped, {} new data keys, {} values re-encrypted.",
+                report.rewrapped, report.new_data_keys, report.reencrypted
+            );
+            Ok(())
+        }
         Command::Bench(BenchCommand::Ingest {
             count,
             batch,
@@ -243,7 +278,9 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
         }
         Database::Postgres(url) => Location::Postgres(url.expose().to_string()),
     };
-    tapestry_store::open(&location).await.map_err(|e| match (&config.database, e) {
+    let key_file = tapestry_store::crypto::load_or_create_key_file(&config.key_file)
+        .map_err(|e| anyhow!("key_file: {e}"))?;
+    tapestry_store::open(&location, key_file).await.map_err(|e| match (&config.database, e) {
         (Database::Postgres(url), StoreError::Backend(inner)) => anyhow!(
             "DATABASE_URL {}: cannot use the PostgreSQL database ({inner}); check the URL and that the server is running",
             crate::config::redact_url(url.expose())
@@ -308,11 +345,21 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
             public_url
         ));
     }
+    let key_file = tapestry_store::crypto::load_or_create_key_file(&config.key_file)
+        .map_err(|e| anyhow!("key_file: {e}"))?;
     let mut state = AppState::new(
         store.clone(),
         clock,
         config.tls.is_some() || config.behind_proxy,
-    );
+    )
+    .with_csrf_secret(key_file.csrf_secret());
+    state.behind_proxy = config.behind_proxy;
+    state.sessions = tapestry_domain::identity::session::SessionPolicy {
+        staff_idle: chrono::Duration::minutes(i64::from(config.staff_idle_minutes)),
+        client_idle: chrono::Duration::minutes(i64::from(config.client_idle_minutes)),
+        absolute: chrono::Duration::hours(i64::from(config.absolute_hours)),
+    };
+    tapestry_domain::identity::password::prepare_unknown_user_check();
     state.limits.request_timeout = Duration::from_secs(config.request_timeout_secs);
     state.limits.max_body_bytes = config.max_body_bytes;
     let shutting_down = state.shutting_down.clone();

@@ -81,3 +81,30 @@ pub async fn stylesheet() -> Response {
     );
     r
 }
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+pub struct SignInPage;
+
+/// The sign-in page. The form is submitted by `/static/tapestry.js` to
+/// `POST /api/v1/session` (no inline script, CSP `script-src 'self'`); then
+/// the second-factor step (enrolment with a QR code for staff without one).
+pub async fn sign_in_page() -> Response {
+    render(&SignInPage)
+}
+
+#[derive(Template)]
+#[template(path = "bootstrap.html")]
+pub struct BootstrapPage;
+
+/// The one-time setup page: token from `tapestry serve`, practice and owner.
+pub async fn bootstrap_page() -> Response {
+    render(&BootstrapPage)
+}
+
+#[derive(Template)]
+#[template(path = "client.html")]
+pub struct ClientPage {
+    pub name: String,
+    pub id: String,
+}
