@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 pub use error::{StoreError, StoreResult};
 pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
 pub use security::*;
+pub use sqlite::SqliteStore;
 pub use traits::*;
 
 /// Where the data lives.

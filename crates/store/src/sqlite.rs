@@ -27,7 +27,10 @@ impl SqliteStore {
     }
 
     /// Opens the database file at `path`; sealed columns use `key_file`.
-    pub async fn open_with_keys(path: &Path, key_file: crate::crypto::KeyFile) -> StoreResult<Self> {
+    pub async fn open_with_keys(
+        path: &Path,
+        key_file: crate::crypto::KeyFile,
+    ) -> StoreResult<Self> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)

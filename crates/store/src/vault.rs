@@ -58,7 +58,10 @@ impl Vault {
 
     /// A copy of the key file (for rotation).
     pub fn key_file(&self) -> StoreResult<KeyFile> {
-        self.key_file.read().map(|k| k.clone()).map_err(|_| poisoned())
+        self.key_file
+            .read()
+            .map(|k| k.clone())
+            .map_err(|_| poisoned())
     }
 
     /// Replace the key file (after rotation) and forget cached keyrings.
@@ -97,7 +100,10 @@ impl Vault {
     /// Seal `plain` for one field.
     pub fn seal(keyring: &Keyring, ctx: &FieldContext<'_>, plain: &str) -> StoreResult<String> {
         let sealed = keyring.seal(plain.as_bytes(), ctx)?;
-        Ok(format!("{SEALED_PREFIX}{}", BASE64URL_NOPAD.encode(&sealed)))
+        Ok(format!(
+            "{SEALED_PREFIX}{}",
+            BASE64URL_NOPAD.encode(&sealed)
+        ))
     }
 
     /// Open a sealed TEXT value of one field.
@@ -132,7 +138,12 @@ impl Vault {
 }
 
 /// The field context of an unversioned row.
-pub fn field<'a>(practice: PracticeId, table: &'a str, column: &'a str, row: Uuid) -> FieldContext<'a> {
+pub fn field<'a>(
+    practice: PracticeId,
+    table: &'a str,
+    column: &'a str,
+    row: Uuid,
+) -> FieldContext<'a> {
     FieldContext {
         practice_id: practice,
         table,

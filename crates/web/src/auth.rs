@@ -89,7 +89,10 @@ fn clearing_cookie(state: &AppState) -> HeaderValue {
 
 /// Loads and refreshes the session named by the cookie; an expired session
 /// is ended in the store. `Ok(None)` when there is no usable session.
-pub async fn load_session(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
+pub async fn load_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Session>, ApiError> {
     let Some(token) = session_token(headers) else {
         return Ok(None);
     };
@@ -114,7 +117,11 @@ pub async fn load_session(state: &AppState, headers: &HeaderMap) -> Result<Optio
 pub async fn actor_for(
     state: &AppState,
     user: &User,
-    build: impl FnOnce(Option<tapestry_domain::ids::ClientId>, Vec<CareLink>, Vec<BreakGlassGrant>) -> Actor,
+    build: impl FnOnce(
+        Option<tapestry_domain::ids::ClientId>,
+        Vec<CareLink>,
+        Vec<BreakGlassGrant>,
+    ) -> Actor,
 ) -> Result<Actor, ApiError> {
     let now = state.clock.now();
     let practice = user.practice_id;
@@ -122,7 +129,11 @@ pub async fn actor_for(
     let mut grants = Vec::new();
     let mut client_id = None;
     if user.role == Role::Client {
-        client_id = state.store.client_for_user(practice, user.id).await?.map(|c| c.id);
+        client_id = state
+            .store
+            .client_for_user(practice, user.id)
+            .await?
+            .map(|c| c.id);
     } else if user.role.is_clinical() {
         for rel in state.store.care_for_clinician(practice, user.id).await? {
             if rel.ended_at.is_none_or(|end| end > now) {
@@ -143,7 +154,10 @@ pub async fn actor_for(
 
 /// The signed-in caller from a session cookie or bearer token, if any.
 /// A malformed or unknown bearer token is 401 (never a fallback to cookies).
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Caller>, ApiError> {
     let now = state.clock.now();
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         let token = auth
@@ -153,18 +167,30 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Optio
             .and_then(|t| SecretToken::parse(t.trim()).ok())
             .ok_or_else(ApiError::unauthorized)?;
         let hash = token.hash();
-        let stored = state.store.api_token(&hash).await?.ok_or_else(ApiError::unauthorized)?;
+        let stored = state
+            .store
+            .api_token(&hash)
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
         if stored.revoked_at.is_some() || now >= stored.expires_at {
             return Err(ApiError::unauthorized());
         }
         let practice = stored.practice_id.ok_or_else(ApiError::unauthorized)?;
-        let user = state.store.user(practice, stored.user_id).await?.ok_or_else(ApiError::unauthorized)?;
+        let user = state
+            .store
+            .user(practice, stored.user_id)
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
         if user.status != AccountStatus::Active {
             return Err(ApiError::unauthorized());
         }
         let actor = actor_for(state, &user, |client, links, grants| {
             let mut a = Actor::staff(user.id, user.practice_id, user.role, now);
-            a.client_id = if user.role == Role::Client { client } else { None };
+            a.client_id = if user.role == Role::Client {
+                client
+            } else {
+                None
+            };
             a.relationships = links;
             a.break_glass = grants;
             // The token was created in an MFA-completed session; it never
@@ -190,7 +216,10 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Optio
         return Ok(None);
     };
     if user.status != AccountStatus::Active {
-        state.store.end_session(&session.token_hash, EndReason::AccountDisabled, now).await?;
+        state
+            .store
+            .end_session(&session.token_hash, EndReason::AccountDisabled, now)
+            .await?;
         return Ok(None);
     }
     let actor = actor_for(state, &user, |client, links, grants| {
@@ -205,7 +234,11 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Optio
 }
 
 /// CSRF check for a cookie-authenticated state-changing request.
-pub fn check_csrf(state: &AppState, session: &Session, headers: &HeaderMap) -> Result<(), ApiError> {
+pub fn check_csrf(
+    state: &AppState,
+    session: &Session,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
     let presented = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
     state
         .csrf
@@ -247,7 +280,10 @@ fn client_address(req_headers: &HeaderMap, state: &AppState) -> String {
     // Behind a proxy the last hop it appended; otherwise one shared bucket
     // per server (the connection address is not passed to handlers).
     if state.behind_proxy {
-        if let Some(v) = req_headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        if let Some(v) = req_headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
             if let Some(last) = v.rsplit(',').next() {
                 return last.trim().chars().take(64).collect();
             }
@@ -264,8 +300,12 @@ fn wrong_credentials() -> ApiError {
     )
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|_| ApiError::internal())
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::internal())
 }
 
 /// `POST /api/v1/session`: e-mail and password. Unknown e-mail and wrong
@@ -307,22 +347,40 @@ pub async fn sign_in(
     let creds = state.store.credentials_by_email(&email).await?;
     let presented = body.password.clone();
     let ok = match creds.as_ref().and_then(|c| c.password_hash.clone()) {
-        Some(stored) => blocking(move || password::verify_password(&presented, &stored).unwrap_or(false)).await?,
+        Some(stored) => {
+            blocking(move || password::verify_password(&presented, &stored).unwrap_or(false))
+                .await?
+        }
         None => blocking(move || password::verify_unknown_user(&presented)).await?,
     };
     let user = match creds {
         Some(c) if ok && c.user.status == AccountStatus::Active => c.user,
         _ => {
             state.throttle.record_failure(&mut counters, now);
-            state.store.save_throttle_counter(&keys[0], &counters.account_and_ip).await?;
-            state.store.save_throttle_counter(&keys[1], &counters.account).await?;
-            state.store.save_throttle_counter(&keys[2], &counters.ip).await?;
+            state
+                .store
+                .save_throttle_counter(&keys[0], &counters.account_and_ip)
+                .await?;
+            state
+                .store
+                .save_throttle_counter(&keys[1], &counters.account)
+                .await?;
+            state
+                .store
+                .save_throttle_counter(&keys[2], &counters.ip)
+                .await?;
             return Err(wrong_credentials());
         }
     };
     state.throttle.record_success(&mut counters);
-    state.store.save_throttle_counter(&keys[0], &counters.account_and_ip).await?;
-    state.store.save_throttle_counter(&keys[1], &counters.account).await?;
+    state
+        .store
+        .save_throttle_counter(&keys[0], &counters.account_and_ip)
+        .await?;
+    state
+        .store
+        .save_throttle_counter(&keys[1], &counters.account)
+        .await?;
     let mfa_enrolled = state
         .store
         .mfa(user.practice_id, user.id)
@@ -347,7 +405,8 @@ fn signed_in_response(state: &AppState, session: &Session, token: &SecretToken) 
         csrf_token: state.csrf.token_for(&session.token_hash),
     };
     let mut r = Json(body).into_response();
-    r.headers_mut().insert(header::SET_COOKIE, session_cookie(state, token));
+    r.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(state, token));
     r
 }
 
@@ -370,7 +429,9 @@ pub async fn verify_mfa(
     ApiJson(body): ApiJson<CodeBody>,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
-    let mut session = load_session(&state, &headers).await?.ok_or_else(ApiError::unauthorized)?;
+    let mut session = load_session(&state, &headers)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
     check_csrf(&state, &session, &headers)?;
     let practice = session.practice_id.ok_or_else(ApiError::unauthorized)?;
     let mfa = state
@@ -379,10 +440,17 @@ pub async fn verify_mfa(
         .await?
         .filter(|m| m.confirmed_at.is_some())
         .ok_or_else(|| ApiError::conflict("second factor: none enrolled; enrol one first"))?;
-    let wrong = || ApiError::new(StatusCode::UNAUTHORIZED, "mfa_failed", "That code is not right or was already used.");
+    let wrong = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "mfa_failed",
+            "That code is not right or was already used.",
+        )
+    };
     match (body.code.as_deref(), body.recovery_code.as_deref()) {
         (Some(code), None) => {
-            let step = totp::verify(&mfa.secret, code, now, mfa.last_used_step).map_err(|_| wrong())?;
+            let step =
+                totp::verify(&mfa.secret, code, now, mfa.last_used_step).map_err(|_| wrong())?;
             state
                 .store
                 .accept_totp_step(practice, session.user_id, step, now)
@@ -390,7 +458,10 @@ pub async fn verify_mfa(
                 .map_err(|_| wrong())?;
         }
         (None, Some(code)) => {
-            let mut stored = state.store.recovery_codes(practice, session.user_id).await?;
+            let mut stored = state
+                .store
+                .recovery_codes(practice, session.user_id)
+                .await?;
             let i = totp::redeem_recovery_code(code, &mut stored, now).map_err(|_| wrong())?;
             state
                 .store
@@ -398,13 +469,23 @@ pub async fn verify_mfa(
                 .await
                 .map_err(|_| wrong())?;
         }
-        _ => return Err(ApiError::unprocessable("code", "send either code or recovery_code")),
+        _ => {
+            return Err(ApiError::unprocessable(
+                "code",
+                "send either code or recovery_code",
+            ))
+        }
     }
     let previous = session.token_hash;
     let token = session.complete_mfa(now);
     state.store.save_session(&previous, &session).await?;
     Ok(signed_in_response(&state, &session, &token))
 }
+
+/// A body that must be `{}` (nothing a client could smuggle in).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
 
 /// What enrolment shows once: the secret for manual entry, the URI and a
 /// locally drawn QR code (inline SVG).
@@ -421,6 +502,7 @@ pub struct Enrolment {
 pub async fn begin_enrolment(
     State(state): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
+    ApiJson(Empty {}): ApiJson<Empty>,
 ) -> Result<Json<Enrolment>, ApiError> {
     let secret = totp::TotpSecret::generate();
     state
@@ -460,12 +542,29 @@ pub async fn confirm_enrolment(
         .mfa(practice, user)
         .await?
         .ok_or_else(|| ApiError::conflict("second factor: start enrolment first"))?;
-    let code = body.code.as_deref().ok_or_else(|| ApiError::unprocessable("code", "is required"))?;
-    let wrong = || ApiError::new(StatusCode::UNAUTHORIZED, "mfa_failed", "That code is not right or was already used.");
-    let step = totp::verify(&pending.secret, code, now, pending.last_used_step).map_err(|_| wrong())?;
-    state.store.accept_totp_step(practice, user, step, now).await.map_err(|_| wrong())?;
+    let code = body
+        .code
+        .as_deref()
+        .ok_or_else(|| ApiError::unprocessable("code", "is required"))?;
+    let wrong = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "mfa_failed",
+            "That code is not right or was already used.",
+        )
+    };
+    let step =
+        totp::verify(&pending.secret, code, now, pending.last_used_step).map_err(|_| wrong())?;
+    state
+        .store
+        .accept_totp_step(practice, user, step, now)
+        .await
+        .map_err(|_| wrong())?;
     let (shown, stored) = totp::generate_recovery_codes();
-    state.store.replace_recovery_codes(practice, user, &stored).await?;
+    state
+        .store
+        .replace_recovery_codes(practice, user, &stored)
+        .await?;
     let previous = session.token_hash;
     let token = session.complete_mfa(now);
     state.store.save_session(&previous, &session).await?;
@@ -474,7 +573,8 @@ pub async fn confirm_enrolment(
         csrf_token: state.csrf.token_for(&session.token_hash),
     })
     .into_response();
-    r.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, &token));
+    r.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&state, &token));
     Ok(r)
 }
 
@@ -492,10 +592,16 @@ pub async fn reauthenticate(
     ApiJson(body): ApiJson<ReauthBody>,
 ) -> Result<StatusCode, ApiError> {
     let now = state.clock.now();
-    let mut session = load_session(&state, &headers).await?.ok_or_else(ApiError::unauthorized)?;
+    let mut session = load_session(&state, &headers)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
     check_csrf(&state, &session, &headers)?;
     let practice = session.practice_id.ok_or_else(ApiError::unauthorized)?;
-    let user = state.store.user(practice, session.user_id).await?.ok_or_else(ApiError::unauthorized)?;
+    let user = state
+        .store
+        .user(practice, session.user_id)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
     let creds = state
         .store
         .credentials_by_email(user.email.as_str())
@@ -503,7 +609,8 @@ pub async fn reauthenticate(
         .and_then(|c| c.password_hash)
         .ok_or_else(wrong_credentials)?;
     let presented = body.password;
-    let ok = blocking(move || password::verify_password(&presented, &creds).unwrap_or(false)).await?;
+    let ok =
+        blocking(move || password::verify_password(&presented, &creds).unwrap_or(false)).await?;
     if !ok {
         return Err(wrong_credentials());
     }
@@ -515,8 +622,13 @@ pub async fn reauthenticate(
 
 /// `POST /api/v1/session/sign-out`: ends the session, clears the cookie and
 /// the browser's stored data for this site.
-pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let session = load_session(&state, &headers).await?.ok_or_else(ApiError::unauthorized)?;
+pub async fn sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let session = load_session(&state, &headers)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
     check_csrf(&state, &session, &headers)?;
     state
         .store
@@ -527,7 +639,8 @@ pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Resu
 
 fn signed_out(state: &AppState) -> Response {
     let mut r = StatusCode::NO_CONTENT.into_response();
-    r.headers_mut().insert(header::SET_COOKIE, clearing_cookie(state));
+    r.headers_mut()
+        .insert(header::SET_COOKIE, clearing_cookie(state));
     r.headers_mut().insert(
         axum::http::HeaderName::from_static("clear-site-data"),
         HeaderValue::from_static("\"cache\", \"cookies\", \"storage\""),
@@ -573,7 +686,10 @@ pub async fn change_password(
     let hash = blocking(move || password::hash_password(&checked))
         .await?
         .map_err(|_| ApiError::internal())?;
-    state.store.set_password_hash(user.practice_id, user.id, &hash).await?;
+    state
+        .store
+        .set_password_hash(user.practice_id, user.id, &hash)
+        .await?;
     state
         .store
         .end_user_sessions(user.id, EndReason::PasswordChanged, now)
@@ -582,7 +698,10 @@ pub async fn change_password(
 }
 
 /// The treating clinicians of a client (for break-glass alerts).
-pub fn treating(rels: &[tapestry_domain::care::CareRelationship], now: DateTime<Utc>) -> Vec<tapestry_domain::ids::UserId> {
+pub fn treating(
+    rels: &[tapestry_domain::care::CareRelationship],
+    now: DateTime<Utc>,
+) -> Vec<tapestry_domain::ids::UserId> {
     rels.iter()
         .filter(|r| r.role == CareRole::Treating && r.ended_at.is_none_or(|e| e > now))
         .map(|r| r.clinician)

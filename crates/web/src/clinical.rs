@@ -85,7 +85,10 @@ pub async fn episodes(
     Extension(a): Extension<Authorized>,
 ) -> Result<Json<Vec<EpisodeView>>, ApiError> {
     let id = client_of(&a)?;
-    let list = state.store.episodes_for_client(a.caller.user.practice_id, id).await?;
+    let list = state
+        .store
+        .episodes_for_client(a.caller.user.practice_id, id)
+        .await?;
     Ok(Json(
         list.into_iter()
             .map(|e| EpisodeView {
@@ -216,7 +219,10 @@ pub async fn practice_users(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Vec<UserView>>, ApiError> {
-    let users = state.store.users_in_practice(caller.user.practice_id).await?;
+    let users = state
+        .store
+        .users_in_practice(caller.user.practice_id)
+        .await?;
     Ok(Json(
         users
             .into_iter()
@@ -288,15 +294,15 @@ pub async fn break_glass(
         .into_iter()
         .map(|g| g.opened_at)
         .collect();
-    let grant = open_break_glass(&a.caller.actor, practice, id, &body.reason, &previous)
-        .map_err(|e| match e {
-            tapestry_domain::access::BreakGlassError::RateLimited => ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "throttled",
-                e.to_string(),
-            ),
-            tapestry_domain::access::BreakGlassError::NotPermitted(_) => ApiError::forbidden(),
-            other => ApiError::unprocessable("reason", other.to_string()),
+    let grant =
+        open_break_glass(&a.caller.actor, practice, id, &body.reason, &previous).map_err(|e| {
+            match e {
+                tapestry_domain::access::BreakGlassError::RateLimited => {
+                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", e.to_string())
+                }
+                tapestry_domain::access::BreakGlassError::NotPermitted(_) => ApiError::forbidden(),
+                other => ApiError::unprocessable("reason", other.to_string()),
+            }
         })?;
     let record = BreakGlassRecord {
         id: Uuid::new_v4(),
@@ -306,7 +312,10 @@ pub async fn break_glass(
         opened_at: now,
         expires_at: grant.expires_at,
     };
-    state.store.insert_break_glass(&record, body.reason.trim()).await?;
+    state
+        .store
+        .insert_break_glass(&record, body.reason.trim())
+        .await?;
     let mut recipients: Vec<UserId> = state
         .store
         .users_in_practice(practice)
@@ -362,7 +371,13 @@ pub async fn bootstrap(
     let now = state.clock.now();
     let hash = TokenHash::of(body.token.trim());
     let practice = Practice::new(&body.practice_name, &body.time_zone, now)?;
-    let owner = User::new(practice.id, &body.email, &body.owner_name, Role::PracticeOwner, now)?;
+    let owner = User::new(
+        practice.id,
+        &body.email,
+        &body.owner_name,
+        Role::PracticeOwner,
+        now,
+    )?;
     let checked = PasswordPolicy::embedded()
         .check(
             &body.password,
@@ -380,5 +395,9 @@ pub async fn bootstrap(
         .store
         .complete_bootstrap(&hash.to_hex(), &practice, &owner, &pw_hash, now)
         .await?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({"next": "/sign-in"}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"next": "/sign-in"})),
+    )
+        .into_response())
 }

@@ -67,7 +67,11 @@ impl RouteSpec {
 }
 
 const fn r(method: &'static str, path: &'static str, access: Access) -> RouteSpec {
-    RouteSpec { method, path, access }
+    RouteSpec {
+        method,
+        path,
+        access,
+    }
 }
 
 use Access::{Public, Session};
@@ -87,19 +91,71 @@ pub const ROUTES: &[RouteSpec] = &[
     r("POST", "/api/v1/session/mfa", Session),
     r("POST", "/api/v1/session/reauth", Session),
     r("POST", "/api/v1/session/sign-out", Session),
-    r("POST", "/api/v1/me/mfa/enrol", Access::Action(Action::ChangeOwnMfa, OwnAccount)),
-    r("POST", "/api/v1/me/mfa/confirm", Access::Action(Action::ChangeOwnMfa, OwnAccount)),
-    r("POST", "/api/v1/me/password", Access::Action(Action::ChangeOwnPassword, OwnAccount)),
-    r("GET", "/api/v1/me/alerts", Access::Action(Action::ManageOwnProfile, OwnAccount)),
-    r("GET", "/api/v1/me/access-log", Access::Action(Action::ReadOwnAccessLedger, OwnClientRecord)),
-    r("GET", "/api/v1/clients", Access::Action(Action::ReadClientDirectory, EachClient)),
-    r("GET", "/api/v1/clients/{id}", Access::Action(Action::ReadClinicalRecord, ClientInPath)),
-    r("GET", "/api/v1/clients/{id}/episodes", Access::Action(Action::ReadClinicalRecord, ClientInPath)),
-    r("GET", "/api/v1/clients/{id}/submissions", Access::Action(Action::ReadMeasures, ClientInPath)),
-    r("GET", "/api/v1/clients/{id}/access-log", Access::Action(Action::ReadRecordAccessLedger, ClientInPath)),
-    r("POST", "/api/v1/clients/{id}/break-glass", Access::Action(Action::BreakGlassOpen, ClientInPath)),
-    r("GET", "/clients/{id}", Access::Action(Action::ReadClinicalRecord, ClientInPath)),
-    r("GET", "/api/v1/practice/users", Access::Action(Action::ManagePracticeUsers, Practice)),
+    r(
+        "POST",
+        "/api/v1/me/mfa/enrol",
+        Access::Action(Action::ChangeOwnMfa, OwnAccount),
+    ),
+    r(
+        "POST",
+        "/api/v1/me/mfa/confirm",
+        Access::Action(Action::ChangeOwnMfa, OwnAccount),
+    ),
+    r(
+        "POST",
+        "/api/v1/me/password",
+        Access::Action(Action::ChangeOwnPassword, OwnAccount),
+    ),
+    r(
+        "GET",
+        "/api/v1/me/alerts",
+        Access::Action(Action::ManageOwnProfile, OwnAccount),
+    ),
+    r(
+        "GET",
+        "/api/v1/me/access-log",
+        Access::Action(Action::ReadOwnAccessLedger, OwnClientRecord),
+    ),
+    r(
+        "GET",
+        "/api/v1/clients",
+        Access::Action(Action::ReadClientDirectory, EachClient),
+    ),
+    r(
+        "GET",
+        "/api/v1/clients/{id}",
+        Access::Action(Action::ReadClinicalRecord, ClientInPath),
+    ),
+    r(
+        "GET",
+        "/api/v1/clients/{id}/episodes",
+        Access::Action(Action::ReadClinicalRecord, ClientInPath),
+    ),
+    r(
+        "GET",
+        "/api/v1/clients/{id}/submissions",
+        Access::Action(Action::ReadMeasures, ClientInPath),
+    ),
+    r(
+        "GET",
+        "/api/v1/clients/{id}/access-log",
+        Access::Action(Action::ReadRecordAccessLedger, ClientInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/clients/{id}/break-glass",
+        Access::Action(Action::BreakGlassOpen, ClientInPath),
+    ),
+    r(
+        "GET",
+        "/clients/{id}",
+        Access::Action(Action::ReadClinicalRecord, ClientInPath),
+    ),
+    r(
+        "GET",
+        "/api/v1/practice/users",
+        Access::Action(Action::ManagePracticeUsers, Practice),
+    ),
 ];
 
 fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
@@ -201,8 +257,10 @@ pub async fn guard(
         .map(|r| r.0.clone())
         .unwrap_or_default();
     let audited = match spec.access {
-        Access::Action(action, _) => action.kind() == ActionKind::Clinical
-            || matches!(action, Action::ReadOwnAccessLedger | Action::ExportOwnData),
+        Access::Action(action, _) => {
+            action.kind() == ActionKind::Clinical
+                || matches!(action, Action::ReadOwnAccessLedger | Action::ExportOwnData)
+        }
         _ => false,
     };
     let (caller, client_id, result) = decide(&state, &spec, &mut req).await;
@@ -307,7 +365,10 @@ async fn decide(
             if !caller.actor.role.is_staff() || caller.actor.role == Role::Operator {
                 return (Some(caller), None, Err(ApiError::forbidden()));
             }
-            req.extensions_mut().insert(Authorized { caller: caller.clone(), client_id: None });
+            req.extensions_mut().insert(Authorized {
+                caller: caller.clone(),
+                client_id: None,
+            });
             req.extensions_mut().insert(caller.clone());
             return (Some(caller), None, Ok(()));
         }
