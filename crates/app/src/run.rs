@@ -258,9 +258,7 @@ fn check_data_dir(dir: &Path) -> Result<()> {
         let read = file
             .read(&mut header)
             .with_context(|| format!("data_dir {shown}: cannot read tapestry.db"))?;
-        if read > 0 && &header[..read.min(16)] != &b"SQLite format 3\0"[..read.min(16)]
-            || (read > 0 && read < 16)
-        {
+        if read > 0 && (read < 16 || header.get(..read) != b"SQLite format 3\0".get(..read)) {
             bail!("data_dir {shown}: tapestry.db is not a SQLite database (corrupt or foreign file); restore it from a backup or move the directory aside");
         }
     }
