@@ -265,6 +265,18 @@ fn check_data_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The key file at the configured path, created (mode 0600, in a directory
+/// created if missing) on first run.
+fn load_keys(config: &Config) -> Result<tapestry_store::crypto::KeyFile> {
+    if let Some(dir) = config.key_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!("key_file {}: cannot create its directory", config.key_file.display())
+        })?;
+    }
+    tapestry_store::crypto::load_or_create_key_file(&config.key_file)
+        .map_err(|e| anyhow!("key_file: {e}"))
+}
+
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     let location = match &config.database {
         Database::Sqlite(dir) => {
@@ -274,10 +286,21 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
             })?;
             Location::SqliteDir(dir.clone())
         }
-        Database::Postgres(url) => Location::Postgres(url.expose().to_string()),
+        Database::Postgres(url) => {
+            // Reach the server before creating anything on disk (the key file).
+            let probe = tapestry_store::PgStore::open(url.expose()).await;
+            match probe {
+                Ok(p) => p.close().await,
+                Err(StoreError::Backend(inner)) => bail!(
+                    "DATABASE_URL {}: cannot use the PostgreSQL database ({inner}); check the URL and that the server is running",
+                    crate::config::redact_url(url.expose())
+                ),
+                Err(other) => return Err(anyhow!(other)),
+            }
+            Location::Postgres(url.expose().to_string())
+        }
     };
-    let key_file = tapestry_store::crypto::load_or_create_key_file(&config.key_file)
-        .map_err(|e| anyhow!("key_file: {e}"))?;
+    let key_file = load_keys(config)?;
     tapestry_store::open(&location, key_file).await.map_err(|e| match (&config.database, e) {
         (Database::Postgres(url), StoreError::Backend(inner)) => anyhow!(
             "DATABASE_URL {}: cannot use the PostgreSQL database ({inner}); check the URL and that the server is running",
@@ -343,8 +366,7 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
             public_url
         ));
     }
-    let key_file = tapestry_store::crypto::load_or_create_key_file(&config.key_file)
-        .map_err(|e| anyhow!("key_file: {e}"))?;
+    let key_file = load_keys(&config)?;
     let mut state = AppState::new(
         store.clone(),
         clock,
