@@ -268,9 +268,16 @@ fn check_data_dir(dir: &Path) -> Result<()> {
 /// The key file at the configured path, created (mode 0600, in a directory
 /// created if missing) on first run.
 fn load_keys(config: &Config) -> Result<tapestry_store::crypto::KeyFile> {
-    if let Some(dir) = config.key_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = config
+        .key_file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(dir).with_context(|| {
-            format!("key_file {}: cannot create its directory", config.key_file.display())
+            format!(
+                "key_file {}: cannot create its directory",
+                config.key_file.display()
+            )
         })?;
     }
     tapestry_store::crypto::load_or_create_key_file(&config.key_file)

@@ -5,4 +5,5 @@
 mod durability;
 mod faults;
 mod harness;
+mod security;
 mod serving;
