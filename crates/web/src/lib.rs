@@ -2,6 +2,7 @@
 //! API under `/api/v1`, server-rendered pages, and the layers every request
 //! passes through.
 
+pub mod accounts;
 pub mod auth;
 pub mod clinical;
 pub mod error;

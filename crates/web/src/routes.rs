@@ -13,7 +13,7 @@
 use crate::auth::{self, Caller, Credential};
 use crate::error::ApiError;
 use crate::middleware::RequestId;
-use crate::{clinical, health, pages, AppState};
+use crate::{accounts, clinical, health, pages, AppState};
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
@@ -185,6 +185,13 @@ fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("POST", "/api/v1/clients/{id}/break-glass") => post(clinical::break_glass),
         ("GET", "/clients/{id}") => get(clinical::client_page),
         ("GET", "/api/v1/practice/users") => get(clinical::practice_users),
+        ("POST", "/api/v1/practice/users/{id}/password-reset") => post(accounts::issue_reset),
+        ("POST", "/api/v1/practice/invitations") => post(accounts::invite_staff),
+        ("POST", "/api/v1/clients/{id}/invitation") => post(accounts::invite_client),
+        ("POST", "/api/v1/invitations/accept") => post(accounts::accept_invitation),
+        ("POST", "/api/v1/password-reset") => post(accounts::redeem_reset),
+        ("POST", "/api/v1/me/api-tokens") => post(accounts::create_api_token),
+        ("POST", "/api/v1/me/api-tokens/{id}/revoke") => post(accounts::revoke_api_token),
         _ => return None,
     })
 }

@@ -51,6 +51,21 @@ fn expected(spec: &RouteSpec) -> Option<[u16; 9]> {
             [401, 403, 404, 403, 201, 404, 403, 403, 201]
         }
         ("GET", "/api/v1/practice/users") => [401, 403, 403, 403, 403, 403, 403, 200, 200],
+        // `{id}` is not a user: admins get the plain 404.
+        ("POST", "/api/v1/practice/users/{id}/password-reset") => {
+            [401, 403, 403, 403, 403, 403, 403, 404, 404]
+        }
+        ("POST", "/api/v1/practice/invitations") => [401, 403, 403, 403, 403, 403, 403, 403, 201],
+        // Client A already has an account (409); only the treating clinician
+        // or the owner may invite a client at all.
+        ("POST", "/api/v1/clients/{id}/invitation") => {
+            [401, 403, 404, 409, 403, 404, 403, 403, 409]
+        }
+        ("POST", "/api/v1/invitations/accept" | "/api/v1/password-reset") => [404; 9],
+        ("POST", "/api/v1/me/api-tokens") => [401, 201, 201, 201, 201, 201, 201, 201, 201],
+        ("POST", "/api/v1/me/api-tokens/{id}/revoke") => {
+            [401, 404, 404, 404, 404, 404, 404, 404, 404]
+        }
         _ => return None,
     })
 }
@@ -65,6 +80,17 @@ fn body_for(spec: &RouteSpec) -> Option<&'static str> {
         "/api/v1/session/reauth" => r#"{"password":"wrong password here"}"#,
         "/api/v1/me/password" => {
             r#"{"current_password":"wrong password","new_password":"violet harbour lantern 1987"}"#
+        }
+        "/api/v1/practice/invitations" => r#"{"email":"new.staff@example.org","role":"clinician"}"#,
+        "/api/v1/clients/{id}/invitation" => r#"{"email":"alpha@example.org"}"#,
+        "/api/v1/invitations/accept" => {
+            r#"{"token":"bogus","display_name":"New Person","password":"violet harbour lantern 1987"}"#
+        }
+        "/api/v1/password-reset" => {
+            r#"{"token":"bogus","new_password":"violet harbour lantern 1987"}"#
+        }
+        "/api/v1/me/api-tokens" => {
+            r#"{"name":"calendar sync","scope":["read_measures"],"days":30}"#
         }
         "/api/v1/clients/{id}/break-glass" => {
             r#"{"reason":"Client called the crisis line; treating clinician unreachable"}"#
