@@ -156,6 +156,33 @@ pub const ROUTES: &[RouteSpec] = &[
         "/api/v1/practice/users",
         Access::Action(Action::ManagePracticeUsers, Practice),
     ),
+    r(
+        "POST",
+        "/api/v1/practice/users/{id}/password-reset",
+        Access::Action(Action::ManagePracticeUsers, Practice),
+    ),
+    r(
+        "POST",
+        "/api/v1/practice/invitations",
+        Access::Action(Action::InviteStaff, Practice),
+    ),
+    r(
+        "POST",
+        "/api/v1/clients/{id}/invitation",
+        Access::Action(Action::InviteClient, ClientInPath),
+    ),
+    r("POST", "/api/v1/invitations/accept", Public),
+    r("POST", "/api/v1/password-reset", Public),
+    r(
+        "POST",
+        "/api/v1/me/api-tokens",
+        Access::Action(Action::ManageOwnProfile, OwnAccount),
+    ),
+    r(
+        "POST",
+        "/api/v1/me/api-tokens/{id}/revoke",
+        Access::Action(Action::ManageOwnProfile, OwnAccount),
+    ),
 ];
 
 fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
@@ -194,6 +221,15 @@ fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("POST", "/api/v1/me/api-tokens/{id}/revoke") => post(accounts::revoke_api_token),
         _ => return None,
     })
+}
+
+/// Rows of [`ROUTES`] without a handler (must be empty; checked by tests).
+pub fn unhandled() -> Vec<&'static str> {
+    ROUTES
+        .iter()
+        .filter(|spec| handler(spec).is_none())
+        .map(|spec| spec.path)
+        .collect()
 }
 
 /// Adds every route of [`ROUTES`] to `router`, each behind its guard.

@@ -3,5 +3,6 @@
 
 mod canary;
 mod fixture;
+mod flows;
 mod lifecycle;
 mod matrix;
