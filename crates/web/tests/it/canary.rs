@@ -38,7 +38,7 @@ async fn clinical_text_never_reaches_the_database_files_backups_or_audit_rows() 
     // A backup copy (VACUUM INTO) and the live files hold no plaintext.
     let backup = f.dir.path().join("backup.db");
     sqlx::query(&format!("VACUUM INTO '{}'", backup.display()))
-        .execute(f.sqlite.pool())
+        .execute(f.sqlite().pool())
         .await
         .unwrap();
     for file in ["tapestry.db", "tapestry.db-wal", "backup.db"] {
@@ -80,7 +80,7 @@ async fn a_flipped_ciphertext_byte_is_an_integrity_error_and_a_foreign_key_file_
     // Flip one character of the sealed answers.
     use sqlx::Row;
     let row = sqlx::query("SELECT id, answers FROM submissions")
-        .fetch_one(f.sqlite.pool())
+        .fetch_one(f.sqlite().pool())
         .await
         .unwrap();
     let sealed: String = row.get("answers");
@@ -90,7 +90,7 @@ async fn a_flipped_ciphertext_byte_is_an_integrity_error_and_a_foreign_key_file_
     let tampered: String = chars.into_iter().collect();
     sqlx::query("UPDATE submissions SET answers = $1")
         .bind(&tampered)
-        .execute(f.sqlite.pool())
+        .execute(f.sqlite().pool())
         .await
         .unwrap();
     let bad = call(&f.state, "GET", &path, f.login("treating"), None).await;

@@ -41,9 +41,15 @@ pub struct Login {
     pub csrf: String,
 }
 
+/// The concrete database behind the fixture (for raw fingerprints).
+pub enum Db {
+    Sqlite(SqliteStore),
+    Pg(tapestry_store::PgStore),
+}
+
 pub struct Fixture {
     pub dir: tempfile::TempDir,
-    pub sqlite: SqliteStore,
+    pub db: Db,
     pub store: Arc<dyn Store>,
     pub clock: Arc<FixedClock>,
     pub state: AppState,
@@ -55,6 +61,19 @@ pub struct Fixture {
 }
 
 impl Fixture {
+    /// The SQLite store (SQLite-only tests).
+    pub fn sqlite(&self) -> &SqliteStore {
+        match &self.db {
+            Db::Sqlite(s) => s,
+            Db::Pg(_) => panic!("this test needs SQLite"),
+        }
+    }
+    pub async fn fingerprint(&self) -> String {
+        match &self.db {
+            Db::Sqlite(s) => fingerprint(s).await,
+            Db::Pg(p) => pg_fingerprint(p).await,
+        }
+    }
     pub fn user(&self, role: &str) -> &User {
         &self.users.iter().find(|(r, _)| r == role).unwrap().1
     }
@@ -70,6 +89,22 @@ pub async fn fixture() -> Fixture {
         .unwrap();
     sqlite.migrate().await.unwrap();
     let store: Arc<dyn Store> = Arc::new(sqlite.clone());
+    fixture_on(dir, Db::Sqlite(sqlite), store).await
+}
+
+/// The same fixture on a throwaway PostgreSQL database, when installed.
+pub async fn pg_fixture() -> Option<Fixture> {
+    let url = tapestry_store::testing::fresh_database(std::path::Path::new(env!(
+        "CARGO_TARGET_TMPDIR"
+    )))
+    .await?;
+    let pg = tapestry_store::PgStore::open(&url).await.unwrap();
+    pg.migrate().await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(pg.clone());
+    Some(fixture_on(tempfile::tempdir().unwrap(), Db::Pg(pg), store).await)
+}
+
+async fn fixture_on(dir: tempfile::TempDir, db: Db, store: Arc<dyn Store>) -> Fixture {
     let clock = Arc::new(FixedClock::new(t0()));
     let state = AppState::new(store.clone(), clock.clone(), false);
     let now = t0();
@@ -140,7 +175,7 @@ pub async fn fixture() -> Fixture {
     }
     Fixture {
         dir,
-        sqlite,
+        db,
         store,
         clock,
         state,
@@ -262,6 +297,26 @@ pub async fn fingerprint(store: &SqliteStore) -> String {
             row.get::<i64, _>("n"),
             row.get::<String, _>("s")
         ));
+    }
+    out
+}
+
+/// The PostgreSQL form of [`fingerprint`].
+pub async fn pg_fingerprint(store: &tapestry_store::PgStore) -> String {
+    use sqlx::Row;
+    let mut out = String::new();
+    for table in [
+        "practices", "practice_settings", "users", "clients", "episodes", "care_relationships",
+        "submissions", "user_mfa", "recovery_codes", "invitations", "password_resets", "api_tokens",
+        "break_glass_grants", "alerts", "data_keys", "bootstrap_tokens",
+    ] {
+        let row = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n, COALESCE(md5(string_agg(t::text, '|' ORDER BY t::text)), '') AS s FROM {table} t"
+        ))
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        out.push_str(&format!("{table}:{}:{}\n", row.get::<i64, _>("n"), row.get::<String, _>("s")));
     }
     out
 }

@@ -188,9 +188,9 @@ async fn cross_site_writes_without_the_csrf_token_are_refused() {
     };
     let path = format!("/api/v1/clients/{}/break-glass", f.client_a.id);
     let body = r#"{"reason":"Client called the crisis line; treating clinician unreachable"}"#;
-    let before = fingerprint(&f.sqlite).await;
+    let before = f.fingerprint().await;
     let a = call(&f.state, "POST", &path, Some(&no_csrf), Some(body)).await;
     assert_eq!(a.status, 403);
     assert!(a.body.contains("csrf"));
-    assert_eq!(before, fingerprint(&f.sqlite).await);
+    assert_eq!(before, f.fingerprint().await);
 }

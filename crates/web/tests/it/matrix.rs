@@ -113,7 +113,16 @@ fn ordered() -> Vec<RouteSpec> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_times_every_role_answers_as_expected_and_is_audited() {
-    let f = fixture().await;
+    run_matrix(fixture().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_matrix_holds_on_postgresql() {
+    let Some(f) = pg_fixture().await else { return };
+    run_matrix(f).await;
+}
+
+async fn run_matrix(f: Fixture) {
     let mut missing = Vec::new();
     let mut failures = Vec::new();
     let mut cells = 0;
@@ -124,7 +133,7 @@ async fn every_route_times_every_role_answers_as_expected_and_is_audited() {
         };
         for (i, role) in ROLES.iter().enumerate() {
             let path = spec.path.replace("{id}", &f.client_a.id.to_string());
-            let before_db = fingerprint(&f.sqlite).await;
+            let before_db = f.fingerprint().await;
             let before_audit = f.store.count_audit_events().await.unwrap();
             let answer = call(&f.state, spec.method, &path, f.login(role), body_for(&spec)).await;
             cells += 1;
@@ -147,7 +156,7 @@ async fn every_route_times_every_role_answers_as_expected_and_is_audited() {
                 // Denials and failures change no practice data.
                 assert_eq!(
                     before_db,
-                    fingerprint(&f.sqlite).await,
+                    f.fingerprint().await,
                     "{} {} as {role} changed the database",
                     spec.method,
                     spec.path
@@ -247,7 +256,7 @@ async fn server_set_fields_are_rejected_on_every_write_route() {
             let mut v: serde_json::Value = serde_json::from_str(base).unwrap();
             v[field] = serde_json::json!(f.practice.id.to_string());
             let body = v.to_string();
-            let before = fingerprint(&f.sqlite).await;
+            let before = f.fingerprint().await;
             let path = spec.path.replace("{id}", &f.client_a.id.to_string());
             let answer = call(&f.state, spec.method, &path, owner, Some(&body)).await;
             assert!(
@@ -261,7 +270,7 @@ async fn server_set_fields_are_rejected_on_every_write_route() {
                 answer.body.contains(r#""code":"invalid_input""#)
                     || answer.body.contains(r#""code":"bad_request""#)
             );
-            assert_eq!(before, fingerprint(&f.sqlite).await);
+            assert_eq!(before, f.fingerprint().await);
             checked += 1;
         }
     }
