@@ -6,8 +6,38 @@ fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
+/// Everything logged during a test, at every level.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One process-wide capture of every log line of this test binary.
+fn captured_logs() -> &'static Captured {
+    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        logs
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clinical_text_never_reaches_the_database_files_backups_or_audit_rows() {
+async fn clinical_text_never_reaches_the_database_files_backups_logs_or_audit_rows() {
+    let logs = captured_logs();
     let f = fixture().await;
     let canary = format!("CANARY-{}", uuid::Uuid::new_v4().simple());
     let body =
@@ -50,8 +80,15 @@ async fn clinical_text_never_reaches_the_database_files_backups_or_audit_rows() 
             "answers in {file}"
         );
     }
+    // Reading it back through the API logs nothing of it either.
+    let read = call(&f.state, "GET", &format!("/api/v1/clients/{}/submissions", f.client_a.id), f.login("treating"), None).await;
+    assert_eq!(read.status, 200);
     let audit = format!("{:?}", f.store.audit_events().await.unwrap());
     assert!(!audit.contains(&canary));
+    let logged = logs.0.lock().unwrap().clone();
+    assert!(!logged.is_empty(), "nothing was logged; the capture is broken");
+    assert!(!contains(&logged, &canary), "canary in the logs");
+    assert!(!contains(&logged, "Client called"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
