@@ -108,3 +108,49 @@ pub struct ClientPage {
     pub name: String,
     pub id: String,
 }
+
+/// The browser script: forms as JSON, the sign-in and second-factor steps.
+pub async fn script() -> Response {
+    let mut r = (StatusCode::OK, include_str!("../static/tapestry.js")).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    r
+}
+
+#[derive(Template)]
+#[template(path = "mfa.html")]
+pub struct MfaPage;
+
+/// Second factor: verify a code, or (`#enrol`) set one up with a QR code.
+pub async fn mfa_page() -> Response {
+    render(&MfaPage)
+}
+
+#[derive(Template)]
+#[template(path = "reauth.html")]
+pub struct ReauthPage;
+
+/// Re-enter the password before a sensitive action.
+pub async fn reauth_page() -> Response {
+    render(&ReauthPage)
+}
+
+#[derive(Template)]
+#[template(path = "accept_invitation.html")]
+pub struct AcceptInvitationPage;
+
+/// Accept an invitation (token from the link's fragment).
+pub async fn accept_invitation_page() -> Response {
+    render(&AcceptInvitationPage)
+}
+
+#[derive(Template)]
+#[template(path = "reset_password.html")]
+pub struct ResetPasswordPage;
+
+/// Set a new password with a reset link (token from the fragment).
+pub async fn reset_password_page() -> Response {
+    render(&ResetPasswordPage)
+}

@@ -81,12 +81,22 @@ async fn clinical_text_never_reaches_the_database_files_backups_logs_or_audit_ro
         );
     }
     // Reading it back through the API logs nothing of it either.
-    let read = call(&f.state, "GET", &format!("/api/v1/clients/{}/submissions", f.client_a.id), f.login("treating"), None).await;
+    let read = call(
+        &f.state,
+        "GET",
+        &format!("/api/v1/clients/{}/submissions", f.client_a.id),
+        f.login("treating"),
+        None,
+    )
+    .await;
     assert_eq!(read.status, 200);
     let audit = format!("{:?}", f.store.audit_events().await.unwrap());
     assert!(!audit.contains(&canary));
     let logged = logs.0.lock().unwrap().clone();
-    assert!(!logged.is_empty(), "nothing was logged; the capture is broken");
+    assert!(
+        !logged.is_empty(),
+        "nothing was logged; the capture is broken"
+    );
     assert!(!contains(&logged, &canary), "canary in the logs");
     assert!(!contains(&logged, "Client called"));
 }

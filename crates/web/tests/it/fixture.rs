@@ -94,10 +94,9 @@ pub async fn fixture() -> Fixture {
 
 /// The same fixture on a throwaway PostgreSQL database, when installed.
 pub async fn pg_fixture() -> Option<Fixture> {
-    let url = tapestry_store::testing::fresh_database(std::path::Path::new(env!(
-        "CARGO_TARGET_TMPDIR"
-    )))
-    .await?;
+    let url =
+        tapestry_store::testing::fresh_database(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")))
+            .await?;
     let pg = tapestry_store::PgStore::open(&url).await.unwrap();
     pg.migrate().await.unwrap();
     let store: Arc<dyn Store> = Arc::new(pg.clone());
@@ -306,9 +305,22 @@ pub async fn pg_fingerprint(store: &tapestry_store::PgStore) -> String {
     use sqlx::Row;
     let mut out = String::new();
     for table in [
-        "practices", "practice_settings", "users", "clients", "episodes", "care_relationships",
-        "submissions", "user_mfa", "recovery_codes", "invitations", "password_resets", "api_tokens",
-        "break_glass_grants", "alerts", "data_keys", "bootstrap_tokens",
+        "practices",
+        "practice_settings",
+        "users",
+        "clients",
+        "episodes",
+        "care_relationships",
+        "submissions",
+        "user_mfa",
+        "recovery_codes",
+        "invitations",
+        "password_resets",
+        "api_tokens",
+        "break_glass_grants",
+        "alerts",
+        "data_keys",
+        "bootstrap_tokens",
     ] {
         let row = sqlx::query(&format!(
             "SELECT COUNT(*) AS n, COALESCE(md5(string_agg(t::text, '|' ORDER BY t::text)), '') AS s FROM {table} t"
@@ -316,7 +328,11 @@ pub async fn pg_fingerprint(store: &tapestry_store::PgStore) -> String {
         .fetch_one(store.pool())
         .await
         .unwrap();
-        out.push_str(&format!("{table}:{}:{}\n", row.get::<i64, _>("n"), row.get::<String, _>("s")));
+        out.push_str(&format!(
+            "{table}:{}:{}\n",
+            row.get::<i64, _>("n"),
+            row.get::<String, _>("s")
+        ));
     }
     out
 }

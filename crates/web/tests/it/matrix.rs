@@ -19,6 +19,11 @@ fn expected(spec: &RouteSpec) -> Option<[u16; 9]> {
             | "/readyz"
             | "/metrics"
             | "/static/tapestry.css"
+            | "/static/tapestry.js"
+            | "/mfa"
+            | "/reauth"
+            | "/accept-invitation"
+            | "/reset-password"
             | "/sign-in"
             | "/bootstrap",
         ) => [200; 9],
