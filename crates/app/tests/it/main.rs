@@ -1,6 +1,7 @@
 //! Black-box tests of the `tapestry` binary: it is started as a new user
 //! would start it, in a fresh directory, and judged by what it prints, serves
 //! and stores.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod durability;
 mod faults;

@@ -177,7 +177,7 @@ fn event(w: &World, i: u32) -> NewAuditEvent {
         object_type: "client".into(),
         object_id: Some(w.client.id.as_uuid()),
         action: "read_clinical_record".into(),
-        outcome: if i % 3 == 0 {
+        outcome: if i.is_multiple_of(3) {
             Outcome::Denied
         } else {
             Outcome::Allowed

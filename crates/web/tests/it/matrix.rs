@@ -237,6 +237,16 @@ async fn another_practices_record_is_the_same_404_as_a_missing_one() {
     .await;
     assert_eq!(a.status, 404);
     assert_eq!(a.body, missing.body);
+    // A client asking for another client's answers: the same 404.
+    let b = call(
+        &f.state,
+        "GET",
+        &format!("/api/v1/clients/{}/submissions", f.client_b.id),
+        f.login("client_a"),
+        None,
+    )
+    .await;
+    assert_eq!((b.status, b.body), (missing.status, missing.body));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
