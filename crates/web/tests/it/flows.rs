@@ -455,3 +455,122 @@ async fn slow_header_senders_are_cut_off_while_normal_requests_are_served() {
     let _ = stop.send(());
     let _ = server.await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_glass_lasts_60_minutes_alerts_and_is_limited_to_three_a_day() {
+    let f = fixture().await;
+    let user = f.user("non_treating").clone();
+    let record = format!("/api/v1/clients/{}", f.client_a.id);
+    let open = format!("/api/v1/clients/{}/break-glass", f.client_a.id);
+    let reason = r#"{"reason":"Client called the crisis line; treating clinician unreachable"}"#;
+    let s = session_for(&f.state, &user, true).await;
+    assert_eq!(
+        call(&f.state, "GET", &record, Some(&s), None).await.status,
+        403
+    );
+    // Too short a reason: refused, nothing stored.
+    let short = call(
+        &f.state,
+        "POST",
+        &open,
+        Some(&s),
+        Some(r#"{"reason":"need it"}"#),
+    )
+    .await;
+    assert_eq!(short.status, 422);
+    assert_eq!(
+        call(&f.state, "POST", &open, Some(&s), Some(reason))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        call(&f.state, "GET", &record, Some(&s), None).await.status,
+        200
+    );
+    for who in ["owner", "treating"] {
+        let alerts = f
+            .store
+            .alerts_for(f.practice.id, f.user(who).id)
+            .await
+            .unwrap();
+        assert_eq!(alerts.len(), 1, "{who}");
+        assert_eq!(alerts[0].object_id, Some(f.client_a.id.as_uuid()));
+    }
+    assert!(f
+        .store
+        .alerts_for(f.practice.id, f.user("supervisor").id)
+        .await
+        .unwrap()
+        .is_empty());
+    // 61 minutes later the grant is over.
+    f.clock.advance(chrono::Duration::minutes(61));
+    let s = session_for(&f.state, &user, true).await;
+    assert_eq!(
+        call(&f.state, "GET", &record, Some(&s), None).await.status,
+        403
+    );
+    // Two more openings today are allowed, the fourth is not.
+    assert_eq!(
+        call(&f.state, "POST", &open, Some(&s), Some(reason))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        call(&f.state, "POST", &open, Some(&s), Some(reason))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        call(&f.state, "POST", &open, Some(&s), Some(reason))
+            .await
+            .status,
+        429
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_an_account_ends_its_sessions_and_no_clinical_route_works_before_mfa() {
+    let f = fixture().await;
+    let user = f.user("treating").clone();
+    let pre = session_for(&f.state, &user, false).await;
+    for spec in tapestry_web::routes::ROUTES {
+        let tapestry_web::routes::Access::Action(action, _) = spec.access else {
+            continue;
+        };
+        if action.kind() != tapestry_domain::access::ActionKind::Clinical {
+            continue;
+        }
+        let path = spec.path.replace("{id}", &f.client_a.id.to_string());
+        let body = spec.is_write().then_some(
+            r#"{"reason":"Client called the crisis line; treating clinician unreachable"}"#,
+        );
+        let a = call(&f.state, spec.method, &path, Some(&pre), body).await;
+        assert_eq!(a.status, 401, "{} {path}", spec.method);
+        assert!(a.body.contains("mfa_required"), "{}", a.body);
+    }
+    let full = session_for(&f.state, &user, true).await;
+    let record = format!("/api/v1/clients/{}", f.client_a.id);
+    assert_eq!(
+        call(&f.state, "GET", &record, Some(&full), None)
+            .await
+            .status,
+        200
+    );
+    f.store
+        .set_user_status(
+            f.practice.id,
+            user.id,
+            tapestry_domain::user::AccountStatus::Disabled,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        call(&f.state, "GET", &record, Some(&full), None)
+            .await
+            .status,
+        401
+    );
+}
