@@ -360,7 +360,7 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
         let (practice, created) = demo::ensure(&store, &data_dir, clock.now()).await?;
         let logins = demo::read_logins(&data_dir)?;
         out.push_str(&format!(
-            "\nTapestry demo practice {} ({}, {} synthetic clients).\nDemo logins (role, name, e-mail, password):\n{logins}",
+            "\nTapestry demo practice {} ({}, {} synthetic clients).\nDemo logins (role, name, e-mail, password):\n{logins}Staff accounts also need a 6-digit code: add the TOTP secret shown to any authenticator app\n(or run `oathtool --totp -b <secret>`) and enter its code after the password.\n",
             if created { "created" } else { "ready" },
             practice,
             demo::CLIENT_COUNT
