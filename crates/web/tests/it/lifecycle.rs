@@ -194,3 +194,54 @@ async fn cross_site_writes_without_the_csrf_token_are_refused() {
     assert!(a.body.contains("csrf"));
     assert_eq!(before, f.fingerprint().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_sessions_idle_out_after_30_minutes() {
+    let f = fixture().await;
+    let login = f.login("client_a").unwrap();
+    let path = format!("/api/v1/clients/{}/submissions", f.client_a.id);
+    f.clock.advance(Duration::minutes(29));
+    assert_eq!(
+        call(&f.state, "GET", &path, Some(login), None).await.status,
+        200
+    );
+    f.clock.advance(Duration::minutes(30));
+    assert_eq!(
+        call(&f.state, "GET", &path, Some(login), None).await.status,
+        401
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_cookie_is_secure_and_hsts_is_sent() {
+    let f = fixture().await;
+    let mut state = f.state.clone();
+    state.tls = true;
+    let token = tapestry_domain::identity::token::SecretToken::generate();
+    let cookie = tapestry_web::auth::session_cookie(&state, &token);
+    let cookie = cookie.to_str().unwrap();
+    assert!(
+        cookie.contains("; Secure")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+    );
+    let plain = tapestry_web::auth::session_cookie(&f.state, &token);
+    assert!(!plain.to_str().unwrap().contains("Secure"));
+    let a = call(&state, "GET", "/healthz", None, None).await;
+    assert!(a.headers.get("strict-transport-security").is_some());
+    let out = call(
+        &state,
+        "POST",
+        "/api/v1/session/sign-out",
+        f.login("owner"),
+        None,
+    )
+    .await;
+    assert!(out
+        .headers
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("Secure"));
+}
