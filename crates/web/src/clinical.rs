@@ -136,22 +136,30 @@ pub async fn submissions(
 pub struct AccessEntry {
     pub at: DateTime<Utc>,
     pub actor: Option<String>,
+    /// Who that is, so a client can read their own ledger.
+    pub actor_name: Option<String>,
+    pub actor_role: Option<Role>,
     pub action: String,
     pub outcome: String,
 }
 
 async fn ledger(state: &AppState, a: &Authorized) -> Result<Json<Vec<AccessEntry>>, ApiError> {
     let id = client_of(a)?;
+    let practice = a.caller.user.practice_id;
     let events = state
         .store
-        .audit_for_object(a.caller.user.practice_id, "client", id.as_uuid())
+        .audit_for_object(practice, "client", id.as_uuid())
         .await?;
+    let people = state.store.users_in_practice(practice).await?;
+    let who = |u: Option<UserId>| people.iter().find(|p| Some(p.id) == u);
     Ok(Json(
         events
             .into_iter()
             .map(|e| AccessEntry {
                 at: e.at,
                 actor: e.actor.map(|u| u.to_string()),
+                actor_name: who(e.actor).map(|p| p.display_name.clone()),
+                actor_role: who(e.actor).map(|p| p.role),
                 action: e.action,
                 outcome: e.outcome.as_str().to_string(),
             })

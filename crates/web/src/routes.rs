@@ -316,9 +316,12 @@ pub async fn guard(
         }
         _ => false,
     };
+    // Pages answer errors as pages, the API as the JSON envelope.
+    let page = !req.uri().path().starts_with("/api/");
     let (caller, client_id, result) = decide(&state, &spec, &mut req).await;
     let response = match result {
         Ok(()) => next.run(req).await,
+        Err(e) if page => e.to_html(),
         Err(e) => e.into_response(),
     };
     if !audited {

@@ -549,7 +549,11 @@ async fn disabling_an_account_ends_its_sessions_and_no_clinical_route_works_befo
         );
         let a = call(&f.state, spec.method, &path, Some(&pre), body).await;
         assert_eq!(a.status, 401, "{} {path}", spec.method);
-        assert!(a.body.contains("mfa_required"), "{}", a.body);
+        if path.starts_with("/api/") {
+            assert!(a.body.contains("mfa_required"), "{}", a.body);
+        } else {
+            assert!(a.body.contains("second factor"), "{}", a.body);
+        }
     }
     let full = session_for(&f.state, &user, true).await;
     let record = format!("/api/v1/clients/{}", f.client_a.id);
@@ -573,4 +577,48 @@ async fn disabling_an_account_ends_its_sessions_and_no_clinical_route_works_befo
             .status,
         401
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sees_who_opened_their_record() {
+    let f = fixture().await;
+    let record = format!("/api/v1/clients/{}", f.client_a.id);
+    assert_eq!(
+        call(&f.state, "GET", &record, f.login("treating"), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        call(&f.state, "GET", &record, f.login("non_treating"), None)
+            .await
+            .status,
+        403
+    );
+    let ledger = call(
+        &f.state,
+        "GET",
+        "/api/v1/me/access-log",
+        f.login("client_a"),
+        None,
+    )
+    .await;
+    assert_eq!(ledger.status, 200);
+    let entries = json(&ledger);
+    let entries = entries.as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["actor_name"], "treating");
+    assert_eq!(entries[0]["outcome"], "allowed");
+    assert_eq!(entries[1]["actor_name"], "non_treating");
+    assert_eq!(entries[1]["outcome"], "denied");
+    // Client B's ledger does not show client A's record.
+    let other = call(
+        &f.state,
+        "GET",
+        "/api/v1/me/access-log",
+        f.login("client_b"),
+        None,
+    )
+    .await;
+    assert_eq!(json(&other).as_array().unwrap().len(), 0);
 }
