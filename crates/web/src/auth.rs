@@ -6,6 +6,7 @@
 
 use crate::error::ApiError;
 use crate::json::ApiJson;
+use crate::middleware::RequestId;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -292,6 +293,36 @@ fn client_address(req_headers: &HeaderMap, state: &AppState) -> String {
     "direct".to_string()
 }
 
+/// Audits an authentication event (sign-in, second factor, re-auth): the
+/// account as the object, no content (G13: failed logins and MFA failures).
+async fn audit_auth(
+    state: &AppState,
+    user: Option<&User>,
+    action: &str,
+    allowed: bool,
+    request_id: &RequestId,
+) -> Result<(), ApiError> {
+    use tapestry_store::audit_chain::{NewAuditEvent, Outcome};
+    state
+        .store
+        .append_audit(NewAuditEvent {
+            actor: user.map(|u| u.id),
+            practice_id: user.map(|u| u.practice_id),
+            object_type: "account".into(),
+            object_id: user.map(|u| u.id.as_uuid()),
+            action: action.into(),
+            outcome: if allowed {
+                Outcome::Allowed
+            } else {
+                Outcome::Denied
+            },
+            at: state.clock.now(),
+            request_id: request_id.0.clone(),
+        })
+        .await?;
+    Ok(())
+}
+
 fn wrong_credentials() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
@@ -313,12 +344,15 @@ async fn blocking<T: Send + 'static>(
 /// failures are slowed (429 + Retry-After) without locking the account.
 pub async fn sign_in(
     State(state): State<AppState>,
+    request_id: Option<axum::Extension<RequestId>>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SignInBody>,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
+    let rid = request_id.map(|r| r.0).unwrap_or(RequestId(String::new()));
     let email = body.email.trim().to_lowercase();
     if email.len() > 254 || body.password.chars().count() > 1024 {
+        audit_auth(&state, None, "sign_in", false, &rid).await?;
         return Err(wrong_credentials());
     }
     let ip = client_address(&headers, &state);
@@ -333,6 +367,7 @@ pub async fn sign_in(
         ip: state.store.throttle_counter(&keys[2]).await?,
     };
     if let ThrottleDecision::RetryAfter(wait) = state.throttle.check(&counters, now) {
+        audit_auth(&state, None, "sign_in_throttled", false, &rid).await?;
         let mut r = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "throttled",
@@ -355,7 +390,15 @@ pub async fn sign_in(
     };
     let user = match creds {
         Some(c) if ok && c.user.status == AccountStatus::Active => c.user,
-        _ => {
+        other => {
+            audit_auth(
+                &state,
+                other.as_ref().map(|c| &c.user),
+                "sign_in",
+                false,
+                &rid,
+            )
+            .await?;
             state.throttle.record_failure(&mut counters, now);
             state
                 .store
@@ -395,6 +438,7 @@ pub async fn sign_in(
         now,
     );
     state.store.insert_session(&session).await?;
+    audit_auth(&state, Some(&user), "sign_in", true, &rid).await?;
     Ok(signed_in_response(&state, &session, &token))
 }
 
@@ -425,10 +469,13 @@ pub struct CodeBody {
 /// whose account has one. The token rotates (no session fixation).
 pub async fn verify_mfa(
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    request_id: Option<axum::Extension<RequestId>>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CodeBody>,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
+    let rid = request_id.map(|r| r.0).unwrap_or(RequestId(String::new()));
     let mut session = load_session(&state, &headers)
         .await?
         .ok_or_else(ApiError::unauthorized)?;
@@ -440,46 +487,65 @@ pub async fn verify_mfa(
         .await?
         .filter(|m| m.confirmed_at.is_some())
         .ok_or_else(|| ApiError::conflict("second factor: none enrolled; enrol one first"))?;
-    let wrong = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "mfa_failed",
-            "That code is not right or was already used.",
-        )
-    };
-    match (body.code.as_deref(), body.recovery_code.as_deref()) {
-        (Some(code), None) => {
-            let step =
-                totp::verify(&mfa.secret, code, now, mfa.last_used_step).map_err(|_| wrong())?;
-            state
-                .store
-                .accept_totp_step(practice, session.user_id, step, now)
-                .await
-                .map_err(|_| wrong())?;
-        }
-        (None, Some(code)) => {
-            let mut stored = state
-                .store
-                .recovery_codes(practice, session.user_id)
-                .await?;
-            let i = totp::redeem_recovery_code(code, &mut stored, now).map_err(|_| wrong())?;
-            state
-                .store
-                .use_recovery_code(practice, session.user_id, i, now)
-                .await
-                .map_err(|_| wrong())?;
-        }
-        _ => {
-            return Err(ApiError::unprocessable(
-                "code",
-                "send either code or recovery_code",
-            ))
-        }
+    if body.code.is_some() == body.recovery_code.is_some() {
+        return Err(ApiError::unprocessable(
+            "code",
+            "send either code or recovery_code",
+        ));
+    }
+    let accepted = check_second_factor(&state, practice, session.user_id, &body, &mfa, now).await;
+    audit_auth(&state, Some(&caller.user), "mfa_verify", accepted, &rid).await?;
+    if !accepted {
+        return Err(mfa_failed());
     }
     let previous = session.token_hash;
     let token = session.complete_mfa(now);
     state.store.save_session(&previous, &session).await?;
     Ok(signed_in_response(&state, &session, &token))
+}
+
+fn mfa_failed() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "mfa_failed",
+        "That code is not right or was already used.",
+    )
+}
+
+/// Checks a TOTP code or a recovery code and records it as used (each works
+/// once, also under concurrency).
+async fn check_second_factor(
+    state: &AppState,
+    practice: tapestry_domain::ids::PracticeId,
+    user: tapestry_domain::ids::UserId,
+    body: &CodeBody,
+    mfa: &tapestry_store::security::StoredMfa,
+    now: DateTime<Utc>,
+) -> bool {
+    match (body.code.as_deref(), body.recovery_code.as_deref()) {
+        (Some(code), None) => match totp::verify(&mfa.secret, code, now, mfa.last_used_step) {
+            Ok(step) => state
+                .store
+                .accept_totp_step(practice, user, step, now)
+                .await
+                .is_ok(),
+            Err(_) => false,
+        },
+        (None, Some(code)) => {
+            let Ok(mut stored) = state.store.recovery_codes(practice, user).await else {
+                return false;
+            };
+            match totp::redeem_recovery_code(code, &mut stored, now) {
+                Ok(i) => state
+                    .store
+                    .use_recovery_code(practice, user, i, now)
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            }
+        }
+        _ => false,
+    }
 }
 
 /// A body that must be `{}` (nothing a client could smuggle in).
@@ -530,6 +596,7 @@ pub struct Enrolled {
 pub async fn confirm_enrolment(
     State(state): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
+    request_id: Option<axum::Extension<RequestId>>,
     ApiJson(body): ApiJson<CodeBody>,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
@@ -546,20 +613,19 @@ pub async fn confirm_enrolment(
         .code
         .as_deref()
         .ok_or_else(|| ApiError::unprocessable("code", "is required"))?;
-    let wrong = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "mfa_failed",
-            "That code is not right or was already used.",
-        )
+    let accepted = match totp::verify(&pending.secret, code, now, pending.last_used_step) {
+        Ok(step) => state
+            .store
+            .accept_totp_step(practice, user, step, now)
+            .await
+            .is_ok(),
+        Err(_) => false,
     };
-    let step =
-        totp::verify(&pending.secret, code, now, pending.last_used_step).map_err(|_| wrong())?;
-    state
-        .store
-        .accept_totp_step(practice, user, step, now)
-        .await
-        .map_err(|_| wrong())?;
+    let rid = request_id.map(|r| r.0).unwrap_or(RequestId(String::new()));
+    audit_auth(&state, Some(&caller.user), "mfa_confirm", accepted, &rid).await?;
+    if !accepted {
+        return Err(mfa_failed());
+    }
     let (shown, stored) = totp::generate_recovery_codes();
     state
         .store
@@ -588,6 +654,7 @@ pub struct ReauthBody {
 /// action (export, MFA change, break-glass): valid for 5 minutes.
 pub async fn reauthenticate(
     State(state): State<AppState>,
+    request_id: Option<axum::Extension<RequestId>>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ReauthBody>,
 ) -> Result<StatusCode, ApiError> {
@@ -606,11 +673,17 @@ pub async fn reauthenticate(
         .store
         .credentials_by_email(user.email.as_str())
         .await?
-        .and_then(|c| c.password_hash)
-        .ok_or_else(wrong_credentials)?;
+        .and_then(|c| c.password_hash);
     let presented = body.password;
-    let ok =
-        blocking(move || password::verify_password(&presented, &creds).unwrap_or(false)).await?;
+    let ok = match creds {
+        Some(stored) => {
+            blocking(move || password::verify_password(&presented, &stored).unwrap_or(false))
+                .await?
+        }
+        None => false,
+    };
+    let rid = request_id.map(|r| r.0).unwrap_or(RequestId(String::new()));
+    audit_auth(&state, Some(&user), "reauthenticate", ok, &rid).await?;
     if !ok {
         return Err(wrong_credentials());
     }

@@ -90,6 +90,18 @@ async fn bootstrap_sign_in_enrol_totp_and_sign_out() {
     let wrong = sign_in(&f, "noor@example.org", "not the password at all").await;
     assert_eq!((unknown.status, &unknown.body), (wrong.status, &wrong.body));
     assert_eq!(unknown.status, 401);
+    // Both failures are in the audit log (ids only; the unknown e-mail is not).
+    let events = f.store.audit_events().await.unwrap();
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e.action == "sign_in" && e.outcome == tapestry_store::audit_chain::Outcome::Denied
+        })
+        .collect();
+    assert_eq!(failed.len(), 2);
+    assert_eq!(failed[0].actor, None);
+    assert_eq!(failed[1].actor, Some(creds.user.id));
+    assert!(!format!("{events:?}").contains("nobody@example.org"));
     // Sign in: the session needs a second factor, and staff must enrol one.
     let signed = sign_in(&f, "Noor@Example.org ", PASSWORD).await;
     assert_eq!(signed.status, 200, "{}", signed.body);
