@@ -144,8 +144,19 @@ pub enum BenchCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute the audit hash chain; prints the first broken entry and exits non-zero if any.
+    /// Recompute the audit hash chain (and check signed checkpoints); prints the first broken entry and exits non-zero if any.
     Verify {
+        /// Signed checkpoints exported earlier (default: <data_dir>/audit-checkpoints.txt if present). Keep a copy off this machine.
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Option<PathBuf>,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Append a signed checkpoint of the newest audit entry to a file (the server also does this every 15 minutes and at shutdown).
+    Checkpoint {
+        /// Where to append (default: <data_dir>/audit-checkpoints.txt).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
         #[command(flatten)]
         serve: ServeArgs,
     },

@@ -15,6 +15,7 @@ use tapestry_domain::instrument::InstrumentRegistry;
 use tapestry_domain::knowledge::Knowledge;
 use tapestry_domain::user::{Role, User};
 use tapestry_domain::{measurement_cli, plan_input};
+use tapestry_store::audit_chain::{self, Checkpoint};
 use tapestry_store::{Location, Store, StoreError};
 use tapestry_web::{server, AppState};
 
@@ -152,22 +153,59 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Audit(AuditCommand::Verify { serve }) => {
+        Command::Audit(AuditCommand::Verify { checkpoints, serve }) => {
             let config = load_config(cli.config.as_deref(), &serve)?;
             let store = open_store(&config).await?;
             let events = store.audit_events().await?;
             store.close().await;
-            match tapestry_store::audit_chain::verify(&events) {
+            let path = checkpoints.unwrap_or_else(|| checkpoint_file(&config));
+            let lines = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => bail!("--checkpoints {}: {e}", path.display()),
+            };
+            let mut marks = Vec::new();
+            for (n, line) in lines
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                marks.push(Checkpoint::parse_line(line).ok_or_else(|| {
+                    anyhow!(
+                        "--checkpoints {} line {}: not a checkpoint",
+                        path.display(),
+                        n + 1
+                    )
+                })?);
+            }
+            let key = load_keys(&config)?;
+            match audit_chain::verify_with_checkpoints(&events, &marks, key.audit_secret()) {
                 Ok(()) => {
-                    println!("Audit chain intact: {} entries verified.", events.len());
+                    println!(
+                        "Audit chain intact: {} entries verified, {} signed checkpoints matched.",
+                        events.len(),
+                        marks.len()
+                    );
                     Ok(())
                 }
                 Err(b) => bail!(
-                    "audit chain broken at entry {} ({:?}); the log has been edited, deleted from or reordered; compare with a backup and the off-box checkpoints",
+                    "audit chain broken at entry {} ({:?}); the log has been edited, deleted from, reordered or cut short; compare with a backup and the off-box checkpoints",
                     b.first_bad_seq,
                     b.reason
                 ),
             }
+        }
+        Command::Audit(AuditCommand::Checkpoint { out, serve }) => {
+            let config = load_config(cli.config.as_deref(), &serve)?;
+            let store = open_store(&config).await?;
+            let path = out.unwrap_or_else(|| checkpoint_file(&config));
+            let written = write_checkpoint(&store, &config, &path).await?;
+            store.close().await;
+            match written {
+                Some(seq) => println!("Checkpoint of entry {seq} appended to {}.", path.display()),
+                None => println!("The audit log is empty; nothing to checkpoint."),
+            }
+            Ok(())
         }
         Command::Keys(KeysCommand::Rotate { data_keys, serve }) => {
             let config = load_config(cli.config.as_deref(), &serve)?;
@@ -263,6 +301,34 @@ fn check_data_dir(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where checkpoints go by default: beside the data (copy them off the box).
+fn checkpoint_file(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("audit-checkpoints.txt")
+}
+
+/// Appends a signed checkpoint of the newest audit entry; returns its seq.
+async fn write_checkpoint(
+    store: &Arc<dyn Store>,
+    config: &Config,
+    path: &Path,
+) -> Result<Option<u64>> {
+    let events = store.audit_events().await?;
+    let Some(last) = events.last() else {
+        return Ok(None);
+    };
+    let key = load_keys(config)?;
+    let line = Checkpoint::sign(last, key.audit_secret()).to_line();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("audit checkpoints {}: cannot open", path.display()))?;
+    writeln!(file, "{line}")
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("audit checkpoints {}: cannot write", path.display()))?;
+    Ok(Some(last.seq))
 }
 
 /// The key file at the configured path, created (mode 0600, in a directory
@@ -410,7 +476,28 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
         shutting_down.store(true, Ordering::SeqCst);
         tracing::info!("shutdown requested; draining connections");
     };
+    // Signed audit checkpoints every 15 minutes and at shutdown (G14).
+    let checkpoints = checkpoint_file(&config);
+    let ticker = {
+        let store = store.clone();
+        let config = config.clone();
+        let path = checkpoints.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(15 * 60));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Err(e) = write_checkpoint(&store, &config, &path).await {
+                    tracing::error!(error = %e, "audit checkpoint failed");
+                }
+            }
+        })
+    };
     server::serve(listener, app, options, shutdown).await;
+    ticker.abort();
+    if let Err(e) = write_checkpoint(&store, &config, &checkpoints).await {
+        tracing::error!(error = %e, "audit checkpoint at shutdown failed");
+    }
     store.close().await;
     Ok(())
 }

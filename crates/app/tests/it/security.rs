@@ -122,6 +122,27 @@ async fn audit_verify_names_the_first_broken_entry_of_a_tampered_copy() {
     }
     // The original is untouched and still verifies.
     assert!(verify(tmp.path()).0);
+    // Cutting off the newest entries leaves a valid-looking chain; the signed
+    // checkpoint exported before shows it.
+    let out = tapestry(tmp.path())
+        .args(["audit", "checkpoint"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("entry 20"));
+    let (ok, err) = tamper(tmp.path(), &["DELETE FROM audit_events WHERE seq > 15"]).await;
+    assert!(!ok, "tail truncation not detected");
+    assert!(
+        err.contains("entry 16") && err.contains("Truncated"),
+        "{err}"
+    );
+    let (ok, stdout, _) = verify(tmp.path());
+    assert!(ok);
+    assert!(stdout.contains("1 signed checkpoints matched"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
