@@ -42,6 +42,12 @@ pub enum Command {
     /// Administration tasks.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Encryption keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Benchmark and durability tools.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -150,5 +156,37 @@ pub enum MatchCommand {
         /// Print one JSON object (the output is always JSON; kept for symmetry with other commands).
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the audit hash chain (and check signed checkpoints); prints the first broken entry and exits non-zero if any.
+    Verify {
+        /// Signed checkpoints exported earlier (default: <data_dir>/audit-checkpoints.txt if present). Keep a copy off this machine.
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Option<PathBuf>,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Append a signed checkpoint of the newest audit entry to a file (the server also does this every 15 minutes and at shutdown).
+    Checkpoint {
+        /// Where to append (default: <data_dir>/audit-checkpoints.txt).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new master key to the key file and re-wrap every data key under it.
+    Rotate {
+        /// Also create new per-practice data keys and re-encrypt every sealed value.
+        #[arg(long)]
+        data_keys: bool,
+        #[command(flatten)]
+        serve: ServeArgs,
     },
 }

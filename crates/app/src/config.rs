@@ -102,6 +102,8 @@ pub struct Config {
     pub behind_proxy: bool,
     pub public_url: String,
     pub key_file: PathBuf,
+    /// Site-supplied text packs; not read by any command yet.
+    #[allow(dead_code)]
     pub text_packs_dir: Option<PathBuf>,
     pub log_format: LogFormat,
     pub tls: Option<(PathBuf, PathBuf)>,

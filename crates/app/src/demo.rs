@@ -182,11 +182,20 @@ pub async fn ensure(
         ),
     ];
     let mut staff_users = Vec::new();
+    // Staff need a second factor (G8): the demo enrols one per staff account
+    // and prints its secret, to be added to any authenticator app.
+    let mut totp_secrets: Vec<(String, String)> = Vec::new();
     for (email, name, role, label) in staff {
         let (user, password) = add_user(email, name, role, label)?;
         store
             .insert_user(&user, Some(&accounts::hash_password(&password)?))
             .await?;
+        let secret = tapestry_domain::identity::totp::TotpSecret::generate();
+        store
+            .begin_totp_enrolment(practice.id, user.id, &secret)
+            .await?;
+        store.accept_totp_step(practice.id, user.id, 0, now).await?;
+        totp_secrets.push((email.to_string(), secret.to_base32()));
         staff_users.push(user);
     }
     let clinicians = [staff_users[2].clone(), staff_users[3].clone()];
@@ -335,7 +344,7 @@ pub async fn ensure(
                 .await?;
         }
     }
-    write_logins(data_dir, &logins)?;
+    write_logins(data_dir, &logins, &totp_secrets)?;
     // The marker goes last: a seed interrupted half-way is seeded again in a
     // new practice rather than left looking complete.
     store
@@ -348,12 +357,20 @@ fn logins_file(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("demo-logins.txt")
 }
 
-fn write_logins(data_dir: &Path, logins: &[DemoLogin]) -> Result<()> {
+fn write_logins(data_dir: &Path, logins: &[DemoLogin], totp: &[(String, String)]) -> Result<()> {
     let mut text = String::from(
-        "# Tapestry demo accounts (synthetic people). Generated once; keep this file private.\n",
+        "# Tapestry demo accounts (synthetic people). Generated once; keep this file private.\n# Staff sign in with password + a code from an authenticator app set up with the TOTP secret (last column).\n",
     );
     for l in logins {
-        let _ = writeln!(text, "{}\t{}\t{}\t{}", l.role, l.name, l.email, l.password);
+        let secret = totp
+            .iter()
+            .find(|(e, _)| *e == l.email)
+            .map_or("-", |(_, s)| s.as_str());
+        let _ = writeln!(
+            text,
+            "{}\t{}\t{}\t{}\t{}",
+            l.role, l.name, l.email, l.password, secret
+        );
     }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("data_dir {}: cannot create", data_dir.display()))?;
@@ -382,8 +399,17 @@ pub fn read_logins(data_dir: &Path) -> Result<String> {
     let mut out = String::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let cols: Vec<&str> = line.split('\t').collect();
-        if let [role, name, email, password] = cols.as_slice() {
-            let _ = writeln!(out, "  {role:<15} {name:<22} {email:<38} {password}");
+        match cols.as_slice() {
+            [role, name, email, password, secret] if *secret != "-" => {
+                let _ = writeln!(
+                    out,
+                    "  {role:<15} {name:<22} {email:<38} {password}  TOTP secret: {secret}"
+                );
+            }
+            [role, name, email, password, ..] => {
+                let _ = writeln!(out, "  {role:<15} {name:<22} {email:<38} {password}");
+            }
+            _ => {}
         }
     }
     Ok(out)

@@ -1,6 +1,8 @@
 //! What each subcommand does.
 
-use crate::cli::{AdminCommand, BenchCommand, Cli, Command, MatchCommand, ServeArgs};
+use crate::cli::{
+    AdminCommand, AuditCommand, BenchCommand, Cli, Command, KeysCommand, MatchCommand, ServeArgs,
+};
 use crate::config::{Config, Database, LogFormat, Overrides};
 use crate::{accounts, demo};
 use anyhow::{anyhow, bail, Context, Result};
@@ -16,6 +18,7 @@ use tapestry_domain::knowledge::Knowledge;
 use tapestry_domain::matching::assign::assign_command;
 use tapestry_domain::user::{Role, User};
 use tapestry_domain::{measurement_cli, plan_input};
+use tapestry_store::audit_chain::{self, Checkpoint};
 use tapestry_store::{Location, Store, StoreError};
 use tapestry_web::{server, AppState};
 
@@ -164,6 +167,78 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Audit(AuditCommand::Verify { checkpoints, serve }) => {
+            let config = load_config(cli.config.as_deref(), &serve)?;
+            let store = open_store(&config).await?;
+            let events = store.audit_events().await?;
+            store.close().await;
+            let path = checkpoints.unwrap_or_else(|| checkpoint_file(&config));
+            let lines = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => bail!("--checkpoints {}: {e}", path.display()),
+            };
+            let mut marks = Vec::new();
+            for (n, line) in lines
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                marks.push(Checkpoint::parse_line(line).ok_or_else(|| {
+                    anyhow!(
+                        "--checkpoints {} line {}: not a checkpoint",
+                        path.display(),
+                        n + 1
+                    )
+                })?);
+            }
+            let key = load_keys(&config)?;
+            match audit_chain::verify_with_checkpoints(&events, &marks, key.audit_secret()) {
+                Ok(()) => {
+                    println!(
+                        "Audit chain intact: {} entries verified, {} signed checkpoints matched.",
+                        events.len(),
+                        marks.len()
+                    );
+                    Ok(())
+                }
+                Err(b) => bail!(
+                    "audit chain broken at entry {} ({:?}); the log has been edited, deleted from, reordered or cut short; compare with a backup and the off-box checkpoints",
+                    b.first_bad_seq,
+                    b.reason
+                ),
+            }
+        }
+        Command::Audit(AuditCommand::Checkpoint { out, serve }) => {
+            let config = load_config(cli.config.as_deref(), &serve)?;
+            let store = open_store(&config).await?;
+            let path = out.unwrap_or_else(|| checkpoint_file(&config));
+            let written = write_checkpoint(&store, &config, &path).await?;
+            store.close().await;
+            match written {
+                Some(seq) => println!("Checkpoint of entry {seq} appended to {}.", path.display()),
+                None => println!("The audit log is empty; nothing to checkpoint."),
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate { data_keys, serve }) => {
+            let config = load_config(cli.config.as_deref(), &serve)?;
+            let store = open_store(&config).await?;
+            let mut key_file = tapestry_store::crypto::load_or_create_key_file(&config.key_file)
+                .map_err(|e| anyhow!("key_file: {e}"))?;
+            let new_id = key_file.add_master_key();
+            // Save first: the new master key must exist before anything is
+            // wrapped under it (old master keys stay until retired).
+            tapestry_store::crypto::save_key_file(&config.key_file, &key_file)
+                .map_err(|e| anyhow!("key_file: {e}"))?;
+            let report = store.rotate_keys(&key_file, data_keys).await?;
+            store.close().await;
+            println!(
+                "Master key {new_id} is current: {} data keys re-wrapped, {} new data keys, {} values re-encrypted.",
+                report.rewrapped, report.new_data_keys, report.reencrypted
+            );
+            Ok(())
+        }
         Command::Bench(BenchCommand::Ingest {
             count,
             batch,
@@ -274,6 +349,53 @@ fn check_data_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Where checkpoints go by default: beside the data (copy them off the box).
+fn checkpoint_file(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("audit-checkpoints.txt")
+}
+
+/// Appends a signed checkpoint of the newest audit entry; returns its seq.
+async fn write_checkpoint(
+    store: &Arc<dyn Store>,
+    config: &Config,
+    path: &Path,
+) -> Result<Option<u64>> {
+    let events = store.audit_events().await?;
+    let Some(last) = events.last() else {
+        return Ok(None);
+    };
+    let key = load_keys(config)?;
+    let line = Checkpoint::sign(last, key.audit_secret()).to_line();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("audit checkpoints {}: cannot open", path.display()))?;
+    writeln!(file, "{line}")
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("audit checkpoints {}: cannot write", path.display()))?;
+    Ok(Some(last.seq))
+}
+
+/// The key file at the configured path, created (mode 0600, in a directory
+/// created if missing) on first run.
+fn load_keys(config: &Config) -> Result<tapestry_store::crypto::KeyFile> {
+    if let Some(dir) = config
+        .key_file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "key_file {}: cannot create its directory",
+                config.key_file.display()
+            )
+        })?;
+    }
+    tapestry_store::crypto::load_or_create_key_file(&config.key_file)
+        .map_err(|e| anyhow!("key_file: {e}"))
+}
+
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     let location = match &config.database {
         Database::Sqlite(dir) => {
@@ -283,9 +405,22 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
             })?;
             Location::SqliteDir(dir.clone())
         }
-        Database::Postgres(url) => Location::Postgres(url.expose().to_string()),
+        Database::Postgres(url) => {
+            // Reach the server before creating anything on disk (the key file).
+            let probe = tapestry_store::PgStore::open(url.expose()).await;
+            match probe {
+                Ok(p) => p.close().await,
+                Err(StoreError::Backend(inner)) => bail!(
+                    "DATABASE_URL {}: cannot use the PostgreSQL database ({inner}); check the URL and that the server is running",
+                    crate::config::redact_url(url.expose())
+                ),
+                Err(other) => return Err(anyhow!(other)),
+            }
+            Location::Postgres(url.expose().to_string())
+        }
     };
-    tapestry_store::open(&location).await.map_err(|e| match (&config.database, e) {
+    let key_file = load_keys(config)?;
+    tapestry_store::open(&location, key_file).await.map_err(|e| match (&config.database, e) {
         (Database::Postgres(url), StoreError::Backend(inner)) => anyhow!(
             "DATABASE_URL {}: cannot use the PostgreSQL database ({inner}); check the URL and that the server is running",
             crate::config::redact_url(url.expose())
@@ -346,7 +481,7 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
         let (practice, created) = demo::ensure(&store, &data_dir, clock.now()).await?;
         let logins = demo::read_logins(&data_dir)?;
         out.push_str(&format!(
-            "\nTapestry demo practice {} ({}, {} synthetic clients).\nDemo logins (role, name, e-mail, password):\n{logins}",
+            "\nTapestry demo practice {} ({}, {} synthetic clients).\nDemo logins (role, name, e-mail, password):\n{logins}Staff accounts also need a 6-digit code: add the TOTP secret shown to any authenticator app\n(or run `oathtool --totp -b <secret>`) and enter its code after the password.\n",
             if created { "created" } else { "ready" },
             practice,
             demo::CLIENT_COUNT
@@ -359,11 +494,20 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
             public_url
         ));
     }
+    let key_file = load_keys(&config)?;
     let mut state = AppState::new(
         store.clone(),
         clock,
         config.tls.is_some() || config.behind_proxy,
-    );
+    )
+    .with_csrf_secret(key_file.csrf_secret());
+    state.behind_proxy = config.behind_proxy;
+    state.sessions = tapestry_domain::identity::session::SessionPolicy {
+        staff_idle: chrono::Duration::minutes(i64::from(config.staff_idle_minutes)),
+        client_idle: chrono::Duration::minutes(i64::from(config.client_idle_minutes)),
+        absolute: chrono::Duration::hours(i64::from(config.absolute_hours)),
+    };
+    tapestry_domain::identity::password::prepare_unknown_user_check();
     state.limits.request_timeout = Duration::from_secs(config.request_timeout_secs);
     state.limits.max_body_bytes = config.max_body_bytes;
     let shutting_down = state.shutting_down.clone();
@@ -401,7 +545,28 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
         shutting_down.store(true, Ordering::SeqCst);
         tracing::info!("shutdown requested; draining connections");
     };
+    // Signed audit checkpoints every 15 minutes and at shutdown (G14).
+    let checkpoints = checkpoint_file(&config);
+    let ticker = {
+        let store = store.clone();
+        let config = config.clone();
+        let path = checkpoints.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(15 * 60));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Err(e) = write_checkpoint(&store, &config, &path).await {
+                    tracing::error!(error = %e, "audit checkpoint failed");
+                }
+            }
+        })
+    };
     server::serve(listener, app, options, shutdown).await;
+    ticker.abort();
+    if let Err(e) = write_checkpoint(&store, &config, &checkpoints).await {
+        tracing::error!(error = %e, "audit checkpoint at shutdown failed");
+    }
     store.close().await;
     Ok(())
 }

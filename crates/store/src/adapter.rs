@@ -24,11 +24,21 @@ macro_rules! adapter {
         #[derive(Clone, Debug)]
         pub struct $store {
             pool: sqlx::Pool<$db>,
+            /// Keys for encryption at rest (see `vault.rs`).
+            vault: std::sync::Arc<crate::vault::Vault>,
         }
 
         impl $store {
+            /// A store whose sealed columns use `key_file` (the configured
+            /// `key_file`; without it nothing sealed can be read).
+            pub fn from_pool_with_keys(pool: sqlx::Pool<$db>, key_file: crate::crypto::KeyFile) -> Self {
+                Self { pool, vault: std::sync::Arc::new(crate::vault::Vault::new(key_file)) }
+            }
+            /// A store with a fresh, in-memory key file: for tests and tools
+            /// that never reopen sealed data. The product opens stores with
+            /// the configured key file (`tapestry_store::open`).
             pub fn from_pool(pool: sqlx::Pool<$db>) -> Self {
-                Self { pool }
+                Self::from_pool_with_keys(pool, crate::crypto::KeyFile::generate())
             }
             pub fn pool(&self) -> &sqlx::Pool<$db> {
                 &self.pool
@@ -111,8 +121,13 @@ macro_rules! adapter {
             })
         }
 
-        fn submission_from(row: &$row) -> StoreResult<Submission> {
-            let answers: String = row.try_get("answers")?;
+        /// Questionnaire answers are clinical content: sealed in
+        /// `submissions.answers` with AAD (practice, table, column, row id).
+        fn submission_from(row: &$row, keyring: &crate::crypto::Keyring) -> StoreResult<Submission> {
+            let id: Uuid = row.try_get("id")?;
+            let practice = PracticeId::from_uuid(row.try_get("practice_id")?);
+            let sealed: String = row.try_get("answers")?;
+            let answers = crate::vault::Vault::open(keyring, &crate::vault::field(practice, "submissions", "answers", id), &sealed)?;
             let session: i64 = row.try_get("session")?;
             Ok(Submission {
                 id: ResponseId::from_uuid(row.try_get("id")?),
@@ -129,8 +144,9 @@ macro_rules! adapter {
             })
         }
 
-        fn answers_json(s: &Submission) -> StoreResult<String> {
-            serde_json::to_string(&s.answers).map_err(|e| corrupt("submissions.answers", e))
+        fn answers_json(s: &Submission, keyring: &crate::crypto::Keyring) -> StoreResult<String> {
+            let plain = serde_json::to_string(&s.answers).map_err(|e| corrupt("submissions.answers", e))?;
+            crate::vault::Vault::seal(keyring, &crate::vault::field(s.practice_id, "submissions", "answers", s.id.as_uuid()), &plain)
         }
 
         const SUBMISSION_INSERT: &str = "INSERT INTO submissions (id, practice_id, client_id, episode_id, instrument, instrument_version, answers, total, session, submitted_at, idempotency_key) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)";
@@ -455,7 +471,8 @@ macro_rules! adapter {
         #[async_trait]
         impl SubmissionStore for $store {
             async fn insert_submission(&self, s: &Submission) -> StoreResult<Stored> {
-                let answers = answers_json(s)?;
+                let keyring = self.keyring(s.practice_id).await?;
+                let answers = answers_json(s, &keyring)?;
                 let inserted = sqlx::query(SUBMISSION_INSERT)
                     .bind(s.id.as_uuid())
                     .bind(s.practice_id.as_uuid())
@@ -482,7 +499,7 @@ macro_rules! adapter {
                             .fetch_optional(&self.pool)
                             .await?
                             .ok_or(StoreError::Conflict("submission already exists"))?;
-                        let earlier = submission_from(&row)?;
+                        let earlier = submission_from(&row, &keyring)?;
                         let same = earlier.client_id == s.client_id
                             && earlier.episode_id == s.episode_id
                             && earlier.instrument == s.instrument
@@ -497,9 +514,14 @@ macro_rules! adapter {
                 }
             }
             async fn insert_submissions(&self, batch: &[Submission]) -> StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                // Seal before the transaction (loading a keyring may write).
+                let mut sealed = Vec::with_capacity(batch.len());
                 for s in batch {
-                    let answers = answers_json(s)?;
+                    let keyring = self.keyring(s.practice_id).await?;
+                    sealed.push(answers_json(s, &keyring)?);
+                }
+                let mut tx = self.pool.begin().await?;
+                for (s, answers) in batch.iter().zip(sealed) {
                     sqlx::query(SUBMISSION_INSERT)
                         .bind(s.id.as_uuid())
                         .bind(s.practice_id.as_uuid())
@@ -525,7 +547,8 @@ macro_rules! adapter {
                     .bind(id.as_uuid())
                     .fetch_optional(&self.pool)
                     .await?;
-                row.as_ref().map(submission_from).transpose()
+                let keyring = self.keyring(practice).await?;
+                row.as_ref().map(|r| submission_from(r, &keyring)).transpose()
             }
             async fn submissions_for_episode(&self, practice: PracticeId, episode: EpisodeId) -> StoreResult<Vec<Submission>> {
                 let rows = sqlx::query("SELECT * FROM submissions WHERE practice_id = $1 AND episode_id = $2 ORDER BY submitted_at, id")
@@ -533,7 +556,8 @@ macro_rules! adapter {
                     .bind(episode.as_uuid())
                     .fetch_all(&self.pool)
                     .await?;
-                rows.iter().map(submission_from).collect()
+                let keyring = self.keyring(practice).await?;
+                rows.iter().map(|r| submission_from(r, &keyring)).collect()
             }
             async fn count_submissions(&self, practice: PracticeId) -> StoreResult<u64> {
                 let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM submissions WHERE practice_id = $1")

@@ -18,6 +18,10 @@ pub enum StoreError {
     /// Schema migration failed.
     #[error("migration failed: {0}")]
     Migration(#[source] sqlx::migrate::MigrateError),
+    /// A sealed value did not open (tampered, moved, or the wrong key file).
+    /// Says nothing about the plaintext.
+    #[error("integrity error: {0}")]
+    Integrity(#[from] crate::crypto::IntegrityError),
     /// The database location could not be understood.
     #[error("{0}")]
     Location(String),

@@ -2,20 +2,24 @@
 //! (SQLite, the embedded default, and PostgreSQL) generated from one body.
 
 mod adapter;
+mod adapter_security;
 pub mod audit_chain;
 pub mod crypto;
 pub mod error;
 pub mod postgres;
+pub mod security;
 pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod traits;
+pub mod vault;
 
 use std::path::Path;
 use std::sync::Arc;
 
 pub use error::{StoreError, StoreResult};
 pub use postgres::PgStore;
+pub use security::*;
 pub use sqlite::SqliteStore;
 pub use traits::*;
 
@@ -33,11 +37,14 @@ pub fn sqlite_file(dir: &Path) -> std::path::PathBuf {
     dir.join("tapestry.db")
 }
 
-/// Opens the store at `location` and applies pending migrations.
-pub async fn open(location: &Location) -> StoreResult<Arc<dyn Store>> {
+/// Opens the store at `location` with the configured key file and applies
+/// pending migrations.
+pub async fn open(location: &Location, key_file: crypto::KeyFile) -> StoreResult<Arc<dyn Store>> {
     let store: Arc<dyn Store> = match location {
-        Location::SqliteDir(dir) => Arc::new(SqliteStore::open(&sqlite_file(dir)).await?),
-        Location::Postgres(url) => Arc::new(PgStore::open(url).await?),
+        Location::SqliteDir(dir) => {
+            Arc::new(SqliteStore::open_with_keys(&sqlite_file(dir), key_file).await?)
+        }
+        Location::Postgres(url) => Arc::new(PgStore::open_with_keys(url, key_file).await?),
     };
     store.migrate().await?;
     Ok(store)

@@ -11,14 +11,22 @@ crate::adapter::adapter!(
     Backend::Postgres,
     sqlx::migrate!("./migrations/postgres")
 );
+crate::adapter_security::security_adapter!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow);
 
 impl PgStore {
+    /// Opens with a fresh in-memory key file (tests and tools that do not
+    /// reopen sealed data); the product uses [`Self::open_with_keys`].
     pub async fn open(url: &str) -> StoreResult<Self> {
+        Self::open_with_keys(url, crate::crypto::KeyFile::generate()).await
+    }
+
+    /// Opens `url`; sealed columns use `key_file`.
+    pub async fn open_with_keys(url: &str, key_file: crate::crypto::KeyFile) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await?;
-        Ok(Self::from_pool(pool))
+        Ok(Self::from_pool_with_keys(pool, key_file))
     }
 }

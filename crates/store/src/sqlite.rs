@@ -14,10 +14,23 @@ crate::adapter::adapter!(
     Backend::Sqlite,
     sqlx::migrate!("./migrations/sqlite")
 );
+crate::adapter_security::security_adapter!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
 
 impl SqliteStore {
-    /// Opens (creating if missing) the database file at `path`.
+    /// Opens (creating if missing) the database file at `path`, with the key
+    /// file at its default place beside it (`tapestry.key`, created with mode
+    /// 0600 on first use). A configured key file elsewhere: [`Self::open_with_keys`].
     pub async fn open(path: &Path) -> StoreResult<Self> {
+        let key_file = crate::crypto::load_or_create_key_file(&path.with_file_name("tapestry.key"))
+            .map_err(|e| StoreError::Location(e.to_string()))?;
+        Self::open_with_keys(path, key_file).await
+    }
+
+    /// Opens the database file at `path`; sealed columns use `key_file`.
+    pub async fn open_with_keys(
+        path: &Path,
+        key_file: crate::crypto::KeyFile,
+    ) -> StoreResult<Self> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -25,7 +38,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        Self::connect_with(options).await
+        let pool = Self::pool_with(options).await?;
+        Ok(Self::from_pool_with_keys(pool, key_file))
     }
 
     /// Opens a `sqlite:` URL (used by tests and `DATABASE_URL=sqlite:…`).
@@ -37,16 +51,15 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        Self::connect_with(options).await
+        Ok(Self::from_pool(Self::pool_with(options).await?))
     }
 
-    async fn connect_with(options: SqliteConnectOptions) -> StoreResult<Self> {
-        let pool = SqlitePoolOptions::new()
+    async fn pool_with(options: SqliteConnectOptions) -> StoreResult<sqlx::SqlitePool> {
+        Ok(SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
             .connect_with(options)
-            .await?;
-        Ok(Self::from_pool(pool))
+            .await?)
     }
 
     /// `PRAGMA integrity_check`: `"ok"` when the file is sound.

@@ -219,6 +219,7 @@ pub trait Store:
     + CareStore
     + SubmissionStore
     + BootstrapStore
+    + crate::security::SecurityStore
     + Send
     + Sync
 {

@@ -83,6 +83,22 @@ impl ApiError {
             "Something went wrong on our side. It has been logged without any clinical content.",
         )
     }
+    pub fn too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "The request body is larger than this server accepts.",
+        )
+    }
+    /// A stored clinical value failed its integrity check (tampered, or the
+    /// wrong key file): nothing of it is shown.
+    pub fn integrity() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "integrity_error",
+            "This record failed its integrity check and was not shown. The event has been logged.",
+        )
+    }
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
@@ -123,6 +139,10 @@ impl From<tapestry_store::StoreError> for ApiError {
         match e {
             E::NotFound(_) => ApiError::not_found(),
             E::Conflict(what) => ApiError::conflict(what),
+            E::Integrity(e) => {
+                tracing::error!(error = %e, "sealed value failed its integrity check");
+                ApiError::integrity()
+            }
             other => {
                 tracing::error!(error = %other, "store error");
                 ApiError::internal()

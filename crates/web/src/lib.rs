@@ -2,22 +2,29 @@
 //! API under `/api/v1`, server-rendered pages, and the layers every request
 //! passes through.
 
+pub mod accounts;
+pub mod auth;
 pub mod charts;
+pub mod clinical;
 pub mod error;
 pub mod health;
+pub mod json;
 pub mod metrics;
 pub mod middleware;
 pub mod pages;
+pub mod routes;
 pub mod server;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::get;
 use axum::Router;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tapestry_domain::clock::Clock;
+use tapestry_domain::identity::csrf::CsrfKey;
+use tapestry_domain::identity::session::SessionPolicy;
+use tapestry_domain::identity::throttle::LoginThrottle;
 use tapestry_store::Store;
 use tower_http::timeout::TimeoutLayer;
 
@@ -47,6 +54,14 @@ pub struct AppState {
     /// Whether the server is reached over HTTPS (directly or via a proxy).
     pub tls: bool,
     pub limits: Limits,
+    /// Derives CSRF tokens (secret from the key file).
+    pub csrf: Arc<CsrfKey>,
+    /// Idle and absolute session timeouts.
+    pub sessions: SessionPolicy,
+    /// Sign-in backoff policies.
+    pub throttle: LoginThrottle,
+    /// A TLS-terminating proxy is in front (trust its X-Forwarded-For).
+    pub behind_proxy: bool,
 }
 
 impl AppState {
@@ -58,19 +73,26 @@ impl AppState {
             shutting_down: Arc::new(AtomicBool::new(false)),
             tls,
             limits: Limits::default(),
+            csrf: Arc::new(CsrfKey::generate()),
+            sessions: SessionPolicy::default(),
+            throttle: LoginThrottle::default(),
+            behind_proxy: false,
         }
+    }
+
+    /// Use the CSRF secret from the key file (tokens survive restarts).
+    pub fn with_csrf_secret(mut self, secret: &[u8; 32]) -> Self {
+        if let Ok(key) = CsrfKey::from_bytes(secret) {
+            self.csrf = Arc::new(key);
+        }
+        self
     }
 }
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits.clone();
-    Router::new()
-        .route("/", get(pages::home))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route("/static/tapestry.css", get(pages::stylesheet))
+    routes::register(Router::new(), &state)
         .fallback(pages::not_found_page)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(

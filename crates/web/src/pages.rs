@@ -81,3 +81,76 @@ pub async fn stylesheet() -> Response {
     );
     r
 }
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+pub struct SignInPage;
+
+/// The sign-in page. The form is submitted by `/static/tapestry.js` to
+/// `POST /api/v1/session` (no inline script, CSP `script-src 'self'`); then
+/// the second-factor step (enrolment with a QR code for staff without one).
+pub async fn sign_in_page() -> Response {
+    render(&SignInPage)
+}
+
+#[derive(Template)]
+#[template(path = "bootstrap.html")]
+pub struct BootstrapPage;
+
+/// The one-time setup page: token from `tapestry serve`, practice and owner.
+pub async fn bootstrap_page() -> Response {
+    render(&BootstrapPage)
+}
+
+#[derive(Template)]
+#[template(path = "client.html")]
+pub struct ClientPage {
+    pub name: String,
+    pub id: String,
+}
+
+/// The browser script: forms as JSON, the sign-in and second-factor steps.
+pub async fn script() -> Response {
+    let mut r = (StatusCode::OK, include_str!("../static/tapestry.js")).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    r
+}
+
+#[derive(Template)]
+#[template(path = "mfa.html")]
+pub struct MfaPage;
+
+/// Second factor: verify a code, or (`#enrol`) set one up with a QR code.
+pub async fn mfa_page() -> Response {
+    render(&MfaPage)
+}
+
+#[derive(Template)]
+#[template(path = "reauth.html")]
+pub struct ReauthPage;
+
+/// Re-enter the password before a sensitive action.
+pub async fn reauth_page() -> Response {
+    render(&ReauthPage)
+}
+
+#[derive(Template)]
+#[template(path = "accept_invitation.html")]
+pub struct AcceptInvitationPage;
+
+/// Accept an invitation (token from the link's fragment).
+pub async fn accept_invitation_page() -> Response {
+    render(&AcceptInvitationPage)
+}
+
+#[derive(Template)]
+#[template(path = "reset_password.html")]
+pub struct ResetPasswordPage;
+
+/// Set a new password with a reset link (token from the fragment).
+pub async fn reset_password_page() -> Response {
+    render(&ResetPasswordPage)
+}

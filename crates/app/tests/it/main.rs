@@ -7,5 +7,6 @@ mod cli_forms;
 mod durability;
 mod faults;
 mod harness;
+mod security;
 mod serving;
 mod tls;

@@ -1,0 +1,8 @@
+//! Web integration tests: the security spine through the real router.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod canary;
+mod fixture;
+mod flows;
+mod lifecycle;
+mod matrix;
