@@ -187,7 +187,10 @@ pub fn due(rule: ScheduleRule, ctx: &DueContext) -> Due {
             if !in_treatment {
                 return not_due("episode not in treatment");
             }
-            let last = ctx.last_completed.or(ctx.first_completed).unwrap_or(ctx.now);
+            let last = ctx
+                .last_completed
+                .or(ctx.first_completed)
+                .unwrap_or(ctx.now);
             let by = last + Duration::days(i64::from(days));
             // Opens a day before it is due, or at once for daily measures.
             let opens = by - Duration::days(i64::from(days.min(2) - 1));
@@ -244,9 +247,7 @@ mod tests {
         c.next_session = Some(t(8, 10));
         assert_eq!(
             due(ScheduleRule::BeforeEverySession, &c),
-            Due::Upcoming {
-                opens_at: t(6, 10)
-            }
+            Due::Upcoming { opens_at: t(6, 10) }
         );
         c.now = t(7, 9);
         assert!(matches!(
@@ -298,7 +299,10 @@ mod tests {
             Due::NotDue { .. }
         ));
         assert_eq!(ScheduleRule::every(0), Err(ScheduleError::Days(0)));
-        assert_eq!(ScheduleRule::every(10_000), Err(ScheduleError::Days(10_000)));
+        assert_eq!(
+            ScheduleRule::every(10_000),
+            Err(ScheduleError::Days(10_000))
+        );
         assert!(ScheduleRule::parse("weekly-ish", None)
             .unwrap_err()
             .to_string()

@@ -2,9 +2,11 @@
 //! (SQLite, the embedded default, and PostgreSQL) generated from one body.
 
 mod adapter;
+mod adapter_measurement;
 pub mod audit_chain;
 pub mod crypto;
 pub mod error;
+pub mod measurement;
 pub mod postgres;
 pub mod sqlite;
 #[cfg(feature = "testing")]
@@ -15,6 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use error::{StoreError, StoreResult};
+pub use measurement::{IngestReceipt, IngestResult, IngestSettings, MeasurementStore, StoredCurve};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use traits::*;

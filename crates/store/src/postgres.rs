@@ -11,6 +11,7 @@ crate::adapter::adapter!(
     Backend::Postgres,
     sqlx::migrate!("./migrations/postgres")
 );
+crate::adapter_measurement::measurement_adapter!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow);
 
 impl PgStore {
     pub async fn open(url: &str) -> StoreResult<Self> {

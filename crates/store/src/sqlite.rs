@@ -14,6 +14,11 @@ crate::adapter::adapter!(
     Backend::Sqlite,
     sqlx::migrate!("./migrations/sqlite")
 );
+crate::adapter_measurement::measurement_adapter!(
+    SqliteStore,
+    sqlx::Sqlite,
+    sqlx::sqlite::SqliteRow
+);
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file at `path`.

@@ -219,6 +219,7 @@ pub trait Store:
     + CareStore
     + SubmissionStore
     + BootstrapStore
+    + crate::measurement::MeasurementStore
     + Send
     + Sync
 {
