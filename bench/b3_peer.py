@@ -4,7 +4,7 @@
 Applies Tapestry's own SQLite migrations to a fresh database, creates the same synthetic
 practice/clients/episodes, then ingests the same synthetic PHQ-9/GAD-7 stream as
 `tapestry bench ingest` (see `synthetic_answers` in crates/app/src/ingest.rs) with the same
-statements per transaction: lock the episodes (UPDATE ... RETURNING), read their measure state
+statements per transaction: BEGIN IMMEDIATE, read the episodes, read their measure state
 and the practice's curves, validate and score in Python, reliable change from the baseline,
 rational not-on-track rules, risk flag + clinician task for PHQ-9 item 9 > 0, then multi-row
 INSERTs of submissions, measure state (upsert), flags and tasks, COMMIT.
@@ -71,6 +71,15 @@ def migrate(con):
     for path in sorted(glob.glob(os.path.join(MIGRATIONS, "*.sql"))):
         with open(path, encoding="utf-8") as f:
             con.executescript(f.read())
+
+
+def uuid7(when):
+    """Time-ordered submission id, as Tapestry's `ingest::time_ordered_id`."""
+    millis = int(when.timestamp() * 1000)
+    b = bytearray(millis.to_bytes(6, "big") + os.urandom(10))
+    b[6] = 0x70 | (b[6] & 0x0F)
+    b[8] = 0x80 | (b[8] & 0x3F)
+    return bytes(b)
 
 
 def rational(defn, baseline, current, session):
@@ -153,10 +162,10 @@ def commit_batch(con, practice, episodes, clients, indices):
         client, episode = episodes[i % clients]
         reqs.append((i, instrument, values, client, episode))
     ep_ids = sorted({r[4] for r in reqs})
-    con.execute("BEGIN")
-    # Same statements as the Rust store: lock the episodes, read their state and the curves.
+    con.execute("BEGIN IMMEDIATE")
+    # Same statements as the Rust store: read the episodes, their state and the curves.
     rows = con.execute(
-        "UPDATE episodes SET status = status WHERE practice_id = ? AND id IN (%s) RETURNING id, client_id, primary_clinician"
+        "SELECT id, client_id, primary_clinician FROM episodes WHERE practice_id = ? AND id IN (%s) ORDER BY id"
         % ",".join("?" * len(ep_ids)),
         [practice] + ep_ids,
     ).fetchall()
@@ -190,7 +199,7 @@ def commit_batch(con, practice, episodes, clients, indices):
         track = json.dumps({"session": session, "status": status, "not_on_track": not_on_track,
                             "reason": reason, "curve_version": None, "curve_n": None, "boundary": None},
                            separators=(",", ":"))
-        sub_id = uuid.uuid4().bytes
+        sub_id = uuid7(BASE + dt.timedelta(milliseconds=i))
         subs.append((sub_id, practice, client, episode, instrument, defn["version"],
                      json.dumps(values, separators=(",", ":")), total, session, at, None))
         state = {"baseline": baseline, "latest": total, "sessions": session}

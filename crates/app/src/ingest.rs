@@ -122,6 +122,18 @@ pub struct GroupCommitter {
 pub struct Pending(oneshot::Receiver<std::result::Result<IngestResult, String>>);
 
 impl Pending {
+    /// The result if the group has already committed.
+    pub fn ready(&mut self) -> Option<Result<IngestResult>> {
+        match self.0.try_recv() {
+            Ok(Ok(result)) => Some(Ok(result)),
+            Ok(Err(message)) => Some(Err(anyhow!("ingest: {message}"))),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => {
+                Some(Err(anyhow!("ingest: the group committer stopped")))
+            }
+        }
+    }
+
     /// Waits for the durable commit of the group.
     pub async fn wait(self) -> Result<IngestResult> {
         match self.0.await {
@@ -151,9 +163,9 @@ impl GroupCommitter {
 pub fn synthetic_answers(i: u64, clients: u64) -> (&'static str, Vec<i32>) {
     let round = i / clients.max(1);
     let item = |k: u64| i32::try_from((7 * i + 13 * k + 5 * round) % 4).unwrap_or(0);
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         let mut v: Vec<i32> = (0..8).map(item).collect();
-        v.push(i32::from(i % 100 == 0));
+        v.push(i32::from(i.is_multiple_of(100)));
         ("phq9", v)
     } else {
         ("gad7", (0..7).map(item).collect())
@@ -228,7 +240,9 @@ pub async fn bench(store: Arc<dyn Store>, options: BenchOptions) -> Result<()> {
             submitted_at: synthetic_time(i),
         }
     };
-    let mut stdout = std::io::stdout().lock();
+    // Buffered: an id is written only after its commit, and flushed before waiting for the
+    // next commit, so whatever reached the pipe was acknowledged.
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     let mut latencies: Vec<Duration> = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
     let started = Instant::now();
     let mut flags = 0usize;
@@ -262,8 +276,27 @@ pub async fn bench(store: Arc<dyn Store>, options: BenchOptions) -> Result<()> {
                 Ok::<(), anyhow::Error>(())
             })
         };
-        while let Some((t, pending)) = ack_rx.recv().await {
-            let receipt = pending.wait().await?.map_err(|e| anyhow!(e))?;
+        loop {
+            let next = match ack_rx.try_recv() {
+                Ok(next) => next,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    stdout.flush()?;
+                    match ack_rx.recv().await {
+                        Some(next) => next,
+                        None => break,
+                    }
+                }
+            };
+            let (t, mut pending) = next;
+            let result = match pending.ready() {
+                Some(result) => result,
+                None => {
+                    stdout.flush()?;
+                    pending.wait().await
+                }
+            };
+            let receipt = result?.map_err(|e| anyhow!(e))?;
             latencies.push(t.elapsed());
             flags += receipt.flags.len();
             writeln!(stdout, "{} {}", practice.id, receipt.submission_id)?;

@@ -4,7 +4,7 @@
 //! are written and read one way only.
 
 macro_rules! measurement_adapter {
-    ($store:ident, $db:ty, $row:ty) => {
+    ($store:ident, $db:ty, $row:ty, begin = $begin:expr, lock_rows = $lock_rows:expr) => {
         mod measurement_impl {
             use super::{$store, answers_json, corrupt, submission_from};
             use crate::error::{StoreError, StoreResult};
@@ -165,17 +165,19 @@ macro_rules! measurement_adapter {
                         episodes.sort();
                         episodes.dedup();
                         for chunk in episodes.chunks(CHUNK) {
-                            // Writing the episode rows first takes the write lock (SQLite) or
-                            // the row locks (PostgreSQL) before anything is read, so two
-                            // submissions to one episode are decided one after the other.
-                            let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE episodes SET status = status WHERE practice_id = ");
+                            // The transaction began with the write lock (SQLite: BEGIN
+                            // IMMEDIATE) or locks the episode rows here (PostgreSQL: FOR
+                            // UPDATE, in id order), so two submissions to one episode are
+                            // decided one after the other.
+                            let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, client_id, primary_clinician FROM episodes WHERE practice_id = ");
                             q.push_bind(practice.as_uuid());
                             q.push(" AND id IN (");
                             let mut list = q.separated(", ");
                             for e in chunk {
                                 list.push_bind(*e);
                             }
-                            q.push(") RETURNING id, client_id, primary_clinician");
+                            q.push(") ORDER BY id");
+                            q.push($lock_rows);
                             for row in q.build().fetch_all(&mut **tx).await? {
                                 loaded.episodes.insert(
                                     EpisodeId::from_uuid(row.try_get("id")?),
@@ -267,7 +269,7 @@ macro_rules! measurement_adapter {
                     settings: &IngestSettings,
                     requests: &[IngestRequest],
                 ) -> StoreResult<Vec<IngestResult>> {
-                    let mut tx = self.pool().begin().await?;
+                    let mut tx = self.pool().begin_with($begin).await?;
                     let mut loaded = Self::load_for_ingest(&mut tx, requests).await?;
                     let mut results: Vec<IngestResult> = Vec::with_capacity(requests.len());
                     let mut submissions: Vec<Submission> = Vec::new();

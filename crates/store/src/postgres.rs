@@ -11,7 +11,13 @@ crate::adapter::adapter!(
     Backend::Postgres,
     sqlx::migrate!("./migrations/postgres")
 );
-crate::adapter_measurement::measurement_adapter!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow);
+crate::adapter_measurement::measurement_adapter!(
+    PgStore,
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    begin = "BEGIN",
+    lock_rows = " FOR UPDATE"
+);
 
 impl PgStore {
     pub async fn open(url: &str) -> StoreResult<Self> {

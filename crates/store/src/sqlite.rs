@@ -17,7 +17,9 @@ crate::adapter::adapter!(
 crate::adapter_measurement::measurement_adapter!(
     SqliteStore,
     sqlx::Sqlite,
-    sqlx::sqlite::SqliteRow
+    sqlx::sqlite::SqliteRow,
+    begin = "BEGIN IMMEDIATE",
+    lock_rows = ""
 );
 
 impl SqliteStore {
