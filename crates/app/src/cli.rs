@@ -137,9 +137,15 @@ pub enum BenchCommand {
         /// How many submissions to write.
         #[arg(long, default_value_t = 1000)]
         count: u64,
-        /// Submissions per transaction (1 = one commit per submission).
+        /// 1 = one commit per submission; N > 1 = group commit of up to N submissions or 1 ms.
         #[arg(long, default_value_t = 1)]
         batch: u64,
+        /// Synthetic clients (each with one episode) the submissions are spread over.
+        #[arg(long, default_value_t = 100)]
+        clients: u64,
+        /// SQLite `synchronous` setting: full (the product's setting) or normal (B3 comparison only).
+        #[arg(long, default_value = "full")]
+        synchronous: String,
         #[command(flatten)]
         serve: ServeArgs,
     },

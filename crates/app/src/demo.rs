@@ -15,13 +15,13 @@ use std::sync::Arc;
 use tapestry_domain::care::{CareRelationship, CareRole};
 use tapestry_domain::client::{Client, ClinicianProfile};
 use tapestry_domain::episode::{Episode, EpisodeStatus};
-use tapestry_domain::ids::{PracticeId, ResponseId};
+use tapestry_domain::ids::PracticeId;
+use tapestry_domain::ingest::IngestRequest;
 use tapestry_domain::instrument::InstrumentRegistry;
 use tapestry_domain::practice::Practice;
-use tapestry_domain::scoring::{score_instrument, Answers};
-use tapestry_domain::submission::Submission;
+use tapestry_domain::scoring::Answers;
 use tapestry_domain::user::{Role, User};
-use tapestry_store::Store;
+use tapestry_store::{IngestSettings, Store};
 
 /// Marks the demo practice, so `demo` never seeds twice.
 pub const DEMO_MARKER_KEY: &str = "demo_seed";
@@ -131,7 +131,8 @@ pub async fn ensure(
     {
         return Ok((existing, false));
     }
-    let registry = InstrumentRegistry::embedded().context("built-in instruments")?;
+    let registry = Arc::new(InstrumentRegistry::embedded().context("built-in instruments")?);
+    let ingestor = crate::ingest::Ingestor::new(store.clone(), registry, IngestSettings::default());
     let mut rng = StdRng::seed_from_u64(SEED);
     let practice = Practice::new("Tapestry Demo Practice", "Europe/London", now)?;
     store.insert_practice(&practice).await?;
@@ -313,25 +314,21 @@ pub async fn ensure(
             }
             let gad = answers_for(&mut rng, gad_total, 7, &[]);
             for (instrument, raw) in [("phq9", phq), ("gad7", gad)] {
-                let answers = Answers::from_options(&raw);
-                let score = score_instrument(&registry, instrument, &answers)
-                    .with_context(|| format!("demo {instrument} answers"))?;
-                batch.push(Submission {
-                    id: ResponseId::random(),
+                batch.push(IngestRequest {
                     practice_id: practice.id,
                     client_id: client.id,
                     episode_id: episode.id,
                     instrument: instrument.into(),
-                    instrument_version: score.version.clone(),
-                    answers: answers.values,
-                    total: score.total.map(|p| p.0),
-                    session: t,
-                    submitted_at: at,
+                    answers: Answers::from_options(&raw),
                     idempotency_key: None,
+                    submitted_at: at,
                 });
             }
         }
-        store.insert_submissions(&batch).await?;
+        // Through the measurement pipeline, so risk answers leave open flags and tasks.
+        for result in ingestor.submit_batch(&batch).await? {
+            result.map_err(|e| anyhow::anyhow!("demo submission: {e}"))?;
+        }
         if course == Course::EarlyRecovery && !waiting && sessions >= 6 {
             store
                 .move_episode(

@@ -5,6 +5,8 @@ mod accounts;
 mod cli;
 mod config;
 mod demo;
+mod ingest;
+mod jobs;
 mod run;
 
 use clap::Parser;

@@ -4,7 +4,7 @@ use crate::cli::{
     AdminCommand, AuditCommand, BenchCommand, Cli, Command, KeysCommand, MatchCommand, ServeArgs,
 };
 use crate::config::{Config, Database, LogFormat, Overrides};
-use crate::{accounts, demo};
+use crate::{accounts, demo, jobs};
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 use std::io::{Read as _, Write as _};
@@ -242,11 +242,40 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Ingest {
             count,
             batch,
+            clients,
+            synchronous,
             serve,
         }) => {
             let config = load_config(cli.config.as_deref(), &serve)?;
-            let store = open_store(&config).await?;
-            crate::run::ingest(store, count, batch).await
+            let store = match (synchronous.as_str(), &config.database) {
+                ("full", _) => open_store(&config).await?,
+                ("normal", Database::Sqlite(dir)) => {
+                    check_data_dir(dir)?;
+                    std::fs::create_dir_all(dir).with_context(|| {
+                        format!("data_dir {}: cannot create the directory", dir.display())
+                    })?;
+                    let sqlite = tapestry_store::measurement::open_sqlite_for_benchmark(
+                        &tapestry_store::sqlite_file(dir),
+                        false,
+                    )
+                    .await?;
+                    sqlite.migrate().await?;
+                    Arc::new(sqlite) as Arc<dyn Store>
+                }
+                ("normal", Database::Postgres(_)) => {
+                    bail!("--synchronous normal: only for the SQLite data directory")
+                }
+                (other, _) => bail!("--synchronous: `{other}` is not full or normal"),
+            };
+            crate::ingest::bench(
+                store,
+                crate::ingest::BenchOptions {
+                    count,
+                    batch,
+                    clients,
+                },
+            )
+            .await
         }
     }
 }
@@ -497,7 +526,7 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
     let key_file = load_keys(&config)?;
     let mut state = AppState::new(
         store.clone(),
-        clock,
+        clock.clone(),
         config.tls.is_some() || config.behind_proxy,
     )
     .with_csrf_secret(key_file.csrf_secret());
@@ -511,6 +540,7 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
     state.limits.request_timeout = Duration::from_secs(config.request_timeout_secs);
     state.limits.max_body_bytes = config.max_body_bytes;
     let shutting_down = state.shutting_down.clone();
+    let curve_job = jobs::spawn_curve_job(store.clone(), Arc::new(instruments()?), clock.clone());
     let app = tapestry_web::router(state);
     let options = server::ServeOptions {
         header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
@@ -567,6 +597,7 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
     if let Err(e) = write_checkpoint(&store, &config, &checkpoints).await {
         tracing::error!(error = %e, "audit checkpoint at shutdown failed");
     }
+    curve_job.abort();
     store.close().await;
     Ok(())
 }
@@ -590,64 +621,4 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-}
-
-/// Durable ingest of synthetic submissions; prints each id after its commit.
-pub async fn ingest(store: Arc<dyn Store>, count: u64, batch: u64) -> Result<()> {
-    use tapestry_domain::client::Client;
-    use tapestry_domain::episode::Episode;
-    use tapestry_domain::ids::ResponseId;
-    use tapestry_domain::practice::Practice;
-    use tapestry_domain::scoring::{score, Answers};
-    use tapestry_domain::submission::Submission;
-    let registry = InstrumentRegistry::embedded().context("built-in instruments")?;
-    let phq9 = registry.require("phq9").context("built-in instruments")?;
-    if batch == 0 {
-        bail!("--batch: must be at least 1");
-    }
-    let now = SystemClock.now();
-    let practice = Practice::new("Ingest benchmark", "UTC", now)?;
-    store.insert_practice(&practice).await?;
-    let client = Client::new(practice.id, "Synthetic client", None, None, now)?;
-    store.insert_client(&client).await?;
-    let episode = Episode::open(practice.id, client.id, now);
-    store.insert_episode(&episode).await?;
-    let mut stdout = std::io::stdout().lock();
-    let mut written = 0u64;
-    while written < count {
-        let n = batch.min(count - written);
-        let mut subs: Vec<Submission> = Vec::new();
-        for i in 0..n {
-            let raw: Vec<Option<u8>> = (0..9)
-                .map(|k| u8::try_from((written + i + k) % 4).ok())
-                .collect();
-            let answers = Answers::from_options(&raw);
-            let score = score(phq9, &answers).context("scoring a synthetic PHQ-9")?;
-            subs.push(Submission {
-                id: ResponseId::random(),
-                practice_id: practice.id,
-                client_id: client.id,
-                episode_id: episode.id,
-                instrument: score.instrument,
-                instrument_version: score.version,
-                total: score.total.map(|p| p.0),
-                answers: answers.values,
-                session: 1,
-                submitted_at: now,
-                idempotency_key: None,
-            });
-        }
-        if n == 1 {
-            store.insert_submission(&subs[0]).await?;
-        } else {
-            store.insert_submissions(&subs).await?;
-        }
-        for s in &subs {
-            writeln!(stdout, "{} {}", practice.id, s.id)?;
-        }
-        stdout.flush()?;
-        written += n;
-    }
-    store.close().await;
-    Ok(())
 }

@@ -240,7 +240,8 @@ pub struct RiskFlag {
 /// Who closed a flag, when and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RiskFlagClosure {
-    pub by: crate::ids::ClinicianId,
+    /// The clinician's user id.
+    pub by: crate::ids::UserId,
     pub at: DateTime<Utc>,
     pub note: String,
 }
@@ -273,7 +274,7 @@ impl RiskFlag {
     /// (an improving total, a later negative screen) closes it.
     pub fn close(
         &mut self,
-        by: crate::ids::ClinicianId,
+        by: crate::ids::UserId,
         note: &str,
         at: DateTime<Utc>,
     ) -> Result<(), RiskError> {

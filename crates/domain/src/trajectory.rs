@@ -13,10 +13,10 @@
 use crate::change::{classify_reliable_change, on_functional_side, ReliableChange};
 use crate::instrument::InstrumentDef;
 use chrono::NaiveDate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Status under the rational rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrackStatus {
     /// Below the caseness cut-off (functional range).
@@ -32,6 +32,30 @@ pub enum TrackStatus {
 }
 
 impl TrackStatus {
+    pub const ALL: [TrackStatus; 5] = [
+        TrackStatus::FunctionalRange,
+        TrackStatus::OnTrack,
+        TrackStatus::TooEarly,
+        TrackStatus::NotOnTrack,
+        TrackStatus::Deteriorated,
+    ];
+
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackStatus::FunctionalRange => "functional_range",
+            TrackStatus::OnTrack => "on_track",
+            TrackStatus::TooEarly => "too_early",
+            TrackStatus::NotOnTrack => "not_on_track",
+            TrackStatus::Deteriorated => "deteriorated",
+        }
+    }
+
+    /// The status from its stored name.
+    pub fn parse(name: &str) -> Option<TrackStatus> {
+        TrackStatus::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// Whether the status should alert the clinician.
     pub fn is_not_on_track(self) -> bool {
         matches!(self, TrackStatus::NotOnTrack | TrackStatus::Deteriorated)
@@ -56,8 +80,18 @@ pub const DEFAULT_REVIEW_SESSION: usize = 4;
 /// a definition without a reliable-change threshold.
 pub fn rational_status(def: &InstrumentDef, scores: &[f64]) -> Option<RationalVerdict> {
     let (&intake, &current) = (scores.first()?, scores.last()?);
+    rational_status_at(def, intake, current, scores.len())
+}
+
+/// The rational rules from the intake score, the current score and the session number (1 =
+/// intake); all a running episode needs to keep. `None` without a reliable-change threshold.
+pub fn rational_status_at(
+    def: &InstrumentDef,
+    intake: f64,
+    current: f64,
+    session: usize,
+) -> Option<RationalVerdict> {
     let threshold = def.reliable_change_threshold()?;
-    let session = scores.len();
     let review = def
         .not_on_track
         .as_ref()
@@ -161,6 +195,20 @@ impl Default for EmpiricalConfig {
     }
 }
 
+/// Whether the background job should fit a new curve: enough completed episodes
+/// (`config.min_reference_episodes`) and, when a curve exists, at least 10 % more episodes than it
+/// was fitted on (and at least 20 more), so curves follow the data without refitting on every
+/// discharge. Design choice.
+pub fn refit_due(current_n: Option<usize>, available: usize, config: &EmpiricalConfig) -> bool {
+    if available < config.min_reference_episodes.max(1) {
+        return false;
+    }
+    match current_n {
+        None => true,
+        Some(n) => available >= n + (n / 10).max(20),
+    }
+}
+
 /// Errors of the empirical methods.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TrajectoryError {
@@ -184,7 +232,7 @@ pub enum TrajectoryError {
 /// Simplification (documented): the coefficients are estimated by ordinary least squares on all
 /// observations t ≥ 2, not by a multilevel model, so the band uses the residual SD only (no
 /// separate random-effect variances).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExpectedRecoveryCurve {
     pub instrument: String,
     /// Version of this fit (e.g. "phq9-2026-11-21-1").

@@ -2,10 +2,12 @@
 //! (SQLite, the embedded default, and PostgreSQL) generated from one body.
 
 mod adapter;
+mod adapter_measurement;
 mod adapter_security;
 pub mod audit_chain;
 pub mod crypto;
 pub mod error;
+pub mod measurement;
 pub mod postgres;
 pub mod security;
 pub mod sqlite;
@@ -18,6 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use error::{StoreError, StoreResult};
+pub use measurement::{IngestReceipt, IngestResult, IngestSettings, MeasurementStore, StoredCurve};
 pub use postgres::PgStore;
 pub use security::*;
 pub use sqlite::SqliteStore;

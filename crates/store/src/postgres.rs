@@ -12,6 +12,13 @@ crate::adapter::adapter!(
     sqlx::migrate!("./migrations/postgres")
 );
 crate::adapter_security::security_adapter!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow);
+crate::adapter_measurement::measurement_adapter!(
+    PgStore,
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    begin = "BEGIN",
+    lock_rows = " FOR UPDATE"
+);
 
 impl PgStore {
     /// Opens with a fresh in-memory key file (tests and tools that do not

@@ -15,6 +15,13 @@ crate::adapter::adapter!(
     sqlx::migrate!("./migrations/sqlite")
 );
 crate::adapter_security::security_adapter!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
+crate::adapter_measurement::measurement_adapter!(
+    SqliteStore,
+    sqlx::Sqlite,
+    sqlx::sqlite::SqliteRow,
+    begin = "BEGIN IMMEDIATE",
+    lock_rows = ""
+);
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file at `path`, with the key

@@ -220,6 +220,7 @@ pub trait Store:
     + SubmissionStore
     + BootstrapStore
     + crate::security::SecurityStore
+    + crate::measurement::MeasurementStore
     + Send
     + Sync
 {

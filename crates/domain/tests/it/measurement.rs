@@ -1015,7 +1015,7 @@ fn risk_flag_closes_only_with_a_note() {
         .unwrap()
         .to_utc();
     let mut flag = RiskFlag::raise(sig, at);
-    let clinician = tapestry_domain::ids::ClinicianId::random();
+    let clinician = tapestry_domain::ids::UserId::random();
     assert!(flag.close(clinician, "   ", at).is_err());
     assert!(flag.is_open());
     flag.close(clinician, "Reviewed; safety plan updated.", at)
