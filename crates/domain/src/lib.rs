@@ -22,6 +22,7 @@ pub mod plan;
 pub mod plan_input;
 pub mod practice;
 pub mod risk;
+pub mod schedule;
 pub mod scoring;
 pub mod sleep_diary;
 pub mod submission;
