@@ -2,10 +2,14 @@
 //! (SQLite, the embedded default, and PostgreSQL) generated from one body.
 
 mod adapter;
+mod adapter_jobs;
+mod adapter_schedule;
 pub mod audit_chain;
 pub mod crypto;
 pub mod error;
+pub mod jobs;
 pub mod postgres;
+pub mod schedule;
 pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -17,6 +21,8 @@ use std::sync::Arc;
 pub use error::{StoreError, StoreResult};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use jobs::*;
+pub use schedule::*;
 pub use traits::*;
 
 /// Where the data lives.

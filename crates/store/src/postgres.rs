@@ -11,6 +11,8 @@ crate::adapter::adapter!(
     Backend::Postgres,
     sqlx::migrate!("./migrations/postgres")
 );
+crate::adapter_schedule::schedule_adapter!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, "BEGIN");
+crate::adapter_jobs::jobs_adapter!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, "FOR UPDATE SKIP LOCKED");
 
 impl PgStore {
     pub async fn open(url: &str) -> StoreResult<Self> {

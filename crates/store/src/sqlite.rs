@@ -14,6 +14,8 @@ crate::adapter::adapter!(
     Backend::Sqlite,
     sqlx::migrate!("./migrations/sqlite")
 );
+crate::adapter_schedule::schedule_adapter!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE");
+crate::adapter_jobs::jobs_adapter!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file at `path`.

@@ -219,6 +219,8 @@ pub trait Store:
     + CareStore
     + SubmissionStore
     + BootstrapStore
+    + crate::schedule::ScheduleStore
+    + crate::jobs::JobStore
     + Send
     + Sync
 {
