@@ -5,7 +5,7 @@
 //! plain `BEGIN` on PostgreSQL, where the exclusion constraint decides).
 
 macro_rules! schedule_adapter {
-    ($store:ident, $db:ty, $row:ty, $begin:literal) => {
+    ($store:ident, $db:ty, $row:ty, $begin:literal, $gate_writes:literal) => {
         mod schedule_adapter {
             use super::$store;
             use crate::error::{StoreError, StoreResult};
@@ -58,6 +58,21 @@ macro_rules! schedule_adapter {
                     series_id: row.try_get::<Option<Uuid>, _>("series_id")?.map(SeriesId::from_uuid),
                     created_at: row.try_get("created_at")?,
                 })
+            }
+
+            /// When `$gate_writes` (SQLite), bookings in this process queue
+            /// here before `BEGIN IMMEDIATE`, so they wait on an async lock
+            /// instead of SQLite's sleeping busy handler. Correctness does not
+            /// depend on it (another process is still held off by the
+            /// immediate transaction); it only removes the polling delay.
+            static WRITE_GATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+            async fn gate() -> Option<tokio::sync::MutexGuard<'static, ()>> {
+                if $gate_writes {
+                    Some(WRITE_GATE.lock().await)
+                } else {
+                    None
+                }
             }
 
             /// How often a booking that lost a deadlock is retried.
@@ -113,6 +128,7 @@ macro_rules! schedule_adapter {
 
             impl $store {
                 async fn reschedule_once(&self, practice: PracticeId, old: AppointmentId, late_cancel: bool, new: &Appointment) -> StoreResult<()> {
+                    let _gate = gate().await;
                     let mut tx = self.pool().begin_with($begin).await?;
                     let done = sqlx::query("UPDATE appointments SET status = 'cancelled', late_cancel = $1, status_changed_at = $2 WHERE practice_id = $3 AND id = $4 AND status = 'booked'")
                         .bind(late_cancel)
@@ -208,6 +224,7 @@ macro_rules! schedule_adapter {
                     loop {
                         attempt += 1;
                         let result = async {
+                            let _gate = gate().await;
                             let mut tx = self.pool().begin_with($begin).await?;
                             insert_checked(&mut tx, a, None).await?;
                             tx.commit().await.map_err(overlap_or)

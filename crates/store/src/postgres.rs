@@ -11,7 +11,7 @@ crate::adapter::adapter!(
     Backend::Postgres,
     sqlx::migrate!("./migrations/postgres")
 );
-crate::adapter_schedule::schedule_adapter!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, "BEGIN");
+crate::adapter_schedule::schedule_adapter!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, "BEGIN", false);
 crate::adapter_jobs::jobs_adapter!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, "FOR UPDATE SKIP LOCKED");
 
 impl PgStore {

@@ -389,3 +389,46 @@ async fn failures_back_off_then_fail_for_good(s: Arc<dyn Store>) {
     assert_eq!(stored.last_error.map(|e| e.len()), Some(500), "huge errors are bounded");
     assert!(s.claim_job("w", t0() + Duration::days(1), lease).await.unwrap().is_none());
 }
+
+/// The in-process write gate only shortens waiting; the guarantee on SQLite
+/// is the immediate transaction. Here another connection (as another process
+/// would) holds the write lock with an uncommitted overlapping appointment:
+/// the store's booking waits for it, then sees it and refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_immediate_transaction_holds_off_another_writer() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tapestry.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.migrate().await.unwrap();
+    let s: Arc<dyn Store> = Arc::new(store);
+    let f = fixture(&s).await;
+    let start = t0() + Duration::days(1);
+    let other_writer = appt(&f, &f.clinician, start + Duration::minutes(10));
+    let url = format!("sqlite:{}", path.display());
+    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut raw).await.unwrap();
+    sqlx::query("INSERT INTO appointments (id, practice_id, clinician, client_id, kind, minutes, format, starts_at, ends_at, status, late_cancel, series_id, created_at, status_changed_at) VALUES ($1,$2,$3,$4,'session',50,'video',$5,$6,'booked',0,NULL,$7,$7)")
+        .bind(other_writer.id.as_uuid())
+        .bind(f.practice.id.as_uuid())
+        .bind(f.clinician.id.as_uuid())
+        .bind(f.client.id.as_uuid())
+        .bind(other_writer.starts_at)
+        .bind(other_writer.ends_at)
+        .bind(t0())
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let mine = appt(&f, &f.clinician, start);
+    let booking = {
+        let s = s.clone();
+        let mine = mine.clone();
+        tokio::spawn(async move { s.book_appointment(&mine).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!booking.is_finished(), "the booking must wait for the other writer");
+    sqlx::query("COMMIT").execute(&mut raw).await.unwrap();
+    let result = booking.await.unwrap();
+    assert!(is_overlap(&result), "{result:?}");
+    assert!(s.appointment(f.practice.id, mine.id).await.unwrap().is_none());
+}
