@@ -5,7 +5,9 @@ mod accounts;
 mod cli;
 mod config;
 mod demo;
+mod mailer;
 mod run;
+mod worker;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -308,6 +308,7 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
             public_url
         ));
     }
+    let stop_worker = crate::worker::start(&config, store.clone(), clock.clone(), &public_url)?;
     let mut state = AppState::new(
         store.clone(),
         clock,
@@ -337,6 +338,7 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
         tracing::info!("shutdown requested; draining connections");
     };
     server::serve(listener, app, options, shutdown).await;
+    let _ = stop_worker.send(true);
     store.close().await;
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! sends every kind through a real SMTP exchange and scans for canaries.
 
 use crate::ids::{PracticeId, UserId};
+use crate::schedule::AppointmentId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub enum NotificationError {
     #[error("time_zone: '{0}' is not an IANA time-zone name")]
     TimeZone(String),
-    #[error("sign_in_url: must start with https:// or http:// and have no spaces")]
+    #[error("sign_in_url: must start with https:// or http://, be ASCII without spaces and at most 76 characters")]
     SignInUrl,
 }
 
@@ -24,7 +25,13 @@ pub enum NotificationError {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Notification {
     /// An appointment is coming up; shown in the recipient's zone.
-    AppointmentReminder { starts_at: DateTime<Utc>, time_zone: String },
+    /// The appointment id is not shown; the worker uses it to skip the
+    /// reminder if the appointment was cancelled or moved meanwhile.
+    AppointmentReminder {
+        appointment: AppointmentId,
+        starts_at: DateTime<Utc>,
+        time_zone: String,
+    },
     /// Questionnaires are waiting to be filled in.
     MeasuresDue,
     /// Between-session tasks are waiting.
@@ -58,22 +65,29 @@ pub struct EmailContent {
     pub body: String,
 }
 
+/// Every line of a rendered body is at most this long (so mail can go as
+/// 7-bit text, unwrapped, and a scan for words sees them whole).
+pub const MAX_BODY_LINE: usize = 76;
+
 /// Renders `n` at `now`. `sign_in_url` is the practice's public address.
 pub fn render(
     n: &Notification,
     now: DateTime<Utc>,
     sign_in_url: &str,
 ) -> Result<EmailContent, NotificationError> {
+    if sign_in_url.len() > MAX_BODY_LINE || !sign_in_url.is_ascii() {
+        return Err(NotificationError::SignInUrl);
+    }
     if !(sign_in_url.starts_with("https://") || sign_in_url.starts_with("http://"))
         || sign_in_url.chars().any(char::is_whitespace)
     {
         return Err(NotificationError::SignInUrl);
     }
     let footer = format!(
-        "\n\nSign in at {sign_in_url} to see the details.\n\nThis message was sent by Tapestry. It contains no personal details by design; do not reply with any.\n"
+        "\n\nSign in to see the details:\n{sign_in_url}\n\nThis message was sent by Tapestry. By design it contains\nno personal details; please do not reply with any.\n"
     );
     Ok(match n {
-        Notification::AppointmentReminder { starts_at, time_zone } => {
+        Notification::AppointmentReminder { starts_at, time_zone, .. } => {
             let tz: chrono_tz::Tz = time_zone
                 .parse()
                 .map_err(|_| NotificationError::TimeZone(time_zone.chars().take(64).collect()))?;
@@ -121,7 +135,7 @@ mod tests {
 
     fn all(now: DateTime<Utc>) -> Vec<Notification> {
         vec![
-            Notification::AppointmentReminder { starts_at: now + chrono::Duration::hours(24), time_zone: "Europe/London".into() },
+            Notification::AppointmentReminder { appointment: AppointmentId::random(), starts_at: now + chrono::Duration::hours(24), time_zone: "Europe/London".into() },
             Notification::MeasuresDue,
             Notification::HomeworkDue,
         ]
@@ -130,12 +144,12 @@ mod tests {
     #[test]
     fn reminder_reads_in_the_recipients_zone() {
         let now = Utc.with_ymd_and_hms(2026, 6, 1, 9, 0, 0).unwrap();
-        let n = Notification::AppointmentReminder { starts_at: Utc.with_ymd_and_hms(2026, 6, 2, 9, 0, 0).unwrap(), time_zone: "Europe/London".into() };
+        let n = Notification::AppointmentReminder { appointment: AppointmentId::random(), starts_at: Utc.with_ymd_and_hms(2026, 6, 2, 9, 0, 0).unwrap(), time_zone: "Europe/London".into() };
         let m = render(&n, now, "https://care.example.org").unwrap();
         assert!(m.body.starts_with("You have an appointment tomorrow at 10:00 (Europe/London)."), "{}", m.body);
-        let n = Notification::AppointmentReminder { starts_at: Utc.with_ymd_and_hms(2026, 6, 5, 14, 30, 0).unwrap(), time_zone: "America/New_York".into() };
+        let n = Notification::AppointmentReminder { appointment: AppointmentId::random(), starts_at: Utc.with_ymd_and_hms(2026, 6, 5, 14, 30, 0).unwrap(), time_zone: "America/New_York".into() };
         assert!(render(&n, now, "https://x").unwrap().body.contains("on Friday 5 June at 10:30 (America/New_York)"));
-        let bad = Notification::AppointmentReminder { starts_at: now, time_zone: "Nope/Nope".into() };
+        let bad = Notification::AppointmentReminder { appointment: AppointmentId::random(), starts_at: now, time_zone: "Nope/Nope".into() };
         assert!(render(&bad, now, "https://x").unwrap_err().to_string().starts_with("time_zone:"));
         assert_eq!(render(&Notification::MeasuresDue, now, "javascript:alert(1)"), Err(NotificationError::SignInUrl));
     }
@@ -146,6 +160,7 @@ mod tests {
         for n in all(now) {
             let m = render(&n, now, "https://care.example.org").unwrap();
             let text = format!("{}\n{}", m.subject, m.body).to_lowercase();
+            assert!(m.body.lines().all(|l| l.len() <= MAX_BODY_LINE && l.is_ascii()), "{}", m.body);
             for w in CLINICAL_DENY_LIST {
                 assert!(!text.contains(w), "{} contains '{w}'", n.kind());
             }

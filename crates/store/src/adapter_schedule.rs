@@ -282,6 +282,16 @@ macro_rules! schedule_adapter {
                     rows.iter().map(appointment_from).collect()
                 }
 
+                async fn booked_starting_between(&self, practice: PracticeId, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Vec<Appointment>> {
+                    let rows = sqlx::query("SELECT * FROM appointments WHERE practice_id = $1 AND status = 'booked' AND starts_at >= $2 AND starts_at < $3 ORDER BY starts_at, id")
+                        .bind(practice.as_uuid())
+                        .bind(from)
+                        .bind(to)
+                        .fetch_all(self.pool())
+                        .await?;
+                    rows.iter().map(appointment_from).collect()
+                }
+
                 async fn appointments_for_client(&self, practice: PracticeId, client: ClientId) -> StoreResult<Vec<Appointment>> {
                     let rows = sqlx::query("SELECT * FROM appointments WHERE practice_id = $1 AND client_id = $2 ORDER BY starts_at, id")
                         .bind(practice.as_uuid())

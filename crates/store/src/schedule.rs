@@ -94,6 +94,15 @@ pub trait ScheduleStore {
         to: DateTime<Utc>,
     ) -> StoreResult<Vec<Appointment>>;
 
+    /// The practice's booked appointments starting in `[from, to)`, by
+    /// start (for reminders).
+    async fn booked_starting_between(
+        &self,
+        practice: PracticeId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<Appointment>>;
+
     /// A client's appointments (every status), by start.
     async fn appointments_for_client(
         &self,

@@ -191,6 +191,9 @@ async fn appointments_are_invisible_across_practices(s: Arc<dyn Store>) {
         s.set_appointment_status(f.other.id, a.id, AppointmentStatus::Booked, AppointmentStatus::Cancelled, false, t0()).await,
         Err(StoreError::NotFound(_))
     ));
+    assert!(s.booked_starting_between(f.other.id, t0(), t0() + Duration::days(9)).await.unwrap().is_empty());
+    assert_eq!(s.booked_starting_between(f.practice.id, t0(), t0() + Duration::days(9)).await.unwrap(), vec![a.clone()]);
+    assert!(s.booked_starting_between(f.practice.id, t0(), a.starts_at).await.unwrap().is_empty(), "the end is exclusive");
     assert_eq!(s.appointments_for_client(f.practice.id, f.client.id).await.unwrap(), vec![a]);
 }
 
