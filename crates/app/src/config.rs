@@ -442,11 +442,17 @@ fn resolve_smtp(
     let host = get("TAPESTRY_SMTP_HOST").or(file.host);
     let Some(host) = host.filter(|h| !h.trim().is_empty()) else {
         let stray = [
-            ("smtp.username", get("TAPESTRY_SMTP_USERNAME").or(file.username.clone())),
+            (
+                "smtp.username",
+                get("TAPESTRY_SMTP_USERNAME").or(file.username.clone()),
+            ),
             ("smtp.from", get("TAPESTRY_SMTP_FROM").or(file.from.clone())),
         ];
         if let Some((name, _)) = stray.iter().find(|(_, v)| v.is_some()) {
-            return Err(err(*name, "is set but smtp.host is not; set smtp.host or remove the [smtp] settings"));
+            return Err(err(
+                *name,
+                "is set but smtp.host is not; set smtp.host or remove the [smtp] settings",
+            ));
         }
         return Ok(None);
     };
@@ -458,15 +464,21 @@ fn resolve_smtp(
         Some("implicit") => SmtpTls::Implicit,
         Some("none") => SmtpTls::None,
         Some(other) => {
-            return Err(err("smtp.tls", format!("'{other}' is not one of starttls, implicit, none")))
+            return Err(err(
+                "smtp.tls",
+                format!("'{other}' is not one of starttls, implicit, none"),
+            ))
         }
     };
-    let local = matches!(host.as_str(), "localhost" | "127.0.0.1" | "::1") || host.starts_with("127.");
+    let local =
+        matches!(host.as_str(), "localhost" | "127.0.0.1" | "::1") || host.starts_with("127.");
     if tls == SmtpTls::None && !local {
         return Err(err("smtp.tls", format!("'none' is only allowed for a relay on this machine, not '{host}'; use starttls or implicit")));
     }
     let port = match get("TAPESTRY_SMTP_PORT") {
-        Some(text) => text.parse::<u16>().map_err(|_| err("smtp.port", format!("'{text}' is not a port number")))?,
+        Some(text) => text
+            .parse::<u16>()
+            .map_err(|_| err("smtp.port", format!("'{text}' is not a port number")))?,
         None => file.port.unwrap_or(match tls {
             SmtpTls::Implicit => 465,
             SmtpTls::StartTls => 587,
@@ -476,24 +488,51 @@ fn resolve_smtp(
     if port == 0 {
         return Err(err("smtp.port", "0 is not a port number"));
     }
-    let from = get("TAPESTRY_SMTP_FROM")
-        .or(file.from)
-        .ok_or_else(|| err("smtp.from", "is required when smtp.host is set, e.g. \"Tapestry <noreply@example.org>\""))?;
+    let from = get("TAPESTRY_SMTP_FROM").or(file.from).ok_or_else(|| {
+        err(
+            "smtp.from",
+            "is required when smtp.host is set, e.g. \"Tapestry <noreply@example.org>\"",
+        )
+    })?;
     if from.parse::<lettre::message::Mailbox>().is_err() {
-        return Err(err("smtp.from", format!("'{from}' is not an e-mail address")));
+        return Err(err(
+            "smtp.from",
+            format!("'{from}' is not an e-mail address"),
+        ));
     }
     let username = get("TAPESTRY_SMTP_USERNAME").or(file.username);
-    let password = get("TAPESTRY_SMTP_PASSWORD").map(Secret::new).or(file.password);
+    let password = get("TAPESTRY_SMTP_PASSWORD")
+        .map(Secret::new)
+        .or(file.password);
     let credentials = match (username, password) {
         (Some(u), Some(p)) => Some((u, p)),
         (None, None) => None,
-        (Some(_), None) => return Err(err("smtp.password", "smtp.username is set but smtp.password is not")),
-        (None, Some(_)) => return Err(err("smtp.username", "smtp.password is set but smtp.username is not")),
+        (Some(_), None) => {
+            return Err(err(
+                "smtp.password",
+                "smtp.username is set but smtp.password is not",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(err(
+                "smtp.username",
+                "smtp.password is set but smtp.username is not",
+            ))
+        }
     };
     if credentials.is_some() && tls == SmtpTls::None {
-        return Err(err("smtp.tls", "a password must not be sent without TLS; use starttls or implicit"));
+        return Err(err(
+            "smtp.tls",
+            "a password must not be sent without TLS; use starttls or implicit",
+        ));
     }
-    Ok(Some(SmtpConfig { host, port, credentials, from, tls }))
+    Ok(Some(SmtpConfig {
+        host,
+        port,
+        credentials,
+        from,
+        tls,
+    }))
 }
 
 fn read_file(path: &Path, required: bool) -> Result<ConfigFile, ConfigError> {
@@ -759,19 +798,55 @@ mod tests {
         let smtp = c.smtp.clone().unwrap();
         assert_eq!((smtp.port, smtp.tls), (587, SmtpTls::StartTls));
         assert!(!format!("{c:?}").contains("s3cret-Pw"));
-        let c = load(file, &[("TAPESTRY_SMTP_TLS", "implicit"), ("TAPESTRY_SMTP_PORT", "2465")], Overrides::default()).unwrap();
-        assert_eq!(c.smtp.map(|s| (s.port, s.tls)), Some((2465, SmtpTls::Implicit)));
-        let setting = |f: &str, env: &[(&str, &str)]| load(f, env, Overrides::default()).unwrap_err().setting;
-        assert_eq!(setting("[smtp]\nhost = \"mail.example.org\"\n", &[]), "smtp.from");
+        let c = load(
+            file,
+            &[
+                ("TAPESTRY_SMTP_TLS", "implicit"),
+                ("TAPESTRY_SMTP_PORT", "2465"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.smtp.map(|s| (s.port, s.tls)),
+            Some((2465, SmtpTls::Implicit))
+        );
+        let setting =
+            |f: &str, env: &[(&str, &str)]| load(f, env, Overrides::default()).unwrap_err().setting;
+        assert_eq!(
+            setting("[smtp]\nhost = \"mail.example.org\"\n", &[]),
+            "smtp.from"
+        );
         assert_eq!(setting(file, &[("TAPESTRY_SMTP_TLS", "none")]), "smtp.tls");
-        assert_eq!(setting(file, &[("TAPESTRY_SMTP_TLS", "sometimes")]), "smtp.tls");
+        assert_eq!(
+            setting(file, &[("TAPESTRY_SMTP_TLS", "sometimes")]),
+            "smtp.tls"
+        );
         assert_eq!(setting(file, &[("TAPESTRY_SMTP_PORT", "0")]), "smtp.port");
         assert_eq!(setting("[smtp]\nfrom = \"a@b.org\"\n", &[]), "smtp.from");
-        assert_eq!(setting("[smtp]\nhost = \"h\"\nfrom = \"not an address\"\n", &[]), "smtp.from");
+        assert_eq!(
+            setting("[smtp]\nhost = \"h\"\nfrom = \"not an address\"\n", &[]),
+            "smtp.from"
+        );
         assert!(toml::from_str::<ConfigFile>("[smtp]\nhots = \"typo\"\n").is_err());
         // A relay on this machine may go without TLS, but then without a password.
         let local = "[smtp]\nhost = \"127.0.0.1\"\nport = 2525\ntls = \"none\"\nfrom = \"noreply@example.org\"\n";
-        assert_eq!(load(local, &[], Overrides::default()).unwrap().smtp.map(|s| s.tls), Some(SmtpTls::None));
-        assert_eq!(setting(local, &[("TAPESTRY_SMTP_USERNAME", "u"), ("TAPESTRY_SMTP_PASSWORD", "p")]), "smtp.tls");
+        assert_eq!(
+            load(local, &[], Overrides::default())
+                .unwrap()
+                .smtp
+                .map(|s| s.tls),
+            Some(SmtpTls::None)
+        );
+        assert_eq!(
+            setting(
+                local,
+                &[
+                    ("TAPESTRY_SMTP_USERNAME", "u"),
+                    ("TAPESTRY_SMTP_PASSWORD", "p")
+                ]
+            ),
+            "smtp.tls"
+        );
     }
 }

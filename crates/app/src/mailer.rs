@@ -66,28 +66,42 @@ impl Mailer {
     }
 
     pub fn smtp(smtp: &SmtpConfig) -> Result<Self, MailError> {
-        let from: Mailbox = smtp.from.parse().map_err(|_| MailError::From(smtp.from.clone()))?;
-        let tls_params = || {
-            TlsParameters::new(smtp.host.clone()).map_err(|e| MailError::Smtp(e.to_string()))
-        };
+        let from: Mailbox = smtp
+            .from
+            .parse()
+            .map_err(|_| MailError::From(smtp.from.clone()))?;
+        let tls_params =
+            || TlsParameters::new(smtp.host.clone()).map_err(|e| MailError::Smtp(e.to_string()));
         let tls = match smtp.tls {
             SmtpTls::StartTls => Tls::Required(tls_params()?),
             SmtpTls::Implicit => Tls::Wrapper(tls_params()?),
             SmtpTls::None => Tls::None,
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
-            .port(smtp.port)
-            .tls(tls)
-            .timeout(Some(Duration::from_secs(30)));
+        let mut builder =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
+                .port(smtp.port)
+                .tls(tls)
+                .timeout(Some(Duration::from_secs(30)));
         if let Some((user, password)) = &smtp.credentials {
-            builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_string()));
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.expose().to_string(),
+            ));
         }
-        Ok(Mailer::Smtp { transport: builder.build(), from })
+        Ok(Mailer::Smtp {
+            transport: builder.build(),
+            from,
+        })
     }
 
     pub fn outbox(dir: &Path) -> Result<Self, MailError> {
-        let from: Mailbox = OUTBOX_FROM.parse().map_err(|_| MailError::From(OUTBOX_FROM.into()))?;
-        Ok(Mailer::Outbox { dir: dir.to_path_buf(), from })
+        let from: Mailbox = OUTBOX_FROM
+            .parse()
+            .map_err(|_| MailError::From(OUTBOX_FROM.into()))?;
+        Ok(Mailer::Outbox {
+            dir: dir.to_path_buf(),
+            from,
+        })
     }
 
     fn message(from: &Mailbox, to: &str, content: &EmailContent) -> Result<Message, MailError> {
@@ -108,19 +122,31 @@ impl Mailer {
         match self {
             Mailer::Smtp { transport, from } => {
                 let message = Self::message(from, to, content)?;
-                transport.send(message).await.map_err(|e| MailError::Smtp(e.to_string()))?;
+                transport
+                    .send(message)
+                    .await
+                    .map_err(|e| MailError::Smtp(e.to_string()))?;
                 Ok(())
             }
             Mailer::Outbox { dir, from } => {
                 let message = Self::message(from, to, content)?;
-                let fail = |problem: String| MailError::Outbox { path: dir.display().to_string(), problem };
-                tokio::fs::create_dir_all(dir).await.map_err(|e| fail(e.to_string()))?;
+                let fail = |problem: String| MailError::Outbox {
+                    path: dir.display().to_string(),
+                    problem,
+                };
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
                 // UUIDv7: names sort by time of writing.
                 let name = format!("{}.eml", uuid::Uuid::now_v7().simple());
                 // Write then rename, so a reader never sees half a message.
                 let partial = dir.join(format!(".{name}.partial"));
-                tokio::fs::write(&partial, message.formatted()).await.map_err(|e| fail(e.to_string()))?;
-                tokio::fs::rename(&partial, dir.join(name)).await.map_err(|e| fail(e.to_string()))?;
+                tokio::fs::write(&partial, message.formatted())
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                tokio::fs::rename(&partial, dir.join(name))
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
                 Ok(())
             }
         }

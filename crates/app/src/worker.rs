@@ -71,8 +71,17 @@ pub fn appointment_reminder(
             time_zone: time_zone.to_string(),
         },
     };
-    let key = format!("reminder:{}:{}:{}h", appointment.id, appointment.starts_at.timestamp(), REMINDER_HOURS_BEFORE);
-    Some(reminder_job(key, &payload, appointment.starts_at - Duration::hours(REMINDER_HOURS_BEFORE)))
+    let key = format!(
+        "reminder:{}:{}:{}h",
+        appointment.id,
+        appointment.starts_at.timestamp(),
+        REMINDER_HOURS_BEFORE
+    );
+    Some(reminder_job(
+        key,
+        &payload,
+        appointment.starts_at - Duration::hours(REMINDER_HOURS_BEFORE),
+    ))
 }
 
 /// One worker.
@@ -88,47 +97,85 @@ impl Worker {
     /// Claims and runs one job; `None` when nothing is ready.
     pub async fn run_once(&self) -> Result<Option<(Job, Ran)>, StoreError> {
         let now = self.clock.now();
-        let Some(job) = self.store.claim_job(&self.name, now, Duration::minutes(LEASE_MINUTES)).await? else {
+        let Some(job) = self
+            .store
+            .claim_job(&self.name, now, Duration::minutes(LEASE_MINUTES))
+            .await?
+        else {
             return Ok(None);
         };
         let outcome = match job.kind.as_str() {
             EMAIL_REMINDER => self.email_reminder(&job).await,
-            _ => Err(format!("kind: '{}' is not a job this worker knows", job.kind)),
+            _ => Err(format!(
+                "kind: '{}' is not a job this worker knows",
+                job.kind
+            )),
         };
         let ran = match outcome {
             Ok(ran) => {
-                self.store.complete_job(job.practice_id, job.id, &self.name, self.clock.now()).await?;
+                self.store
+                    .complete_job(job.practice_id, job.id, &self.name, self.clock.now())
+                    .await?;
                 ran
             }
             Err(error) => {
                 tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, %error, "job failed");
-                Ran::Failed(self.store.fail_job(job.practice_id, job.id, &self.name, &error, self.clock.now()).await?)
+                Ran::Failed(
+                    self.store
+                        .fail_job(
+                            job.practice_id,
+                            job.id,
+                            &self.name,
+                            &error,
+                            self.clock.now(),
+                        )
+                        .await?,
+                )
             }
         };
         Ok(Some((job, ran)))
     }
 
     async fn email_reminder(&self, job: &Job) -> Result<Ran, String> {
-        let payload: ReminderJob = serde_json::from_str(&job.payload).map_err(|e| format!("payload: {e}"))?;
+        let payload: ReminderJob =
+            serde_json::from_str(&job.payload).map_err(|e| format!("payload: {e}"))?;
         if payload.practice_id != job.practice_id {
             return Err("payload: practice does not match the job's".into());
         }
         let practice: PracticeId = job.practice_id;
-        if let Notification::AppointmentReminder { appointment, starts_at, .. } = &payload.notification {
-            let current = self.store.appointment(practice, *appointment).await.map_err(|e| e.to_string())?;
+        if let Notification::AppointmentReminder {
+            appointment,
+            starts_at,
+            ..
+        } = &payload.notification
+        {
+            let current = self
+                .store
+                .appointment(practice, *appointment)
+                .await
+                .map_err(|e| e.to_string())?;
             match current {
                 Some(a) if a.status == AppointmentStatus::Booked && a.starts_at == *starts_at => {}
                 _ => return Ok(Ran::Skipped("appointment cancelled or moved")),
             }
         }
-        let Some(user) = self.store.user(practice, payload.recipient).await.map_err(|e| e.to_string())? else {
+        let Some(user) = self
+            .store
+            .user(practice, payload.recipient)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
             return Ok(Ran::Skipped("recipient no longer exists"));
         };
         if user.status != AccountStatus::Active {
             return Ok(Ran::Skipped("recipient account is not active"));
         }
-        let content = render(&payload.notification, self.clock.now(), &self.sign_in_url).map_err(|e| e.to_string())?;
-        self.mailer.send(user.email.as_str(), &content).await.map_err(|e| e.to_string())?;
+        let content = render(&payload.notification, self.clock.now(), &self.sign_in_url)
+            .map_err(|e| e.to_string())?;
+        self.mailer
+            .send(user.email.as_str(), &content)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(Ran::Sent)
     }
 
@@ -141,12 +188,21 @@ impl Worker {
         for practice in self.store.practices().await? {
             let upcoming = self
                 .store
-                .booked_starting_between(practice.id, now, now + Duration::hours(REMINDER_HOURS_BEFORE + 1))
+                .booked_starting_between(
+                    practice.id,
+                    now,
+                    now + Duration::hours(REMINDER_HOURS_BEFORE + 1),
+                )
                 .await?;
             for appointment in upcoming {
-                let client = self.store.client(practice.id, appointment.client_id).await?;
+                let client = self
+                    .store
+                    .client(practice.id, appointment.client_id)
+                    .await?;
                 let user = client.and_then(|c| c.user_id);
-                let Some(job) = appointment_reminder(&appointment, user, practice.time_zone.as_str()) else {
+                let Some(job) =
+                    appointment_reminder(&appointment, user, practice.time_zone.as_str())
+                else {
                     continue;
                 };
                 let job = job.map_err(|e| StoreError::Corrupt(format!("reminder payload: {e}")))?;
@@ -251,13 +307,18 @@ mod tests {
                         }
                         let cmd = line.to_ascii_uppercase();
                         if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
-                            write.write_all(b"250-sink\r\n250 8BITMIME\r\n").await.unwrap();
+                            write
+                                .write_all(b"250-sink\r\n250 8BITMIME\r\n")
+                                .await
+                                .unwrap();
                         } else if cmd.starts_with("DATA") {
                             write.write_all(b"354 end with .\r\n").await.unwrap();
                             let mut data = String::new();
                             loop {
                                 line.clear();
-                                if read.read_line(&mut line).await.unwrap_or(0) == 0 || line == ".\r\n" {
+                                if read.read_line(&mut line).await.unwrap_or(0) == 0
+                                    || line == ".\r\n"
+                                {
                                     break;
                                 }
                                 data.push_str(&line);
@@ -301,23 +362,69 @@ mod tests {
     /// words, with one client who has an appointment tomorrow.
     async fn world() -> World {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("tapestry.db")).await.unwrap();
+        let store = SqliteStore::open(&dir.path().join("tapestry.db"))
+            .await
+            .unwrap();
         store.migrate().await.unwrap();
         let store: Arc<dyn Store> = Arc::new(store);
         let now = Utc.with_ymd_and_hms(2026, 6, 1, 9, 0, 0).unwrap();
-        let practice = Practice::new("CANARYPRACTICE Eating Disorder and Depression Clinic", "Europe/London", now).unwrap();
+        let practice = Practice::new(
+            "CANARYPRACTICE Eating Disorder and Depression Clinic",
+            "Europe/London",
+            now,
+        )
+        .unwrap();
         store.insert_practice(&practice).await.unwrap();
-        let clinician = User::new(practice.id, "clin@example.org", "Dr CANARYCLINICIAN Psychiatrist", Role::Clinician, now).unwrap();
+        let clinician = User::new(
+            practice.id,
+            "clin@example.org",
+            "Dr CANARYCLINICIAN Psychiatrist",
+            Role::Clinician,
+            now,
+        )
+        .unwrap();
         store.insert_user(&clinician, None).await.unwrap();
-        let client_user = User::new(practice.id, "person@example.org", "CANARYCLIENT Suicide PTSD", Role::Client, now).unwrap();
+        let client_user = User::new(
+            practice.id,
+            "person@example.org",
+            "CANARYCLIENT Suicide PTSD",
+            Role::Client,
+            now,
+        )
+        .unwrap();
         store.insert_user(&client_user, None).await.unwrap();
-        let client = Client::new(practice.id, "CANARYRECORD bipolar overdose", None, Some("GB"), now).unwrap();
+        let client = Client::new(
+            practice.id,
+            "CANARYRECORD bipolar overdose",
+            None,
+            Some("GB"),
+            now,
+        )
+        .unwrap();
         store.insert_client(&client).await.unwrap();
-        store.link_client_user(practice.id, client.id, client_user.id).await.unwrap();
+        store
+            .link_client_user(practice.id, client.id, client_user.id)
+            .await
+            .unwrap();
         let t = AppointmentType::new(AppointmentKind::Session, 50, Format::Video).unwrap();
-        let appointment = Appointment::book(practice.id, clinician.id, client.id, t, now + Duration::hours(24), now).unwrap();
+        let appointment = Appointment::book(
+            practice.id,
+            clinician.id,
+            client.id,
+            t,
+            now + Duration::hours(24),
+            now,
+        )
+        .unwrap();
         store.book_appointment(&appointment).await.unwrap();
-        World { store, clock: Arc::new(FixedClock::new(now)), practice, client_user, appointment, _dir: dir }
+        World {
+            store,
+            clock: Arc::new(FixedClock::new(now)),
+            practice,
+            client_user,
+            appointment,
+            _dir: dir,
+        }
     }
 
     fn worker(w: &World, mailer: Mailer) -> Worker {
@@ -332,8 +439,17 @@ mod tests {
 
     async fn enqueue_due_reminders(w: &World) {
         for n in [Notification::MeasuresDue, Notification::HomeworkDue] {
-            let payload = ReminderJob { practice_id: w.practice.id, recipient: w.client_user.id, notification: n.clone() };
-            let job = reminder_job(format!("{}:{}", n.kind(), w.client_user.id), &payload, w.clock.now()).unwrap();
+            let payload = ReminderJob {
+                practice_id: w.practice.id,
+                recipient: w.client_user.id,
+                notification: n.clone(),
+            };
+            let job = reminder_job(
+                format!("{}:{}", n.kind(), w.client_user.id),
+                &payload,
+                w.clock.now(),
+            )
+            .unwrap();
             w.store.enqueue(&job, w.clock.now()).await.unwrap();
         }
     }
@@ -344,7 +460,11 @@ mod tests {
         let (port, captured) = smtp_sink().await;
         let worker = worker(&w, smtp_to(port));
         assert_eq!(worker.plan_reminders().await.unwrap(), 1);
-        assert_eq!(worker.plan_reminders().await.unwrap(), 0, "planning twice queues once");
+        assert_eq!(
+            worker.plan_reminders().await.unwrap(),
+            0,
+            "planning twice queues once"
+        );
         enqueue_due_reminders(&w).await;
         let mut kinds = Vec::new();
         while let Some((job, ran)) = worker.run_once().await.unwrap() {
@@ -353,7 +473,10 @@ mod tests {
             kinds.push(payload.notification.kind());
         }
         kinds.sort_unstable();
-        assert_eq!(kinds, vec!["appointment_reminder", "homework_due", "measures_due"]);
+        assert_eq!(
+            kinds,
+            vec!["appointment_reminder", "homework_due", "measures_due"]
+        );
         let messages = captured.lock().unwrap().clone();
         assert_eq!(messages.len(), 3);
         let mut matches = Vec::new();
@@ -367,8 +490,13 @@ mod tests {
                 }
             }
         }
-        assert!(matches.is_empty(), "clinical words or canaries in e-mail: {matches:?}");
-        assert!(messages.iter().any(|m| m.contains("You have an appointment tomorrow at 10:00 (Europe/London).")));
+        assert!(
+            matches.is_empty(),
+            "clinical words or canaries in e-mail: {matches:?}"
+        );
+        assert!(messages
+            .iter()
+            .any(|m| m.contains("You have an appointment tomorrow at 10:00 (Europe/London).")));
     }
 
     #[tokio::test]
@@ -378,20 +506,37 @@ mod tests {
         let worker = worker(&w, smtp_to(port));
         worker.plan_reminders().await.unwrap();
         w.store
-            .set_appointment_status(w.practice.id, w.appointment.id, AppointmentStatus::Booked, AppointmentStatus::Cancelled, false, w.clock.now())
+            .set_appointment_status(
+                w.practice.id,
+                w.appointment.id,
+                AppointmentStatus::Booked,
+                AppointmentStatus::Cancelled,
+                false,
+                w.clock.now(),
+            )
             .await
             .unwrap();
         let (_, ran) = worker.run_once().await.unwrap().unwrap();
         assert_eq!(ran, Ran::Skipped("appointment cancelled or moved"));
         assert!(captured.lock().unwrap().is_empty());
-        assert_eq!(w.store.count_jobs(w.practice.id, JobState::Done).await.unwrap(), 1);
+        assert_eq!(
+            w.store
+                .count_jobs(w.practice.id, JobState::Done)
+                .await
+                .unwrap(),
+            1
+        );
     }
 
     #[tokio::test]
     async fn an_unreachable_smtp_server_means_retry_later() {
         let w = world().await;
         // A port that was just free: nothing listens there.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let worker = worker(&w, smtp_to(port));
         enqueue_due_reminders(&w).await;
         let (job, ran) = worker.run_once().await.unwrap().unwrap();
@@ -408,7 +553,10 @@ mod tests {
         let worker = worker(&w, Mailer::outbox(&outbox).unwrap());
         enqueue_due_reminders(&w).await;
         while worker.run_once().await.unwrap().is_some() {}
-        let files: Vec<_> = std::fs::read_dir(&outbox).unwrap().map(|e| e.unwrap().path()).collect();
+        let files: Vec<_> = std::fs::read_dir(&outbox)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         assert_eq!(files.len(), 2);
         for f in files {
             assert_eq!(f.extension().and_then(|e| e.to_str()), Some("eml"));

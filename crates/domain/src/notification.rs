@@ -87,7 +87,11 @@ pub fn render(
         "\n\nSign in to see the details:\n{sign_in_url}\n\nThis message was sent by Tapestry. By design it contains\nno personal details; please do not reply with any.\n"
     );
     Ok(match n {
-        Notification::AppointmentReminder { starts_at, time_zone, .. } => {
+        Notification::AppointmentReminder {
+            starts_at,
+            time_zone,
+            ..
+        } => {
             let tz: chrono_tz::Tz = time_zone
                 .parse()
                 .map_err(|_| NotificationError::TimeZone(time_zone.chars().take(64).collect()))?;
@@ -121,11 +125,46 @@ pub fn render(
 /// Words that must never appear in an e-mail or calendar entry (used by
 /// tests across crates). Lower case; matched case-insensitively.
 pub const CLINICAL_DENY_LIST: &[&str] = &[
-    "suicid", "self-harm", "self harm", "depress", "anxiety", "anxious", "ptsd", "trauma", "bipolar",
-    "schizo", "psychosis", "eating disorder", "anorexia", "bulimia", "ocd", "adhd", "diagnos",
-    "phq", "gad-7", "gad7", "core-10", "pcl-5", "audit-c", "questionnaire", "therapy", "therapist",
-    "psychiatr", "psycholog", "mental", "medication", "risk", "overdose", "abuse", "addiction",
-    "formulation", "treatment", "symptom", "clinical", "counsel", "score",
+    "suicid",
+    "self-harm",
+    "self harm",
+    "depress",
+    "anxiety",
+    "anxious",
+    "ptsd",
+    "trauma",
+    "bipolar",
+    "schizo",
+    "psychosis",
+    "eating disorder",
+    "anorexia",
+    "bulimia",
+    "ocd",
+    "adhd",
+    "diagnos",
+    "phq",
+    "gad-7",
+    "gad7",
+    "core-10",
+    "pcl-5",
+    "audit-c",
+    "questionnaire",
+    "therapy",
+    "therapist",
+    "psychiatr",
+    "psycholog",
+    "mental",
+    "medication",
+    "risk",
+    "overdose",
+    "abuse",
+    "addiction",
+    "formulation",
+    "treatment",
+    "symptom",
+    "clinical",
+    "counsel",
+    "score",
 ];
 
 #[cfg(test)]
@@ -135,7 +174,11 @@ mod tests {
 
     fn all(now: DateTime<Utc>) -> Vec<Notification> {
         vec![
-            Notification::AppointmentReminder { appointment: AppointmentId::random(), starts_at: now + chrono::Duration::hours(24), time_zone: "Europe/London".into() },
+            Notification::AppointmentReminder {
+                appointment: AppointmentId::random(),
+                starts_at: now + chrono::Duration::hours(24),
+                time_zone: "Europe/London".into(),
+            },
             Notification::MeasuresDue,
             Notification::HomeworkDue,
         ]
@@ -144,14 +187,40 @@ mod tests {
     #[test]
     fn reminder_reads_in_the_recipients_zone() {
         let now = Utc.with_ymd_and_hms(2026, 6, 1, 9, 0, 0).unwrap();
-        let n = Notification::AppointmentReminder { appointment: AppointmentId::random(), starts_at: Utc.with_ymd_and_hms(2026, 6, 2, 9, 0, 0).unwrap(), time_zone: "Europe/London".into() };
+        let n = Notification::AppointmentReminder {
+            appointment: AppointmentId::random(),
+            starts_at: Utc.with_ymd_and_hms(2026, 6, 2, 9, 0, 0).unwrap(),
+            time_zone: "Europe/London".into(),
+        };
         let m = render(&n, now, "https://care.example.org").unwrap();
-        assert!(m.body.starts_with("You have an appointment tomorrow at 10:00 (Europe/London)."), "{}", m.body);
-        let n = Notification::AppointmentReminder { appointment: AppointmentId::random(), starts_at: Utc.with_ymd_and_hms(2026, 6, 5, 14, 30, 0).unwrap(), time_zone: "America/New_York".into() };
-        assert!(render(&n, now, "https://x").unwrap().body.contains("on Friday 5 June at 10:30 (America/New_York)"));
-        let bad = Notification::AppointmentReminder { appointment: AppointmentId::random(), starts_at: now, time_zone: "Nope/Nope".into() };
-        assert!(render(&bad, now, "https://x").unwrap_err().to_string().starts_with("time_zone:"));
-        assert_eq!(render(&Notification::MeasuresDue, now, "javascript:alert(1)"), Err(NotificationError::SignInUrl));
+        assert!(
+            m.body
+                .starts_with("You have an appointment tomorrow at 10:00 (Europe/London)."),
+            "{}",
+            m.body
+        );
+        let n = Notification::AppointmentReminder {
+            appointment: AppointmentId::random(),
+            starts_at: Utc.with_ymd_and_hms(2026, 6, 5, 14, 30, 0).unwrap(),
+            time_zone: "America/New_York".into(),
+        };
+        assert!(render(&n, now, "https://x")
+            .unwrap()
+            .body
+            .contains("on Friday 5 June at 10:30 (America/New_York)"));
+        let bad = Notification::AppointmentReminder {
+            appointment: AppointmentId::random(),
+            starts_at: now,
+            time_zone: "Nope/Nope".into(),
+        };
+        assert!(render(&bad, now, "https://x")
+            .unwrap_err()
+            .to_string()
+            .starts_with("time_zone:"));
+        assert_eq!(
+            render(&Notification::MeasuresDue, now, "javascript:alert(1)"),
+            Err(NotificationError::SignInUrl)
+        );
     }
 
     #[test]
@@ -160,7 +229,13 @@ mod tests {
         for n in all(now) {
             let m = render(&n, now, "https://care.example.org").unwrap();
             let text = format!("{}\n{}", m.subject, m.body).to_lowercase();
-            assert!(m.body.lines().all(|l| l.len() <= MAX_BODY_LINE && l.is_ascii()), "{}", m.body);
+            assert!(
+                m.body
+                    .lines()
+                    .all(|l| l.len() <= MAX_BODY_LINE && l.is_ascii()),
+                "{}",
+                m.body
+            );
             for w in CLINICAL_DENY_LIST {
                 assert!(!text.contains(w), "{} contains '{w}'", n.kind());
             }
@@ -171,7 +246,11 @@ mod tests {
     fn payloads_round_trip_as_json() {
         let now = Utc.with_ymd_and_hms(2026, 6, 1, 9, 0, 0).unwrap();
         for n in all(now) {
-            let job = ReminderJob { practice_id: PracticeId::random(), recipient: UserId::random(), notification: n };
+            let job = ReminderJob {
+                practice_id: PracticeId::random(),
+                recipient: UserId::random(),
+                notification: n,
+            };
             let json = serde_json::to_string(&job).unwrap();
             assert_eq!(serde_json::from_str::<ReminderJob>(&json).unwrap(), job);
         }

@@ -94,10 +94,11 @@ pub fn normalise(text: &str) -> String {
 impl PhraseList {
     /// Parses and validates one phrase-list file.
     pub fn parse(file: &ContentFile) -> Result<Self, UrgentLanguageError> {
-        let shape: FileShape = toml::from_str(&file.text).map_err(|e| UrgentLanguageError::Parse {
-            path: file.path.clone(),
-            problem: e.message().to_string(),
-        })?;
+        let shape: FileShape =
+            toml::from_str(&file.text).map_err(|e| UrgentLanguageError::Parse {
+                path: file.path.clone(),
+                problem: e.message().to_string(),
+            })?;
         if shape.phrase.is_empty() {
             return Err(UrgentLanguageError::Empty(file.path.clone()));
         }
@@ -105,17 +106,33 @@ impl PhraseList {
         for (i, p) in shape.phrase.iter().enumerate() {
             let text = normalise(&p.text).trim().to_string();
             if text.is_empty() {
-                return Err(UrgentLanguageError::EmptyPhrase { path: file.path.clone(), index: i + 1 });
+                return Err(UrgentLanguageError::EmptyPhrase {
+                    path: file.path.clone(),
+                    index: i + 1,
+                });
             }
             if p.category.trim().is_empty() {
-                return Err(UrgentLanguageError::EmptyCategory { path: file.path.clone(), phrase: text });
+                return Err(UrgentLanguageError::EmptyCategory {
+                    path: file.path.clone(),
+                    phrase: text,
+                });
             }
             if phrases.iter().any(|q| q.text == text) {
-                return Err(UrgentLanguageError::Duplicate { path: file.path.clone(), phrase: text });
+                return Err(UrgentLanguageError::Duplicate {
+                    path: file.path.clone(),
+                    phrase: text,
+                });
             }
-            phrases.push(Phrase { text, category: p.category.trim().to_string() });
+            phrases.push(Phrase {
+                text,
+                category: p.category.trim().to_string(),
+            });
         }
-        Ok(Self { review_status: shape.review_status, version: shape.version, phrases })
+        Ok(Self {
+            review_status: shape.review_status,
+            version: shape.version,
+            phrases,
+        })
     }
 
     /// The list shipped in `content/`.
@@ -134,7 +151,10 @@ impl PhraseList {
         self.phrases
             .iter()
             .filter(|p| text.contains(&format!(" {} ", p.text)))
-            .map(|p| UrgentMatch { phrase: p.text.clone(), category: p.category.clone() })
+            .map(|p| UrgentMatch {
+                phrase: p.text.clone(),
+                category: p.category.clone(),
+            })
             .collect()
     }
 }
@@ -181,8 +201,18 @@ mod tests {
     #[test]
     fn several_phrases_are_all_returned_once_with_categories() {
         let m = list().screen("suicide, suicide. I feel suicidal and cut myself");
-        let got: Vec<(&str, &str)> = m.iter().map(|m| (m.phrase.as_str(), m.category.as_str())).collect();
-        assert_eq!(got, vec![("suicide", "suicide"), ("suicidal", "suicide"), ("cut myself", "self_harm")]);
+        let got: Vec<(&str, &str)> = m
+            .iter()
+            .map(|m| (m.phrase.as_str(), m.category.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("suicide", "suicide"),
+                ("suicidal", "suicide"),
+                ("cut myself", "self_harm")
+            ]
+        );
     }
 
     #[test]
@@ -195,12 +225,27 @@ mod tests {
 
     #[test]
     fn malformed_lists_name_the_problem() {
-        let f = |text: &str| ContentFile { path: "x.toml".into(), text: text.into() };
+        let f = |text: &str| ContentFile {
+            path: "x.toml".into(),
+            text: text.into(),
+        };
         let dup = "review_status='d'\nversion=1\n[[phrase]]\ntext='Kill Myself'\ncategory='s'\n[[phrase]]\ntext='kill myself!'\ncategory='s'\n";
-        assert!(matches!(PhraseList::parse(&f(dup)), Err(UrgentLanguageError::Duplicate { .. })));
+        assert!(matches!(
+            PhraseList::parse(&f(dup)),
+            Err(UrgentLanguageError::Duplicate { .. })
+        ));
         let empty = "review_status='d'\nversion=1\n[[phrase]]\ntext='!!'\ncategory='s'\n";
-        assert!(matches!(PhraseList::parse(&f(empty)), Err(UrgentLanguageError::EmptyPhrase { index: 1, .. })));
-        assert!(matches!(PhraseList::parse(&f("review_status='d'\nversion=1\nphrase=[]")), Err(UrgentLanguageError::Empty(_))));
-        assert!(PhraseList::parse(&f("nonsense")).unwrap_err().to_string().starts_with("x.toml:"));
+        assert!(matches!(
+            PhraseList::parse(&f(empty)),
+            Err(UrgentLanguageError::EmptyPhrase { index: 1, .. })
+        ));
+        assert!(matches!(
+            PhraseList::parse(&f("review_status='d'\nversion=1\nphrase=[]")),
+            Err(UrgentLanguageError::Empty(_))
+        ));
+        assert!(PhraseList::parse(&f("nonsense"))
+            .unwrap_err()
+            .to_string()
+            .starts_with("x.toml:"));
     }
 }

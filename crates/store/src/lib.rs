@@ -19,10 +19,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use error::{StoreError, StoreResult};
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
 pub use jobs::*;
+pub use postgres::PgStore;
 pub use schedule::*;
+pub use sqlite::SqliteStore;
 pub use traits::*;
 
 /// Where the data lives.

@@ -11,8 +11,19 @@ crate::adapter::adapter!(
     Backend::Postgres,
     sqlx::migrate!("./migrations/postgres")
 );
-crate::adapter_schedule::schedule_adapter!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, "BEGIN", false);
-crate::adapter_jobs::jobs_adapter!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, "FOR UPDATE SKIP LOCKED");
+crate::adapter_schedule::schedule_adapter!(
+    PgStore,
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    "BEGIN",
+    false
+);
+crate::adapter_jobs::jobs_adapter!(
+    PgStore,
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    "FOR UPDATE SKIP LOCKED"
+);
 
 impl PgStore {
     pub async fn open(url: &str) -> StoreResult<Self> {

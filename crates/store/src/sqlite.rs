@@ -14,7 +14,13 @@ crate::adapter::adapter!(
     Backend::Sqlite,
     sqlx::migrate!("./migrations/sqlite")
 );
-crate::adapter_schedule::schedule_adapter!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE", true);
+crate::adapter_schedule::schedule_adapter!(
+    SqliteStore,
+    sqlx::Sqlite,
+    sqlx::sqlite::SqliteRow,
+    "BEGIN IMMEDIATE",
+    true
+);
 crate::adapter_jobs::jobs_adapter!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
 
 impl SqliteStore {

@@ -37,7 +37,10 @@ impl AppointmentStatus {
             other => {
                 return Err(ScheduleError::invalid(
                     "status",
-                    format!("'{}' is not booked, cancelled, attended or no_show", other.chars().take(40).collect::<String>()),
+                    format!(
+                        "'{}' is not booked, cancelled, attended or no_show",
+                        other.chars().take(40).collect::<String>()
+                    ),
                 ))
             }
         })
@@ -82,7 +85,10 @@ impl Appointment {
     ) -> Result<Self, ScheduleError> {
         use chrono::Timelike;
         if starts_at.second() != 0 || starts_at.nanosecond() != 0 {
-            return Err(ScheduleError::invalid("starts_at", "must be a whole minute"));
+            return Err(ScheduleError::invalid(
+                "starts_at",
+                "must be a whole minute",
+            ));
         }
         Ok(Self {
             id: AppointmentId::random(),
@@ -100,7 +106,10 @@ impl Appointment {
     }
 
     pub fn interval(&self) -> Interval {
-        Interval { start: self.starts_at, end: self.ends_at }
+        Interval {
+            start: self.starts_at,
+            end: self.ends_at,
+        }
     }
 
     /// Whether this appointment holds its slot (everything but cancelled).
@@ -120,7 +129,9 @@ pub struct CancellationPolicy {
 
 impl Default for CancellationPolicy {
     fn default() -> Self {
-        Self { late_cancel_hours: 24 }
+        Self {
+            late_cancel_hours: 24,
+        }
     }
 }
 
@@ -142,11 +153,17 @@ pub fn cancel(
     if appointment.status != AppointmentStatus::Booked {
         return Err(ScheduleError::invalid(
             "status",
-            format!("a {} appointment cannot be cancelled", appointment.status.as_str()),
+            format!(
+                "a {} appointment cannot be cancelled",
+                appointment.status.as_str()
+            ),
         ));
     }
     if now >= appointment.starts_at {
-        return Err(ScheduleError::invalid("starts_at", "the appointment has already started"));
+        return Err(ScheduleError::invalid(
+            "starts_at",
+            "the appointment has already started",
+        ));
     }
     let window = Duration::hours(i64::from(policy.late_cancel_hours));
     Ok(Cancellation {
@@ -164,13 +181,23 @@ pub fn record_attendance(
     if appointment.status != AppointmentStatus::Booked {
         return Err(ScheduleError::invalid(
             "status",
-            format!("attendance of a {} appointment cannot be recorded", appointment.status.as_str()),
+            format!(
+                "attendance of a {} appointment cannot be recorded",
+                appointment.status.as_str()
+            ),
         ));
     }
     if now < appointment.starts_at {
-        return Err(ScheduleError::invalid("starts_at", "the appointment has not started yet"));
+        return Err(ScheduleError::invalid(
+            "starts_at",
+            "the appointment has not started yet",
+        ));
     }
-    Ok(if attended { AppointmentStatus::Attended } else { AppointmentStatus::NoShow })
+    Ok(if attended {
+        AppointmentStatus::Attended
+    } else {
+        AppointmentStatus::NoShow
+    })
 }
 
 #[cfg(test)]
@@ -182,28 +209,61 @@ mod tests {
     fn appt() -> Appointment {
         let t = AppointmentType::new(AppointmentKind::Session, 50, Format::Video).unwrap();
         let start = Utc.with_ymd_and_hms(2026, 5, 4, 10, 0, 0).unwrap();
-        Appointment::book(PracticeId::random(), UserId::random(), ClientId::random(), t, start, start - Duration::days(7)).unwrap()
+        Appointment::book(
+            PracticeId::random(),
+            UserId::random(),
+            ClientId::random(),
+            t,
+            start,
+            start - Duration::days(7),
+        )
+        .unwrap()
     }
 
     #[test]
     fn late_cancel_only_for_clients_inside_the_window() {
         let a = appt();
-        let p = CancellationPolicy { late_cancel_hours: 24 };
-        assert!(!cancel(&a, &p, Party::Client, a.starts_at - Duration::hours(25)).unwrap().late);
-        assert!(cancel(&a, &p, Party::Client, a.starts_at - Duration::hours(23)).unwrap().late);
-        assert!(!cancel(&a, &p, Party::Clinician, a.starts_at - Duration::hours(1)).unwrap().late);
+        let p = CancellationPolicy {
+            late_cancel_hours: 24,
+        };
+        assert!(
+            !cancel(&a, &p, Party::Client, a.starts_at - Duration::hours(25))
+                .unwrap()
+                .late
+        );
+        assert!(
+            cancel(&a, &p, Party::Client, a.starts_at - Duration::hours(23))
+                .unwrap()
+                .late
+        );
+        assert!(
+            !cancel(&a, &p, Party::Clinician, a.starts_at - Duration::hours(1))
+                .unwrap()
+                .late
+        );
         assert!(cancel(&a, &p, Party::Client, a.starts_at).is_err());
         let mut done = a.clone();
         done.status = AppointmentStatus::Cancelled;
-        assert!(cancel(&done, &p, Party::Client, a.starts_at - Duration::days(3)).unwrap_err().to_string().starts_with("status:"));
+        assert!(
+            cancel(&done, &p, Party::Client, a.starts_at - Duration::days(3))
+                .unwrap_err()
+                .to_string()
+                .starts_with("status:")
+        );
     }
 
     #[test]
     fn no_show_is_recorded_only_after_the_start() {
         let a = appt();
         assert!(record_attendance(&a, false, a.starts_at - Duration::minutes(1)).is_err());
-        assert_eq!(record_attendance(&a, false, a.starts_at + Duration::minutes(20)).unwrap(), AppointmentStatus::NoShow);
-        assert_eq!(record_attendance(&a, true, a.ends_at).unwrap(), AppointmentStatus::Attended);
+        assert_eq!(
+            record_attendance(&a, false, a.starts_at + Duration::minutes(20)).unwrap(),
+            AppointmentStatus::NoShow
+        );
+        assert_eq!(
+            record_attendance(&a, true, a.ends_at).unwrap(),
+            AppointmentStatus::Attended
+        );
     }
 
     #[test]
@@ -212,8 +272,23 @@ mod tests {
         assert_eq!(a.ends_at - a.starts_at, Duration::minutes(50));
         let t = a.appointment_type;
         let odd = a.starts_at + Duration::seconds(30);
-        assert!(Appointment::book(a.practice_id, a.clinician, a.client_id, t, odd, a.created_at).unwrap_err().to_string().starts_with("starts_at:"));
-        for s in [AppointmentStatus::Booked, AppointmentStatus::Cancelled, AppointmentStatus::Attended, AppointmentStatus::NoShow] {
+        assert!(Appointment::book(
+            a.practice_id,
+            a.clinician,
+            a.client_id,
+            t,
+            odd,
+            a.created_at
+        )
+        .unwrap_err()
+        .to_string()
+        .starts_with("starts_at:"));
+        for s in [
+            AppointmentStatus::Booked,
+            AppointmentStatus::Cancelled,
+            AppointmentStatus::Attended,
+            AppointmentStatus::NoShow,
+        ] {
             assert_eq!(AppointmentStatus::parse(s.as_str()).unwrap(), s);
         }
     }

@@ -41,8 +41,22 @@ macro_rules! str_enum {
     };
 }
 
-str_enum!(AppointmentKind, "kind", Intake = "intake", Session = "session", Review = "review", Group = "group");
-str_enum!(Format, "format", Video = "video", Phone = "phone", Chat = "chat", InPerson = "in_person");
+str_enum!(
+    AppointmentKind,
+    "kind",
+    Intake = "intake",
+    Session = "session",
+    Review = "review",
+    Group = "group"
+);
+str_enum!(
+    Format,
+    "format",
+    Video = "video",
+    Phone = "phone",
+    Chat = "chat",
+    InPerson = "in_person"
+);
 
 impl AppointmentKind {
     /// The neutral label used in calendars and e-mails.
@@ -86,13 +100,22 @@ impl AppointmentType {
                 format!("{minutes} is outside 5..={MAX_APPOINTMENT_MINUTES}"),
             ));
         }
-        Ok(Self { kind, minutes, format })
+        Ok(Self {
+            kind,
+            minutes,
+            format,
+        })
     }
 
     /// The content-free summary used in calendar feeds, e.g.
     /// `Session · 50 min · video`.
     pub fn summary(&self) -> String {
-        format!("{} · {} min · {}", self.kind.label(), self.minutes, self.format.label())
+        format!(
+            "{} · {} min · {}",
+            self.kind.label(),
+            self.minutes,
+            self.format.label()
+        )
     }
 
     pub fn duration(&self) -> chrono::Duration {
@@ -115,7 +138,11 @@ pub enum Exception {
     /// No hours at all on this date (holiday, leave).
     DayOff { date: NaiveDate },
     /// Extra hours on this date, in addition to the weekly hours.
-    ExtraHours { date: NaiveDate, start: NaiveTime, end: NaiveTime },
+    ExtraHours {
+        date: NaiveDate,
+        start: NaiveTime,
+        end: NaiveTime,
+    },
 }
 
 /// A clinician's availability: weekly hours and exceptions, wall clock in
@@ -136,7 +163,11 @@ impl Availability {
             if w.end <= w.start {
                 return Err(ScheduleError::invalid(
                     "weekly",
-                    format!("entry {} ({:?}) ends at or before it starts", i + 1, w.weekday),
+                    format!(
+                        "entry {} ({:?}) ends at or before it starts",
+                        i + 1,
+                        w.weekday
+                    ),
                 ));
             }
         }
@@ -173,7 +204,11 @@ impl Availability {
             );
         }
         spans.extend(self.exceptions.iter().filter_map(|e| match e {
-            Exception::ExtraHours { date: d, start, end } if *d == date => Some((*start, *end)),
+            Exception::ExtraHours {
+                date: d,
+                start,
+                end,
+            } if *d == date => Some((*start, *end)),
             _ => None,
         }));
         spans.sort();
@@ -208,16 +243,25 @@ impl Default for BookingRules {
 impl BookingRules {
     pub fn validate(&self) -> Result<(), ScheduleError> {
         if !(5..=24 * 60).contains(&self.slot_step_minutes) {
-            return Err(ScheduleError::invalid("slot_step_minutes", "must be 5..=1440"));
+            return Err(ScheduleError::invalid(
+                "slot_step_minutes",
+                "must be 5..=1440",
+            ));
         }
         if self.max_ahead_days == 0 || self.max_ahead_days > 366 {
             return Err(ScheduleError::invalid("max_ahead_days", "must be 1..=366"));
         }
         if self.buffer_minutes > 240 {
-            return Err(ScheduleError::invalid("buffer_minutes", "must be at most 240"));
+            return Err(ScheduleError::invalid(
+                "buffer_minutes",
+                "must be at most 240",
+            ));
         }
         if self.min_notice_minutes > 60 * 24 * 90 {
-            return Err(ScheduleError::invalid("min_notice_minutes", "must be at most 90 days"));
+            return Err(ScheduleError::invalid(
+                "min_notice_minutes",
+                "must be at most 90 days",
+            ));
         }
         Ok(())
     }
@@ -237,13 +281,21 @@ mod tests {
 
     #[test]
     fn kinds_and_formats_round_trip_and_name_the_field() {
-        for k in [AppointmentKind::Intake, AppointmentKind::Session, AppointmentKind::Review, AppointmentKind::Group] {
+        for k in [
+            AppointmentKind::Intake,
+            AppointmentKind::Session,
+            AppointmentKind::Review,
+            AppointmentKind::Group,
+        ] {
             assert_eq!(AppointmentKind::parse(k.as_str()).unwrap(), k);
         }
         for f in [Format::Video, Format::Phone, Format::Chat, Format::InPerson] {
             assert_eq!(Format::parse(f.as_str()).unwrap(), f);
         }
-        assert!(Format::parse("carrier pigeon").unwrap_err().to_string().starts_with("format:"));
+        assert!(Format::parse("carrier pigeon")
+            .unwrap_err()
+            .to_string()
+            .starts_with("format:"));
     }
 
     #[test]
@@ -252,16 +304,28 @@ mod tests {
         let t = |h| NaiveTime::from_hms_opt(h, 0, 0).unwrap();
         let mut a = Availability {
             time_zone: "Europe/London".into(),
-            weekly: vec![WeeklyHours { weekday: Weekday::Mon, start: t(9), end: t(12) }],
+            weekly: vec![WeeklyHours {
+                weekday: Weekday::Mon,
+                start: t(9),
+                end: t(12),
+            }],
             exceptions: vec![],
         };
         assert_eq!(a.spans_on(d), vec![(t(9), t(12))]);
         a.exceptions.push(Exception::DayOff { date: d });
         assert!(a.spans_on(d).is_empty());
-        a.exceptions.push(Exception::ExtraHours { date: d, start: t(18), end: t(20) });
+        a.exceptions.push(Exception::ExtraHours {
+            date: d,
+            start: t(18),
+            end: t(20),
+        });
         assert_eq!(a.spans_on(d), vec![(t(18), t(20))]);
         assert!(a.validate().is_ok());
-        a.weekly.push(WeeklyHours { weekday: Weekday::Tue, start: t(12), end: t(9) });
+        a.weekly.push(WeeklyHours {
+            weekday: Weekday::Tue,
+            start: t(12),
+            end: t(9),
+        });
         assert!(a.validate().unwrap_err().to_string().starts_with("weekly:"));
     }
 }

@@ -99,9 +99,15 @@ pub fn parse_content_lines(text: &str) -> Result<Vec<ContentLine>, IcalError> {
             return Err(IcalError::BareLineFeed(i + 1));
         }
         if physical.len() > MAX_LINE_OCTETS {
-            return Err(IcalError::TooLong { line: i + 1, octets: physical.len() });
+            return Err(IcalError::TooLong {
+                line: i + 1,
+                octets: physical.len(),
+            });
         }
-        if let Some(rest) = physical.strip_prefix(' ').or_else(|| physical.strip_prefix('\t')) {
+        if let Some(rest) = physical
+            .strip_prefix(' ')
+            .or_else(|| physical.strip_prefix('\t'))
+        {
             match logical.last_mut() {
                 Some(last) => last.push_str(rest),
                 None => return Err(IcalError::LeadingContinuation),
@@ -116,7 +122,10 @@ pub fn parse_content_lines(text: &str) -> Result<Vec<ContentLine>, IcalError> {
         .filter(|(_, l)| !l.is_empty())
         .map(|(i, l)| {
             let (name, value) = l.split_once(':').ok_or(IcalError::NoColon(i + 1))?;
-            Ok(ContentLine { name: name.to_string(), value: value.to_string() })
+            Ok(ContentLine {
+                name: name.to_string(),
+                value: value.to_string(),
+            })
         })
         .collect()
 }
@@ -179,7 +188,9 @@ pub fn clinician_feed(appointments: &[Appointment], now: DateTime<Utc>) -> Strin
 /// practice's neutral joining instruction (e.g. "Sign in to Tapestry to
 /// join."); it must not carry clinical content.
 pub fn appointment_ics(appointment: &Appointment, now: DateTime<Utc>, note: &str) -> String {
-    calendar("Tapestry appointment", |out| event(out, appointment, now, Some(note)))
+    calendar("Tapestry appointment", |out| {
+        event(out, appointment, now, Some(note))
+    })
 }
 
 #[cfg(test)]
@@ -202,7 +213,15 @@ mod tests {
             .enumerate()
             .map(|(i, (k, m, f))| {
                 let t = AppointmentType::new(*k, *m, *f).unwrap();
-                let mut a = Appointment::book(PracticeId::random(), UserId::random(), ClientId::random(), t, now + Duration::days(i as i64 + 1), now).unwrap();
+                let mut a = Appointment::book(
+                    PracticeId::random(),
+                    UserId::random(),
+                    ClientId::random(),
+                    t,
+                    now + Duration::days(i as i64 + 1),
+                    now,
+                )
+                .unwrap();
                 if i == 3 {
                     a.status = AppointmentStatus::Cancelled;
                 }
@@ -218,11 +237,37 @@ mod tests {
         let text = clinician_feed(&a, now);
         assert!(text.ends_with("\r\n"));
         let lines = parse_content_lines(&text).unwrap();
-        let summaries: Vec<String> = lines.iter().filter(|l| l.name == "SUMMARY").map(|l| unescape_text(&l.value)).collect();
-        assert_eq!(summaries, vec!["Intake · 60 min · video", "Session · 50 min · phone", "Review · 30 min · chat", "Group · 90 min · in person"]);
-        assert_eq!(lines.iter().filter(|l| l.name == "BEGIN" && l.value == "VEVENT").count(), 4);
-        assert_eq!(lines.iter().filter(|l| l.name == "STATUS" && l.value == "CANCELLED").count(), 1);
-        assert!(!lines.iter().any(|l| l.name == "DESCRIPTION" || l.name == "ATTENDEE" || l.name == "LOCATION"));
+        let summaries: Vec<String> = lines
+            .iter()
+            .filter(|l| l.name == "SUMMARY")
+            .map(|l| unescape_text(&l.value))
+            .collect();
+        assert_eq!(
+            summaries,
+            vec![
+                "Intake · 60 min · video",
+                "Session · 50 min · phone",
+                "Review · 30 min · chat",
+                "Group · 90 min · in person"
+            ]
+        );
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.name == "BEGIN" && l.value == "VEVENT")
+                .count(),
+            4
+        );
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.name == "STATUS" && l.value == "CANCELLED")
+                .count(),
+            1
+        );
+        assert!(!lines
+            .iter()
+            .any(|l| l.name == "DESCRIPTION" || l.name == "ATTENDEE" || l.name == "LOCATION"));
         let dtstart = lines.iter().find(|l| l.name == "DTSTART").unwrap();
         assert_eq!(dtstart.value, "20260202T000000Z");
         // No client identifier of any kind reaches the feed.
@@ -230,7 +275,12 @@ mod tests {
             assert!(!text.contains(&appt.client_id.to_string()));
         }
         // Empty feed is still a valid calendar.
-        assert_eq!(parse_content_lines(&clinician_feed(&[], now)).unwrap().len(), 7);
+        assert_eq!(
+            parse_content_lines(&clinician_feed(&[], now))
+                .unwrap()
+                .len(),
+            7
+        );
     }
 
     #[test]
@@ -239,23 +289,44 @@ mod tests {
         let line = format!("DESCRIPTION:{}", escape_text(&value));
         let folded = fold_line(&line);
         for physical in folded.split("\r\n") {
-            assert!(physical.len() <= MAX_LINE_OCTETS, "{} octets", physical.len());
+            assert!(
+                physical.len() <= MAX_LINE_OCTETS,
+                "{} octets",
+                physical.len()
+            );
         }
         let parsed = parse_content_lines(&folded).unwrap();
         assert_eq!(parsed.len(), 1);
         assert_eq!(unescape_text(&parsed[0].value), value.replace('\r', ""));
-        let ics = appointment_ics(&appts()[0], Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap(), &value);
-        let d = parse_content_lines(&ics).unwrap().into_iter().find(|l| l.name == "DESCRIPTION").unwrap();
+        let ics = appointment_ics(
+            &appts()[0],
+            Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap(),
+            &value,
+        );
+        let d = parse_content_lines(&ics)
+            .unwrap()
+            .into_iter()
+            .find(|l| l.name == "DESCRIPTION")
+            .unwrap();
         assert_eq!(unescape_text(&d.value), value);
     }
 
     #[test]
     fn malformed_text_is_refused_with_the_line_number() {
-        assert_eq!(parse_content_lines("BEGIN:VCALENDAR\nEND:VCALENDAR\r\n"), Err(IcalError::BareLineFeed(1)));
-        assert_eq!(parse_content_lines(" x\r\n"), Err(IcalError::LeadingContinuation));
+        assert_eq!(
+            parse_content_lines("BEGIN:VCALENDAR\nEND:VCALENDAR\r\n"),
+            Err(IcalError::BareLineFeed(1))
+        );
+        assert_eq!(
+            parse_content_lines(" x\r\n"),
+            Err(IcalError::LeadingContinuation)
+        );
         assert_eq!(parse_content_lines("BEGIN\r\n"), Err(IcalError::NoColon(1)));
         let long = format!("X:{}\r\n", "a".repeat(80));
-        assert!(matches!(parse_content_lines(&long), Err(IcalError::TooLong { line: 1, .. })));
+        assert!(matches!(
+            parse_content_lines(&long),
+            Err(IcalError::TooLong { line: 1, .. })
+        ));
     }
 
     proptest::proptest! {

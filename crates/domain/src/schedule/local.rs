@@ -74,31 +74,58 @@ mod tests {
         // 2026-03-08: New York clocks go 02:00 EST -> 03:00 EDT (07:00 UTC).
         let ny = parse_time_zone("America/New_York").unwrap();
         for edge in [Edge::Start, Edge::End] {
-            assert_eq!(resolve_local(ny, wall(2026, 3, 8, 2, 30), edge), utc(2026, 3, 8, 7, 0));
+            assert_eq!(
+                resolve_local(ny, wall(2026, 3, 8, 2, 30), edge),
+                utc(2026, 3, 8, 7, 0)
+            );
         }
-        assert_eq!(resolve_local(ny, wall(2026, 3, 8, 3, 0), Edge::Start), utc(2026, 3, 8, 7, 0));
-        assert_eq!(resolve_local(ny, wall(2026, 3, 8, 1, 59), Edge::Start), utc(2026, 3, 8, 6, 59));
+        assert_eq!(
+            resolve_local(ny, wall(2026, 3, 8, 3, 0), Edge::Start),
+            utc(2026, 3, 8, 7, 0)
+        );
+        assert_eq!(
+            resolve_local(ny, wall(2026, 3, 8, 1, 59), Edge::Start),
+            utc(2026, 3, 8, 6, 59)
+        );
     }
 
     #[test]
     fn us_fall_back_overlap_start_first_end_second() {
         // 2026-11-01: 01:30 happens at 05:30 UTC (EDT) and 06:30 UTC (EST).
         let ny = parse_time_zone("America/New_York").unwrap();
-        assert_eq!(resolve_local(ny, wall(2026, 11, 1, 1, 30), Edge::Start), utc(2026, 11, 1, 5, 30));
-        assert_eq!(resolve_local(ny, wall(2026, 11, 1, 1, 30), Edge::End), utc(2026, 11, 1, 6, 30));
+        assert_eq!(
+            resolve_local(ny, wall(2026, 11, 1, 1, 30), Edge::Start),
+            utc(2026, 11, 1, 5, 30)
+        );
+        assert_eq!(
+            resolve_local(ny, wall(2026, 11, 1, 1, 30), Edge::End),
+            utc(2026, 11, 1, 6, 30)
+        );
     }
 
     #[test]
     fn eu_spring_and_autumn_transitions() {
         // 2026-03-29: London 01:00 GMT -> 02:00 BST; 01:30 does not exist.
         let london = parse_time_zone("Europe/London").unwrap();
-        assert_eq!(resolve_local(london, wall(2026, 3, 29, 1, 30), Edge::Start), utc(2026, 3, 29, 1, 0));
+        assert_eq!(
+            resolve_local(london, wall(2026, 3, 29, 1, 30), Edge::Start),
+            utc(2026, 3, 29, 1, 0)
+        );
         // 2026-10-25: 01:30 happens at 00:30 UTC (BST) and 01:30 UTC (GMT).
-        assert_eq!(resolve_local(london, wall(2026, 10, 25, 1, 30), Edge::Start), utc(2026, 10, 25, 0, 30));
-        assert_eq!(resolve_local(london, wall(2026, 10, 25, 1, 30), Edge::End), utc(2026, 10, 25, 1, 30));
+        assert_eq!(
+            resolve_local(london, wall(2026, 10, 25, 1, 30), Edge::Start),
+            utc(2026, 10, 25, 0, 30)
+        );
+        assert_eq!(
+            resolve_local(london, wall(2026, 10, 25, 1, 30), Edge::End),
+            utc(2026, 10, 25, 1, 30)
+        );
         // Berlin: 02:30 on 2026-03-29 does not exist; the jump is at 01:00 UTC.
         let berlin = parse_time_zone("Europe/Berlin").unwrap();
-        assert_eq!(resolve_local(berlin, wall(2026, 3, 29, 2, 30), Edge::Start), utc(2026, 3, 29, 1, 0));
+        assert_eq!(
+            resolve_local(berlin, wall(2026, 3, 29, 2, 30), Edge::Start),
+            utc(2026, 3, 29, 1, 0)
+        );
     }
 
     #[test]

@@ -118,10 +118,7 @@ impl Interval {
     /// An interval; `end` must be after `start`.
     pub fn new(start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Self, ScheduleError> {
         if end <= start {
-            return Err(ScheduleError::invalid(
-                "ends_at",
-                "must be after starts_at",
-            ));
+            return Err(ScheduleError::invalid("ends_at", "must be after starts_at"));
         }
         Ok(Self { start, end })
     }

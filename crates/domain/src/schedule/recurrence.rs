@@ -66,11 +66,17 @@ pub fn occurrences(
     let limit = match rule.until {
         Until::Count(0) => return Err(ScheduleError::invalid("count", "must be at least 1")),
         Until::Count(n) if n > MAX_OCCURRENCES => {
-            return Err(ScheduleError::invalid("count", format!("{n} is more than {MAX_OCCURRENCES}")))
+            return Err(ScheduleError::invalid(
+                "count",
+                format!("{n} is more than {MAX_OCCURRENCES}"),
+            ))
         }
         Until::Count(n) => n,
         Until::Date(d) if d < first.date() => {
-            return Err(ScheduleError::invalid("until", "is before the first occurrence"))
+            return Err(ScheduleError::invalid(
+                "until",
+                "is before the first occurrence",
+            ))
         }
         Until::Date(_) => MAX_OCCURRENCES,
     };
@@ -84,7 +90,10 @@ pub fn occurrences(
             }
         }
         let start = resolve_local(tz, wall, Edge::Start);
-        out.push(Interval { start, end: start + length });
+        out.push(Interval {
+            start,
+            end: start + length,
+        });
     }
     Ok(out)
 }
@@ -111,7 +120,10 @@ pub fn plan_series(
         .map(|o| PlannedOccurrence {
             interval: *o,
             conflict: if o.start < now {
-                Some(Interval { start: o.start, end: o.end })
+                Some(Interval {
+                    start: o.start,
+                    end: o.end,
+                })
             } else {
                 busy.iter().find(|b| b.widened(buffer).overlaps(o)).copied()
             },
@@ -125,39 +137,104 @@ mod tests {
     use chrono::{TimeZone, Timelike};
 
     fn wall(y: i32, m: u32, d: u32, h: u32) -> NaiveDateTime {
-        NaiveDate::from_ymd_opt(y, m, d).unwrap().and_hms_opt(h, 0, 0).unwrap()
+        NaiveDate::from_ymd_opt(y, m, d)
+            .unwrap()
+            .and_hms_opt(h, 0, 0)
+            .unwrap()
     }
 
     #[test]
     fn weekly_series_keeps_wall_time_across_eu_dst() {
         // Ten weekly sessions from 9 March 2026 10:00 London cross 29 March.
-        let occ = occurrences(wall(2026, 3, 9, 10), "Europe/London", 50, Recurrence { every: Every::Weekly, until: Until::Count(10) }).unwrap();
+        let occ = occurrences(
+            wall(2026, 3, 9, 10),
+            "Europe/London",
+            50,
+            Recurrence {
+                every: Every::Weekly,
+                until: Until::Count(10),
+            },
+        )
+        .unwrap();
         assert_eq!(occ.len(), 10);
         let london = parse_time_zone("Europe/London").unwrap();
-        assert!(occ.iter().all(|o| o.start.with_timezone(&london).hour() == 10));
+        assert!(occ
+            .iter()
+            .all(|o| o.start.with_timezone(&london).hour() == 10));
         assert_eq!(occ[0].start.hour(), 10); // GMT
         assert_eq!(occ[3].start.hour(), 9); // 30 March, BST
     }
 
     #[test]
     fn fortnightly_until_a_date_and_bounds() {
-        let r = Recurrence { every: Every::Fortnightly, until: Until::Date(NaiveDate::from_ymd_opt(2026, 4, 30).unwrap()) };
+        let r = Recurrence {
+            every: Every::Fortnightly,
+            until: Until::Date(NaiveDate::from_ymd_opt(2026, 4, 30).unwrap()),
+        };
         let occ = occurrences(wall(2026, 3, 2, 9), "America/New_York", 50, r).unwrap();
         assert_eq!(occ.len(), 5); // 2, 16, 30 March; 13, 27 April
-        assert!(occurrences(wall(2026, 3, 2, 9), "America/New_York", 50, Recurrence { every: Every::Weekly, until: Until::Count(0) }).unwrap_err().to_string().starts_with("count:"));
-        assert!(occurrences(wall(2026, 3, 2, 9), "America/New_York", 50, Recurrence { every: Every::Weekly, until: Until::Count(500) }).is_err());
-        let huge = Recurrence { every: Every::Weekly, until: Until::Date(NaiveDate::from_ymd_opt(2099, 1, 1).unwrap()) };
-        assert_eq!(occurrences(wall(2026, 3, 2, 9), "Europe/Paris", 50, huge).unwrap().len() as u32, MAX_OCCURRENCES);
+        assert!(occurrences(
+            wall(2026, 3, 2, 9),
+            "America/New_York",
+            50,
+            Recurrence {
+                every: Every::Weekly,
+                until: Until::Count(0)
+            }
+        )
+        .unwrap_err()
+        .to_string()
+        .starts_with("count:"));
+        assert!(occurrences(
+            wall(2026, 3, 2, 9),
+            "America/New_York",
+            50,
+            Recurrence {
+                every: Every::Weekly,
+                until: Until::Count(500)
+            }
+        )
+        .is_err());
+        let huge = Recurrence {
+            every: Every::Weekly,
+            until: Until::Date(NaiveDate::from_ymd_opt(2099, 1, 1).unwrap()),
+        };
+        assert_eq!(
+            occurrences(wall(2026, 3, 2, 9), "Europe/Paris", 50, huge)
+                .unwrap()
+                .len() as u32,
+            MAX_OCCURRENCES
+        );
     }
 
     #[test]
     fn each_occurrence_is_checked() {
-        let occ = occurrences(wall(2026, 3, 2, 9), "UTC", 50, Recurrence { every: Every::Weekly, until: Until::Count(3) }).unwrap();
-        let clash = Interval::new(occ[1].start + Duration::minutes(55), occ[1].start + Duration::minutes(105)).unwrap();
+        let occ = occurrences(
+            wall(2026, 3, 2, 9),
+            "UTC",
+            50,
+            Recurrence {
+                every: Every::Weekly,
+                until: Until::Count(3),
+            },
+        )
+        .unwrap();
+        let clash = Interval::new(
+            occ[1].start + Duration::minutes(55),
+            occ[1].start + Duration::minutes(105),
+        )
+        .unwrap();
         let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
         let plan = plan_series(&occ, &[clash], 10, now);
-        assert_eq!(plan.iter().map(|p| p.conflict.is_some()).collect::<Vec<_>>(), vec![false, true, false]);
-        assert!(plan_series(&occ, &[clash], 0, now).iter().all(|p| p.conflict.is_none()));
+        assert_eq!(
+            plan.iter()
+                .map(|p| p.conflict.is_some())
+                .collect::<Vec<_>>(),
+            vec![false, true, false]
+        );
+        assert!(plan_series(&occ, &[clash], 0, now)
+            .iter()
+            .all(|p| p.conflict.is_none()));
         let later = occ[0].start + Duration::minutes(1);
         assert!(plan_series(&occ, &[], 0, later)[0].conflict.is_some());
     }

@@ -120,7 +120,11 @@ pub fn available_slots(q: &SlotQuery<'_>) -> Result<Vec<Slot>, ScheduleError> {
         ));
     }
     let range = Interval {
-        start: resolve_local(client_tz, q.from.and_time(chrono::NaiveTime::MIN), Edge::Start),
+        start: resolve_local(
+            client_tz,
+            q.from.and_time(chrono::NaiveTime::MIN),
+            Edge::Start,
+        ),
         end: resolve_local(
             client_tz,
             (q.to + Duration::days(1)).and_time(chrono::NaiveTime::MIN),
@@ -134,7 +138,10 @@ pub fn available_slots(q: &SlotQuery<'_>) -> Result<Vec<Slot>, ScheduleError> {
     for window in &windows {
         let mut start = window.start;
         while start + length <= window.end {
-            let slot = Interval { start, end: start + length };
+            let slot = Interval {
+                start,
+                end: start + length,
+            };
             if start >= range.start
                 && start < range.end
                 && refusal(&windows, q.rules, slot, q.busy, q.now).is_none()
@@ -167,16 +174,31 @@ mod tests {
     fn weekdays(tz: &str, start: NaiveTime, end: NaiveTime) -> Availability {
         Availability {
             time_zone: tz.into(),
-            weekly: [Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri]
-                .into_iter()
-                .map(|weekday| WeeklyHours { weekday, start, end })
-                .collect(),
+            weekly: [
+                Weekday::Mon,
+                Weekday::Tue,
+                Weekday::Wed,
+                Weekday::Thu,
+                Weekday::Fri,
+            ]
+            .into_iter()
+            .map(|weekday| WeeklyHours {
+                weekday,
+                start,
+                end,
+            })
+            .collect(),
             exceptions: vec![],
         }
     }
 
     fn rules() -> BookingRules {
-        BookingRules { min_notice_minutes: 60, max_ahead_days: 90, buffer_minutes: 10, slot_step_minutes: 60 }
+        BookingRules {
+            min_notice_minutes: 60,
+            max_ahead_days: 90,
+            buffer_minutes: 10,
+            slot_step_minutes: 60,
+        }
     }
 
     fn session() -> AppointmentType {
@@ -192,8 +214,14 @@ mod tests {
         let a = weekdays("Europe/London", t(9, 0), t(12, 0));
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let q = SlotQuery {
-            availability: &a, rules: &rules(), appointment_type: session(), busy: &[], now,
-            client_time_zone: "America/New_York", from: d(2026, 1, 12), to: d(2026, 1, 12),
+            availability: &a,
+            rules: &rules(),
+            appointment_type: session(),
+            busy: &[],
+            now,
+            client_time_zone: "America/New_York",
+            from: d(2026, 1, 12),
+            to: d(2026, 1, 12),
         };
         let slots = available_slots(&q).unwrap();
         // Monday 12 January: London 09:00-12:00 GMT = New York 04:00-07:00 EST.
@@ -208,8 +236,14 @@ mod tests {
         let a = weekdays("Europe/London", t(9, 0), t(10, 0));
         let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
         let mut q = SlotQuery {
-            availability: &a, rules: &rules(), appointment_type: session(), busy: &[], now,
-            client_time_zone: "America/New_York", from: d(2026, 3, 6), to: d(2026, 3, 6),
+            availability: &a,
+            rules: &rules(),
+            appointment_type: session(),
+            busy: &[],
+            now,
+            client_time_zone: "America/New_York",
+            from: d(2026, 3, 6),
+            to: d(2026, 3, 6),
         };
         let first = |q: &SlotQuery| available_slots(q).unwrap()[0].client_local_start.time();
         assert_eq!(first(&q), t(4, 0)); // before US DST: 5 h apart
@@ -227,17 +261,34 @@ mod tests {
         // night: 02:00-03:00 does not exist, so only two real hours remain.
         let a = Availability {
             time_zone: "America/New_York".into(),
-            weekly: vec![WeeklyHours { weekday: Weekday::Sun, start: t(1, 0), end: t(4, 0) }],
+            weekly: vec![WeeklyHours {
+                weekday: Weekday::Sun,
+                start: t(1, 0),
+                end: t(4, 0),
+            }],
             exceptions: vec![],
         };
         let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
         let q = SlotQuery {
-            availability: &a, rules: &rules(), appointment_type: session(), busy: &[], now,
-            client_time_zone: "America/New_York", from: d(2026, 3, 8), to: d(2026, 3, 8),
+            availability: &a,
+            rules: &rules(),
+            appointment_type: session(),
+            busy: &[],
+            now,
+            client_time_zone: "America/New_York",
+            from: d(2026, 3, 8),
+            to: d(2026, 3, 8),
         };
         let slots = available_slots(&q).unwrap();
         let total: i64 = 2 * 60;
-        let windows = working_windows(&a, Interval { start: slots[0].starts_at, end: slots[0].ends_at }).unwrap();
+        let windows = working_windows(
+            &a,
+            Interval {
+                start: slots[0].starts_at,
+                end: slots[0].ends_at,
+            },
+        )
+        .unwrap();
         assert!(windows.iter().any(|w| w.duration().num_minutes() == total));
         // 01:00 EST and 03:00 EDT (= 02:00 + 1h from 01:00 in real time).
         assert_eq!(slots.len(), 2);
@@ -249,13 +300,23 @@ mod tests {
     fn fall_back_night_offers_the_repeated_hour_once_per_real_hour() {
         let a = Availability {
             time_zone: "Europe/London".into(),
-            weekly: vec![WeeklyHours { weekday: Weekday::Sun, start: t(0, 0), end: t(3, 0) }],
+            weekly: vec![WeeklyHours {
+                weekday: Weekday::Sun,
+                start: t(0, 0),
+                end: t(3, 0),
+            }],
             exceptions: vec![],
         };
         let now = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap();
         let q = SlotQuery {
-            availability: &a, rules: &rules(), appointment_type: session(), busy: &[], now,
-            client_time_zone: "Europe/London", from: d(2026, 10, 25), to: d(2026, 10, 25),
+            availability: &a,
+            rules: &rules(),
+            appointment_type: session(),
+            busy: &[],
+            now,
+            client_time_zone: "Europe/London",
+            from: d(2026, 10, 25),
+            to: d(2026, 10, 25),
         };
         // 00:00 BST to 03:00 GMT is four real hours.
         assert_eq!(available_slots(&q).unwrap().len(), 4);
@@ -268,40 +329,85 @@ mod tests {
         let busy = [Interval::new(
             Utc.with_ymd_and_hms(2026, 1, 12, 11, 0, 0).unwrap(),
             Utc.with_ymd_and_hms(2026, 1, 12, 11, 50, 0).unwrap(),
-        ).unwrap()];
+        )
+        .unwrap()];
         let q = SlotQuery {
-            availability: &a, rules: &rules(), appointment_type: session(), busy: &busy, now,
-            client_time_zone: "Europe/London", from: d(2026, 1, 12), to: d(2026, 1, 12),
+            availability: &a,
+            rules: &rules(),
+            appointment_type: session(),
+            busy: &busy,
+            now,
+            client_time_zone: "Europe/London",
+            from: d(2026, 1, 12),
+            to: d(2026, 1, 12),
         };
-        let starts: Vec<_> = available_slots(&q).unwrap().iter().map(|s| s.client_local_start.time()).collect();
+        let starts: Vec<_> = available_slots(&q)
+            .unwrap()
+            .iter()
+            .map(|s| s.client_local_start.time())
+            .collect();
         // 09:00 is within an hour's notice; 10:00 ends 10:50, buffer reaches
         // 11:00: allowed; 11:00 taken; 12:00 starts 10 min after 11:50: allowed.
         assert_eq!(starts, vec![t(10, 0), t(12, 0)]);
-        let refusal = check_self_booking(&a, &rules(), Interval::new(now + Duration::minutes(30), now + Duration::minutes(80)).unwrap(), &busy, now);
-        assert_eq!(refusal, Err(ScheduleError::Refused(BookingRefusal::TooSoon)));
+        let refusal = check_self_booking(
+            &a,
+            &rules(),
+            Interval::new(now + Duration::minutes(30), now + Duration::minutes(80)).unwrap(),
+            &busy,
+            now,
+        );
+        assert_eq!(
+            refusal,
+            Err(ScheduleError::Refused(BookingRefusal::TooSoon))
+        );
         let far = now + Duration::days(200);
         assert_eq!(
-            check_self_booking(&a, &rules(), Interval::new(far, far + Duration::minutes(50)).unwrap(), &[], now),
+            check_self_booking(
+                &a,
+                &rules(),
+                Interval::new(far, far + Duration::minutes(50)).unwrap(),
+                &[],
+                now
+            ),
             Err(ScheduleError::Refused(BookingRefusal::TooFarAhead))
         );
     }
 
     #[test]
     fn empty_reversed_and_huge_ranges() {
-        let a = Availability { time_zone: "Europe/London".into(), weekly: vec![], exceptions: vec![] };
+        let a = Availability {
+            time_zone: "Europe/London".into(),
+            weekly: vec![],
+            exceptions: vec![],
+        };
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let mut q = SlotQuery {
-            availability: &a, rules: &rules(), appointment_type: session(), busy: &[], now,
-            client_time_zone: "Europe/London", from: d(2026, 1, 5), to: d(2026, 1, 9),
+            availability: &a,
+            rules: &rules(),
+            appointment_type: session(),
+            busy: &[],
+            now,
+            client_time_zone: "Europe/London",
+            from: d(2026, 1, 5),
+            to: d(2026, 1, 9),
         };
         assert!(available_slots(&q).unwrap().is_empty());
         q.to = d(2026, 1, 1);
-        assert!(available_slots(&q).unwrap_err().to_string().starts_with("to:"));
+        assert!(available_slots(&q)
+            .unwrap_err()
+            .to_string()
+            .starts_with("to:"));
         q.to = d(2027, 1, 1);
-        assert!(available_slots(&q).unwrap_err().to_string().starts_with("to:"));
+        assert!(available_slots(&q)
+            .unwrap_err()
+            .to_string()
+            .starts_with("to:"));
         q.to = d(2026, 1, 9);
         q.client_time_zone = "Nowhere/Land";
-        assert!(matches!(available_slots(&q), Err(ScheduleError::UnknownTimeZone(_))));
+        assert!(matches!(
+            available_slots(&q),
+            Err(ScheduleError::UnknownTimeZone(_))
+        ));
     }
 
     proptest::proptest! {
