@@ -565,4 +565,37 @@ mod tests {
             assert!(!text.to_lowercase().contains("canary"));
         }
     }
+
+    #[tokio::test]
+    async fn calendar_feed_and_ics_from_stored_appointments_have_no_names_or_clinical_words() {
+        use tapestry_domain::schedule::ical::{
+            appointment_ics, clinician_feed, parse_content_lines,
+        };
+        let w = world().await;
+        let stored = w
+            .store
+            .appointments_for_clinician(
+                w.practice.id,
+                w.appointment.clinician,
+                w.clock.now(),
+                w.clock.now() + Duration::days(7),
+            )
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 1);
+        let feed = clinician_feed(&stored, w.clock.now());
+        let ics = appointment_ics(&stored[0], w.clock.now(), "Sign in to Tapestry to join.");
+        for text in [&feed, &ics] {
+            assert!(parse_content_lines(text).is_ok());
+            let lower = text.to_lowercase();
+            let hits: Vec<_> = CLINICAL_DENY_LIST
+                .iter()
+                .copied()
+                .chain(["canary"])
+                .filter(|w| lower.contains(w))
+                .collect();
+            assert!(hits.is_empty(), "{hits:?} in {text}");
+            assert!(text.contains("SUMMARY:Session · 50 min · video"));
+        }
+    }
 }
