@@ -76,7 +76,15 @@ macro_rules! schedule_adapter {
             }
 
             /// How often a booking that lost a deadlock is retried.
-            const MAX_ATTEMPTS: u32 = 5;
+            const MAX_ATTEMPTS: u32 = 12;
+
+            /// A short random pause before a retry, growing with the attempt,
+            /// so that retried bookings do not meet in the same deadlock.
+            async fn pause_before_retry(attempt: u32) {
+                use rand::Rng as _;
+                let ms = rand::thread_rng().gen_range(1..=5 * u64::from(attempt));
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
 
             /// Deadlock (40P01) or serialization failure (40001).
             fn is_retryable(e: &StoreError) -> bool {
@@ -231,7 +239,10 @@ macro_rules! schedule_adapter {
                         }
                         .await;
                         match result {
-                            Err(e) if attempt < MAX_ATTEMPTS && is_retryable(&e) => continue,
+                            Err(e) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
+                                pause_before_retry(attempt).await;
+                                continue;
+                            }
                             other => return other,
                         }
                     }
@@ -329,7 +340,10 @@ macro_rules! schedule_adapter {
                     loop {
                         attempt += 1;
                         match self.reschedule_once(practice, old, late_cancel, new).await {
-                            Err(e) if attempt < MAX_ATTEMPTS && is_retryable(&e) => continue,
+                            Err(e) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
+                                pause_before_retry(attempt).await;
+                                continue;
+                            }
                             other => return other,
                         }
                     }
