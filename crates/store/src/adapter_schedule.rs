@@ -5,7 +5,7 @@
 //! plain `BEGIN` on PostgreSQL, where the exclusion constraint decides).
 
 macro_rules! schedule_adapter {
-    ($store:ident, $db:ty, $row:ty, $begin:literal, $gate_writes:literal) => {
+    ($store:ident, $db:ty, $row:ty, $begin:literal, $gate_writes:literal, $clinician_lock:literal) => {
         mod schedule_adapter {
             use super::$store;
             use crate::error::{StoreError, StoreResult};
@@ -76,7 +76,7 @@ macro_rules! schedule_adapter {
             }
 
             /// How often a booking that lost a deadlock is retried.
-            const MAX_ATTEMPTS: u32 = 12;
+            const MAX_ATTEMPTS: u32 = 5;
 
             /// A short random pause before a retry, growing with the attempt,
             /// so that retried bookings do not meet in the same deadlock.
@@ -95,6 +95,24 @@ macro_rules! schedule_adapter {
             const OVERLAP_CHECK: &str = "SELECT id FROM appointments WHERE practice_id = $1 AND clinician = $2 AND status <> 'cancelled' AND starts_at < $4 AND ends_at > $3 AND id <> $5 LIMIT 1";
             const INSERT: &str = "INSERT INTO appointments (id, practice_id, clinician, client_id, kind, minutes, format, starts_at, ends_at, status, late_cancel, series_id, created_at, status_changed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'booked',$10,$11,$12,$12)";
 
+            /// Takes the per-clinician transaction lock where the backend has
+            /// one (`$clinician_lock`: PostgreSQL `pg_advisory_xact_lock`), so
+            /// bookings for one clinician queue in the database instead of
+            /// racing into the exclusion constraint, where concurrent inserts
+            /// can deadlock. The constraint remains the guarantee.
+            async fn lock_clinician(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                a: &Appointment,
+            ) -> StoreResult<()> {
+                if $clinician_lock.is_empty() {
+                    return Ok(());
+                }
+                let mixed = a.practice_id.as_uuid().as_u128() ^ a.clinician.as_uuid().as_u128().rotate_left(64);
+                let key = i64::from_le_bytes(mixed.to_le_bytes()[..8].try_into().unwrap_or([0; 8]));
+                sqlx::query($clinician_lock).bind(key).execute(&mut *conn).await?;
+                Ok(())
+            }
+
             /// The overlap check and insert inside an open transaction.
             async fn insert_checked(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -104,6 +122,7 @@ macro_rules! schedule_adapter {
                 if a.ends_at <= a.starts_at {
                     return Err(StoreError::Corrupt("appointments.ends_at: not after starts_at".into()));
                 }
+                lock_clinician(&mut *conn, a).await?;
                 let clash = sqlx::query(OVERLAP_CHECK)
                     .bind(a.practice_id.as_uuid())
                     .bind(a.clinician.as_uuid())

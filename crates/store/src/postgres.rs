@@ -16,7 +16,8 @@ crate::adapter_schedule::schedule_adapter!(
     sqlx::Postgres,
     sqlx::postgres::PgRow,
     "BEGIN",
-    false
+    false,
+    "SELECT pg_advisory_xact_lock($1)"
 );
 crate::adapter_jobs::jobs_adapter!(
     PgStore,

@@ -19,7 +19,8 @@ crate::adapter_schedule::schedule_adapter!(
     sqlx::Sqlite,
     sqlx::sqlite::SqliteRow,
     "BEGIN IMMEDIATE",
-    true
+    true,
+    ""
 );
 crate::adapter_jobs::jobs_adapter!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
 

@@ -830,3 +830,55 @@ async fn sqlite_immediate_transaction_holds_off_another_writer() {
         .unwrap()
         .is_none());
 }
+
+/// The exclusion constraint itself (not the store's lock or check) refuses
+/// an overlapping row written by any other code path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_exclusion_constraint_refuses_a_raw_overlapping_insert() {
+    let Some(url) =
+        tapestry_store::testing::fresh_database(Path::new(env!("CARGO_TARGET_TMPDIR"))).await
+    else {
+        return;
+    };
+    let store = PgStore::open(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let s: Arc<dyn Store> = Arc::new(store.clone());
+    let f = fixture(&s).await;
+    let start = t0() + Duration::days(1);
+    s.book_appointment(&appt(&f, &f.clinician, start))
+        .await
+        .unwrap();
+    let insert = |a: Appointment, status: &'static str| {
+        sqlx::query("INSERT INTO appointments (id, practice_id, clinician, client_id, kind, minutes, format, starts_at, ends_at, status, late_cancel, series_id, created_at, status_changed_at) VALUES ($1,$2,$3,$4,'session',50,'video',$5,$6,$7,FALSE,NULL,$8,$8)")
+            .bind(a.id.as_uuid())
+            .bind(a.practice_id.as_uuid())
+            .bind(a.clinician.as_uuid())
+            .bind(a.client_id.as_uuid())
+            .bind(a.starts_at)
+            .bind(a.ends_at)
+            .bind(status)
+            .bind(t0())
+            .execute(store.pool())
+    };
+    let err = insert(
+        appt(&f, &f.clinician, start + Duration::minutes(10)),
+        "booked",
+    )
+    .await
+    .unwrap_err();
+    let code = err
+        .as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.to_string());
+    assert_eq!(code.as_deref(), Some("23P01"), "{err}");
+    // A cancelled row may overlap; so may another clinician's.
+    insert(
+        appt(&f, &f.clinician, start + Duration::minutes(10)),
+        "cancelled",
+    )
+    .await
+    .unwrap();
+    insert(appt(&f, &f.second_clinician, start), "booked")
+        .await
+        .unwrap();
+}
