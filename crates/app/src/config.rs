@@ -66,6 +66,39 @@ pub struct SessionsFile {
     pub absolute_hours: Option<u32>,
 }
 
+/// `[smtp]`: where reminder e-mails go. Without it (the demo), mail is
+/// written to `<data_dir>/outbox/*.eml` for the operator to read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpFile {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub from: Option<String>,
+    /// `starttls` (default), `implicit` (TLS from the first byte, port 465)
+    /// or `none` (only for a relay on this machine).
+    pub tls: Option<String>,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    StartTls,
+    Implicit,
+    None,
+}
+
+/// Validated SMTP settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub credentials: Option<(String, Secret)>,
+    pub from: String,
+    pub tls: SmtpTls,
+}
+
 /// The shape of `tapestry.toml`. Unknown keys are an error.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -84,6 +117,7 @@ pub struct ConfigFile {
     pub limits: LimitsFile,
     #[serde(default)]
     pub sessions: SessionsFile,
+    pub smtp: Option<SmtpFile>,
 }
 
 /// Log output format.
@@ -113,6 +147,8 @@ pub struct Config {
     pub staff_idle_minutes: u32,
     pub client_idle_minutes: u32,
     pub absolute_hours: u32,
+    /// `None`: mail goes to the local outbox.
+    pub smtp: Option<SmtpConfig>,
 }
 
 /// Where the data lives, validated.
@@ -172,6 +208,12 @@ pub const ENV_KEYS: &[&str] = &[
     "TAPESTRY_STAFF_IDLE_MINUTES",
     "TAPESTRY_CLIENT_IDLE_MINUTES",
     "TAPESTRY_ABSOLUTE_HOURS",
+    "TAPESTRY_SMTP_HOST",
+    "TAPESTRY_SMTP_PORT",
+    "TAPESTRY_SMTP_USERNAME",
+    "TAPESTRY_SMTP_PASSWORD",
+    "TAPESTRY_SMTP_FROM",
+    "TAPESTRY_SMTP_TLS",
 ];
 
 /// Known default or empty credentials that must never reach production.
@@ -373,7 +415,9 @@ impl Config {
             1,
             24 * 7,
         )?;
+        let smtp = resolve_smtp(file.smtp.unwrap_or_default(), get)?;
         Ok(Config {
+            smtp,
             data_dir,
             database,
             listen,
@@ -391,6 +435,106 @@ impl Config {
             absolute_hours: u32::try_from(absolute_hours).unwrap_or(12),
         })
     }
+}
+
+fn resolve_smtp(
+    file: SmtpFile,
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<SmtpConfig>, ConfigError> {
+    let host = get("TAPESTRY_SMTP_HOST").or(file.host);
+    let Some(host) = host.filter(|h| !h.trim().is_empty()) else {
+        let stray = [
+            (
+                "smtp.username",
+                get("TAPESTRY_SMTP_USERNAME").or(file.username.clone()),
+            ),
+            ("smtp.from", get("TAPESTRY_SMTP_FROM").or(file.from.clone())),
+        ];
+        if let Some((name, _)) = stray.iter().find(|(_, v)| v.is_some()) {
+            return Err(err(
+                *name,
+                "is set but smtp.host is not; set smtp.host or remove the [smtp] settings",
+            ));
+        }
+        return Ok(None);
+    };
+    if host.contains(|c: char| c.is_whitespace() || c == '/') {
+        return Err(err("smtp.host", format!("'{host}' is not a host name")));
+    }
+    let tls = match get("TAPESTRY_SMTP_TLS").or(file.tls).as_deref() {
+        None | Some("starttls") => SmtpTls::StartTls,
+        Some("implicit") => SmtpTls::Implicit,
+        Some("none") => SmtpTls::None,
+        Some(other) => {
+            return Err(err(
+                "smtp.tls",
+                format!("'{other}' is not one of starttls, implicit, none"),
+            ))
+        }
+    };
+    let local =
+        matches!(host.as_str(), "localhost" | "127.0.0.1" | "::1") || host.starts_with("127.");
+    if tls == SmtpTls::None && !local {
+        return Err(err("smtp.tls", format!("'none' is only allowed for a relay on this machine, not '{host}'; use starttls or implicit")));
+    }
+    let port = match get("TAPESTRY_SMTP_PORT") {
+        Some(text) => text
+            .parse::<u16>()
+            .map_err(|_| err("smtp.port", format!("'{text}' is not a port number")))?,
+        None => file.port.unwrap_or(match tls {
+            SmtpTls::Implicit => 465,
+            SmtpTls::StartTls => 587,
+            SmtpTls::None => 25,
+        }),
+    };
+    if port == 0 {
+        return Err(err("smtp.port", "0 is not a port number"));
+    }
+    let from = get("TAPESTRY_SMTP_FROM").or(file.from).ok_or_else(|| {
+        err(
+            "smtp.from",
+            "is required when smtp.host is set, e.g. \"Tapestry <noreply@example.org>\"",
+        )
+    })?;
+    if from.parse::<lettre::message::Mailbox>().is_err() {
+        return Err(err(
+            "smtp.from",
+            format!("'{from}' is not an e-mail address"),
+        ));
+    }
+    let username = get("TAPESTRY_SMTP_USERNAME").or(file.username);
+    let password = get("TAPESTRY_SMTP_PASSWORD")
+        .map(Secret::new)
+        .or(file.password);
+    let credentials = match (username, password) {
+        (Some(u), Some(p)) => Some((u, p)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(err(
+                "smtp.password",
+                "smtp.username is set but smtp.password is not",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(err(
+                "smtp.username",
+                "smtp.password is set but smtp.username is not",
+            ))
+        }
+    };
+    if credentials.is_some() && tls == SmtpTls::None {
+        return Err(err(
+            "smtp.tls",
+            "a password must not be sent without TLS; use starttls or implicit",
+        ));
+    }
+    Ok(Some(SmtpConfig {
+        host,
+        port,
+        credentials,
+        from,
+        tls,
+    }))
 }
 
 fn read_file(path: &Path, required: bool) -> Result<ConfigFile, ConfigError> {
@@ -645,6 +789,66 @@ mod tests {
                 .unwrap_err()
                 .setting,
             "listen"
+        );
+    }
+
+    #[test]
+    fn smtp_is_optional_validated_and_its_password_is_secret() {
+        assert_eq!(load("", &[], Overrides::default()).unwrap().smtp, None);
+        let file = "[smtp]\nhost = \"mail.example.org\"\nusername = \"tapestry\"\npassword = \"s3cret-Pw\"\nfrom = \"Tapestry <noreply@example.org>\"\n";
+        let c = load(file, &[], Overrides::default()).unwrap();
+        let smtp = c.smtp.clone().unwrap();
+        assert_eq!((smtp.port, smtp.tls), (587, SmtpTls::StartTls));
+        assert!(!format!("{c:?}").contains("s3cret-Pw"));
+        let c = load(
+            file,
+            &[
+                ("TAPESTRY_SMTP_TLS", "implicit"),
+                ("TAPESTRY_SMTP_PORT", "2465"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.smtp.map(|s| (s.port, s.tls)),
+            Some((2465, SmtpTls::Implicit))
+        );
+        let setting =
+            |f: &str, env: &[(&str, &str)]| load(f, env, Overrides::default()).unwrap_err().setting;
+        assert_eq!(
+            setting("[smtp]\nhost = \"mail.example.org\"\n", &[]),
+            "smtp.from"
+        );
+        assert_eq!(setting(file, &[("TAPESTRY_SMTP_TLS", "none")]), "smtp.tls");
+        assert_eq!(
+            setting(file, &[("TAPESTRY_SMTP_TLS", "sometimes")]),
+            "smtp.tls"
+        );
+        assert_eq!(setting(file, &[("TAPESTRY_SMTP_PORT", "0")]), "smtp.port");
+        assert_eq!(setting("[smtp]\nfrom = \"a@b.org\"\n", &[]), "smtp.from");
+        assert_eq!(
+            setting("[smtp]\nhost = \"h\"\nfrom = \"not an address\"\n", &[]),
+            "smtp.from"
+        );
+        assert!(toml::from_str::<ConfigFile>("[smtp]\nhots = \"typo\"\n").is_err());
+        // A relay on this machine may go without TLS, but then without a password.
+        let local = "[smtp]\nhost = \"127.0.0.1\"\nport = 2525\ntls = \"none\"\nfrom = \"noreply@example.org\"\n";
+        assert_eq!(
+            load(local, &[], Overrides::default())
+                .unwrap()
+                .smtp
+                .map(|s| s.tls),
+            Some(SmtpTls::None)
+        );
+        assert_eq!(
+            setting(
+                local,
+                &[
+                    ("TAPESTRY_SMTP_USERNAME", "u"),
+                    ("TAPESTRY_SMTP_PASSWORD", "p")
+                ]
+            ),
+            "smtp.tls"
         );
     }
 }

@@ -7,7 +7,9 @@ mod config;
 mod demo;
 mod ingest;
 mod jobs;
+mod mailer;
 mod run;
+mod worker;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -524,6 +524,7 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
         ));
     }
     let key_file = load_keys(&config)?;
+    let stop_worker = crate::worker::start(&config, store.clone(), clock.clone(), &public_url)?;
     let mut state = AppState::new(
         store.clone(),
         clock.clone(),
@@ -598,6 +599,7 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
         tracing::error!(error = %e, "audit checkpoint at shutdown failed");
     }
     curve_job.abort();
+    let _ = stop_worker.send(true);
     store.close().await;
     Ok(())
 }

@@ -2,13 +2,17 @@
 //! (SQLite, the embedded default, and PostgreSQL) generated from one body.
 
 mod adapter;
+mod adapter_jobs;
 mod adapter_measurement;
+mod adapter_schedule;
 mod adapter_security;
 pub mod audit_chain;
 pub mod crypto;
 pub mod error;
+pub mod jobs;
 pub mod measurement;
 pub mod postgres;
+pub mod schedule;
 pub mod security;
 pub mod sqlite;
 #[cfg(feature = "testing")]
@@ -20,8 +24,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use error::{StoreError, StoreResult};
+pub use jobs::*;
 pub use measurement::{IngestReceipt, IngestResult, IngestSettings, MeasurementStore, StoredCurve};
 pub use postgres::PgStore;
+pub use schedule::*;
 pub use security::*;
 pub use sqlite::SqliteStore;
 pub use traits::*;

@@ -19,6 +19,20 @@ crate::adapter_measurement::measurement_adapter!(
     begin = "BEGIN",
     lock_rows = " FOR UPDATE"
 );
+crate::adapter_schedule::schedule_adapter!(
+    PgStore,
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    "BEGIN",
+    false,
+    "SELECT pg_advisory_xact_lock($1)"
+);
+crate::adapter_jobs::jobs_adapter!(
+    PgStore,
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    "FOR UPDATE SKIP LOCKED"
+);
 
 impl PgStore {
     /// Opens with a fresh in-memory key file (tests and tools that do not

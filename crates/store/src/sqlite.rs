@@ -22,6 +22,15 @@ crate::adapter_measurement::measurement_adapter!(
     begin = "BEGIN IMMEDIATE",
     lock_rows = ""
 );
+crate::adapter_schedule::schedule_adapter!(
+    SqliteStore,
+    sqlx::Sqlite,
+    sqlx::sqlite::SqliteRow,
+    "BEGIN IMMEDIATE",
+    true,
+    ""
+);
+crate::adapter_jobs::jobs_adapter!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file at `path`, with the key

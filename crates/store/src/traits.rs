@@ -221,6 +221,8 @@ pub trait Store:
     + BootstrapStore
     + crate::security::SecurityStore
     + crate::measurement::MeasurementStore
+    + crate::schedule::ScheduleStore
+    + crate::jobs::JobStore
     + Send
     + Sync
 {

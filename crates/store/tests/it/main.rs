@@ -3,4 +3,5 @@
 
 mod conformance;
 mod measurement;
+mod schedule;
 mod security;

@@ -18,9 +18,7 @@ use tapestry_domain::trajectory::{
     fit_expected_recovery, EmpiricalConfig, ReferenceEpisode, TrackStatus,
 };
 use tapestry_domain::user::{Role, User};
-use tapestry_store::{
-    Backend, IngestSettings, MeasurementStore, PgStore, SqliteStore, Store, StoreError,
-};
+use tapestry_store::{Backend, IngestSettings, PgStore, SqliteStore, Store, StoreError};
 
 fn t0() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 2, 2, 9, 0, 0).unwrap()

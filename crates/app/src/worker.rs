@@ -1,0 +1,601 @@
+//! The background worker: claims jobs from the database queue and runs them.
+//! Started by `tapestry serve`; several instances may run against one
+//! PostgreSQL database (claims skip each other's rows).
+//!
+//! Job kinds:
+//! * `email_reminder` — payload [`ReminderJob`]: looks up the recipient's
+//!   current address, renders the content-free template and sends it. An
+//!   appointment reminder for an appointment that was cancelled or moved is
+//!   completed without sending.
+
+use crate::mailer::Mailer;
+use chrono::{DateTime, Duration};
+use std::sync::Arc;
+use tapestry_domain::clock::Clock;
+use tapestry_domain::ids::PracticeId;
+use tapestry_domain::notification::{render, Notification, ReminderJob};
+use tapestry_domain::schedule::{Appointment, AppointmentStatus};
+use tapestry_domain::user::AccountStatus;
+use tapestry_store::{Enqueued, Job, JobState, NewJob, Store, StoreError};
+
+/// The kind of reminder jobs.
+pub const EMAIL_REMINDER: &str = "email_reminder";
+/// How long a claim lasts before another worker may take the job over.
+pub const LEASE_MINUTES: i64 = 5;
+/// Attempts before a job fails for good.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// How long an appointment reminder is sent before the start.
+pub const REMINDER_HOURS_BEFORE: i64 = 24;
+
+/// What running one job did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ran {
+    Sent,
+    /// Completed without sending, with the reason.
+    Skipped(&'static str),
+    /// Failed; the new state (queued for retry, or failed for good).
+    Failed(JobState),
+}
+
+/// A reminder job for `payload`, keyed so that enqueueing it twice stores it
+/// once.
+pub fn reminder_job(
+    key: String,
+    payload: &ReminderJob,
+    run_after: DateTime<chrono::Utc>,
+) -> Result<NewJob, serde_json::Error> {
+    Ok(NewJob {
+        practice_id: payload.practice_id,
+        key,
+        kind: EMAIL_REMINDER.into(),
+        payload: serde_json::to_string(payload)?,
+        run_after,
+        max_attempts: MAX_ATTEMPTS,
+    })
+}
+
+/// The reminder for `appointment`, sent 24 hours before it to the client's
+/// account, shown in `time_zone`. `None` when the client has no account.
+pub fn appointment_reminder(
+    appointment: &Appointment,
+    client_user: Option<tapestry_domain::ids::UserId>,
+    time_zone: &str,
+) -> Option<Result<NewJob, serde_json::Error>> {
+    let recipient = client_user?;
+    let payload = ReminderJob {
+        practice_id: appointment.practice_id,
+        recipient,
+        notification: Notification::AppointmentReminder {
+            appointment: appointment.id,
+            starts_at: appointment.starts_at,
+            time_zone: time_zone.to_string(),
+        },
+    };
+    let key = format!(
+        "reminder:{}:{}:{}h",
+        appointment.id,
+        appointment.starts_at.timestamp(),
+        REMINDER_HOURS_BEFORE
+    );
+    Some(reminder_job(
+        key,
+        &payload,
+        appointment.starts_at - Duration::hours(REMINDER_HOURS_BEFORE),
+    ))
+}
+
+/// One worker.
+pub struct Worker {
+    pub store: Arc<dyn Store>,
+    pub mailer: Arc<Mailer>,
+    pub clock: Arc<dyn Clock>,
+    pub name: String,
+    pub sign_in_url: String,
+}
+
+impl Worker {
+    /// Claims and runs one job; `None` when nothing is ready.
+    pub async fn run_once(&self) -> Result<Option<(Job, Ran)>, StoreError> {
+        let now = self.clock.now();
+        let Some(job) = self
+            .store
+            .claim_job(&self.name, now, Duration::minutes(LEASE_MINUTES))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let outcome = match job.kind.as_str() {
+            EMAIL_REMINDER => self.email_reminder(&job).await,
+            _ => Err(format!(
+                "kind: '{}' is not a job this worker knows",
+                job.kind
+            )),
+        };
+        let ran = match outcome {
+            Ok(ran) => {
+                self.store
+                    .complete_job(job.practice_id, job.id, &self.name, self.clock.now())
+                    .await?;
+                ran
+            }
+            Err(error) => {
+                tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, %error, "job failed");
+                Ran::Failed(
+                    self.store
+                        .fail_job(
+                            job.practice_id,
+                            job.id,
+                            &self.name,
+                            &error,
+                            self.clock.now(),
+                        )
+                        .await?,
+                )
+            }
+        };
+        Ok(Some((job, ran)))
+    }
+
+    async fn email_reminder(&self, job: &Job) -> Result<Ran, String> {
+        let payload: ReminderJob =
+            serde_json::from_str(&job.payload).map_err(|e| format!("payload: {e}"))?;
+        if payload.practice_id != job.practice_id {
+            return Err("payload: practice does not match the job's".into());
+        }
+        let practice: PracticeId = job.practice_id;
+        if let Notification::AppointmentReminder {
+            appointment,
+            starts_at,
+            ..
+        } = &payload.notification
+        {
+            let current = self
+                .store
+                .appointment(practice, *appointment)
+                .await
+                .map_err(|e| e.to_string())?;
+            match current {
+                Some(a) if a.status == AppointmentStatus::Booked && a.starts_at == *starts_at => {}
+                _ => return Ok(Ran::Skipped("appointment cancelled or moved")),
+            }
+        }
+        let Some(user) = self
+            .store
+            .user(practice, payload.recipient)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(Ran::Skipped("recipient no longer exists"));
+        };
+        if user.status != AccountStatus::Active {
+            return Ok(Ran::Skipped("recipient account is not active"));
+        }
+        let content = render(&payload.notification, self.clock.now(), &self.sign_in_url)
+            .map_err(|e| e.to_string())?;
+        self.mailer
+            .send(user.email.as_str(), &content)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Ran::Sent)
+    }
+
+    /// Enqueues the 24-hour reminder for every booked appointment starting
+    /// within the next 25 hours in every practice (idempotent: a reminder
+    /// already queued is not queued again). Returns how many were new.
+    pub async fn plan_reminders(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let mut new = 0;
+        for practice in self.store.practices().await? {
+            let upcoming = self
+                .store
+                .booked_starting_between(
+                    practice.id,
+                    now,
+                    now + Duration::hours(REMINDER_HOURS_BEFORE + 1),
+                )
+                .await?;
+            for appointment in upcoming {
+                let client = self
+                    .store
+                    .client(practice.id, appointment.client_id)
+                    .await?;
+                let user = client.and_then(|c| c.user_id);
+                let Some(job) =
+                    appointment_reminder(&appointment, user, practice.time_zone.as_str())
+                else {
+                    continue;
+                };
+                let job = job.map_err(|e| StoreError::Corrupt(format!("reminder payload: {e}")))?;
+                if matches!(self.store.enqueue(&job, now).await?, Enqueued::New(_)) {
+                    new += 1;
+                }
+            }
+        }
+        Ok(new)
+    }
+
+    /// Runs until `stop` resolves: works through ready jobs, then waits a
+    /// little before looking again.
+    pub async fn run(self, stop: tokio::sync::watch::Receiver<bool>) {
+        let mut stop = stop;
+        let mut planned_at: Option<DateTime<chrono::Utc>> = None;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            // Reminders are planned at most once a minute.
+            let now = self.clock.now();
+            if planned_at.is_none_or(|t| now - t >= Duration::minutes(1)) {
+                planned_at = Some(now);
+                if let Err(e) = self.plan_reminders().await {
+                    tracing::warn!(error = %e, "planning reminders failed");
+                }
+            }
+            let idle = match self.run_once().await {
+                Ok(Some(_)) => false,
+                Ok(None) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "job queue unavailable");
+                    true
+                }
+            };
+            if idle {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Starts the worker for `serve`. Returns the sender that stops it.
+pub fn start(
+    config: &crate::config::Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    sign_in_url: &str,
+) -> anyhow::Result<tokio::sync::watch::Sender<bool>> {
+    let mailer = Mailer::from_config(config)?;
+    tracing::info!(mailer = ?mailer, "background worker started");
+    let worker = Worker {
+        store,
+        mailer: Arc::new(mailer),
+        clock,
+        name: format!("worker-{}", uuid::Uuid::new_v4().simple()),
+        sign_in_url: sign_in_url.to_string(),
+    };
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(worker.run(rx));
+    Ok(tx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{SmtpConfig, SmtpTls};
+    use chrono::{TimeZone, Utc};
+    use std::sync::Mutex;
+    use tapestry_domain::client::Client;
+    use tapestry_domain::clock::FixedClock;
+    use tapestry_domain::notification::CLINICAL_DENY_LIST;
+    use tapestry_domain::practice::Practice;
+    use tapestry_domain::schedule::{AppointmentKind, AppointmentType, Format};
+    use tapestry_domain::user::{Role, User};
+    use tapestry_store::SqliteStore;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// A minimal SMTP server on loopback that accepts every message and
+    /// keeps the raw DATA of each.
+    async fn smtp_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = got.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let sink = sink.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut read = BufReader::new(read);
+                    write.write_all(b"220 sink ESMTP\r\n").await.unwrap();
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            break;
+                        }
+                        let cmd = line.to_ascii_uppercase();
+                        if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                            write
+                                .write_all(b"250-sink\r\n250 8BITMIME\r\n")
+                                .await
+                                .unwrap();
+                        } else if cmd.starts_with("DATA") {
+                            write.write_all(b"354 end with .\r\n").await.unwrap();
+                            let mut data = String::new();
+                            loop {
+                                line.clear();
+                                if read.read_line(&mut line).await.unwrap_or(0) == 0
+                                    || line == ".\r\n"
+                                {
+                                    break;
+                                }
+                                data.push_str(&line);
+                            }
+                            sink.lock().unwrap().push(data);
+                            write.write_all(b"250 queued\r\n").await.unwrap();
+                        } else if cmd.starts_with("QUIT") {
+                            write.write_all(b"221 bye\r\n").await.unwrap();
+                            break;
+                        } else {
+                            write.write_all(b"250 ok\r\n").await.unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        (port, got)
+    }
+
+    fn smtp_to(port: u16) -> Mailer {
+        Mailer::smtp(&SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            credentials: None,
+            from: "Tapestry <noreply@example.org>".into(),
+            tls: SmtpTls::None,
+        })
+        .unwrap()
+    }
+
+    struct World {
+        store: Arc<dyn Store>,
+        clock: Arc<FixedClock>,
+        practice: Practice,
+        client_user: User,
+        appointment: Appointment,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A practice whose names and records are full of canaries and clinical
+    /// words, with one client who has an appointment tomorrow.
+    async fn world() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("tapestry.db"))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let store: Arc<dyn Store> = Arc::new(store);
+        let now = Utc.with_ymd_and_hms(2026, 6, 1, 9, 0, 0).unwrap();
+        let practice = Practice::new(
+            "CANARYPRACTICE Eating Disorder and Depression Clinic",
+            "Europe/London",
+            now,
+        )
+        .unwrap();
+        store.insert_practice(&practice).await.unwrap();
+        let clinician = User::new(
+            practice.id,
+            "clin@example.org",
+            "Dr CANARYCLINICIAN Psychiatrist",
+            Role::Clinician,
+            now,
+        )
+        .unwrap();
+        store.insert_user(&clinician, None).await.unwrap();
+        let client_user = User::new(
+            practice.id,
+            "person@example.org",
+            "CANARYCLIENT Suicide PTSD",
+            Role::Client,
+            now,
+        )
+        .unwrap();
+        store.insert_user(&client_user, None).await.unwrap();
+        let client = Client::new(
+            practice.id,
+            "CANARYRECORD bipolar overdose",
+            None,
+            Some("GB"),
+            now,
+        )
+        .unwrap();
+        store.insert_client(&client).await.unwrap();
+        store
+            .link_client_user(practice.id, client.id, client_user.id)
+            .await
+            .unwrap();
+        let t = AppointmentType::new(AppointmentKind::Session, 50, Format::Video).unwrap();
+        let appointment = Appointment::book(
+            practice.id,
+            clinician.id,
+            client.id,
+            t,
+            now + Duration::hours(24),
+            now,
+        )
+        .unwrap();
+        store.book_appointment(&appointment).await.unwrap();
+        World {
+            store,
+            clock: Arc::new(FixedClock::new(now)),
+            practice,
+            client_user,
+            appointment,
+            _dir: dir,
+        }
+    }
+
+    fn worker(w: &World, mailer: Mailer) -> Worker {
+        Worker {
+            store: w.store.clone(),
+            mailer: Arc::new(mailer),
+            clock: w.clock.clone(),
+            name: "test-worker".into(),
+            sign_in_url: "https://care.example.org".into(),
+        }
+    }
+
+    async fn enqueue_due_reminders(w: &World) {
+        for n in [Notification::MeasuresDue, Notification::HomeworkDue] {
+            let payload = ReminderJob {
+                practice_id: w.practice.id,
+                recipient: w.client_user.id,
+                notification: n.clone(),
+            };
+            let job = reminder_job(
+                format!("{}:{}", n.kind(), w.client_user.id),
+                &payload,
+                w.clock.now(),
+            )
+            .unwrap();
+            w.store.enqueue(&job, w.clock.now()).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn every_notification_type_through_smtp_carries_no_clinical_content() {
+        let w = world().await;
+        let (port, captured) = smtp_sink().await;
+        let worker = worker(&w, smtp_to(port));
+        assert_eq!(worker.plan_reminders().await.unwrap(), 1);
+        assert_eq!(
+            worker.plan_reminders().await.unwrap(),
+            0,
+            "planning twice queues once"
+        );
+        enqueue_due_reminders(&w).await;
+        let mut kinds = Vec::new();
+        while let Some((job, ran)) = worker.run_once().await.unwrap() {
+            assert_eq!(ran, Ran::Sent, "{}", job.payload);
+            let payload: ReminderJob = serde_json::from_str(&job.payload).unwrap();
+            kinds.push(payload.notification.kind());
+        }
+        kinds.sort_unstable();
+        assert_eq!(
+            kinds,
+            vec!["appointment_reminder", "homework_due", "measures_due"]
+        );
+        let messages = captured.lock().unwrap().clone();
+        assert_eq!(messages.len(), 3);
+        let mut matches = Vec::new();
+        for m in &messages {
+            assert!(m.contains("Content-Transfer-Encoding: 7bit"), "{m}");
+            assert!(m.contains("To: person@example.org"), "{m}");
+            let lower = m.to_lowercase();
+            for word in CLINICAL_DENY_LIST.iter().copied().chain(["canary"]) {
+                if lower.contains(word) {
+                    matches.push(word);
+                }
+            }
+        }
+        assert!(
+            matches.is_empty(),
+            "clinical words or canaries in e-mail: {matches:?}"
+        );
+        assert!(messages
+            .iter()
+            .any(|m| m.contains("You have an appointment tomorrow at 10:00 (Europe/London).")));
+    }
+
+    #[tokio::test]
+    async fn reminders_for_cancelled_appointments_are_not_sent() {
+        let w = world().await;
+        let (port, captured) = smtp_sink().await;
+        let worker = worker(&w, smtp_to(port));
+        worker.plan_reminders().await.unwrap();
+        w.store
+            .set_appointment_status(
+                w.practice.id,
+                w.appointment.id,
+                AppointmentStatus::Booked,
+                AppointmentStatus::Cancelled,
+                false,
+                w.clock.now(),
+            )
+            .await
+            .unwrap();
+        let (_, ran) = worker.run_once().await.unwrap().unwrap();
+        assert_eq!(ran, Ran::Skipped("appointment cancelled or moved"));
+        assert!(captured.lock().unwrap().is_empty());
+        assert_eq!(
+            w.store
+                .count_jobs(w.practice.id, JobState::Done)
+                .await
+                .unwrap(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_smtp_server_means_retry_later() {
+        let w = world().await;
+        // A port that was just free: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let worker = worker(&w, smtp_to(port));
+        enqueue_due_reminders(&w).await;
+        let (job, ran) = worker.run_once().await.unwrap().unwrap();
+        assert_eq!(ran, Ran::Failed(JobState::Queued));
+        let stored = w.store.job(w.practice.id, job.id).await.unwrap().unwrap();
+        assert!(stored.last_error.unwrap().starts_with("smtp:"));
+        assert_eq!(stored.run_after, w.clock.now() + tapestry_store::backoff(1));
+    }
+
+    #[tokio::test]
+    async fn demo_outbox_holds_readable_messages() {
+        let w = world().await;
+        let outbox = w._dir.path().join("outbox");
+        let worker = worker(&w, Mailer::outbox(&outbox).unwrap());
+        enqueue_due_reminders(&w).await;
+        while worker.run_once().await.unwrap().is_some() {}
+        let files: Vec<_> = std::fs::read_dir(&outbox)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 2);
+        for f in files {
+            assert_eq!(f.extension().and_then(|e| e.to_str()), Some("eml"));
+            let text = std::fs::read_to_string(&f).unwrap();
+            assert!(text.contains("Subject: Something is waiting for you"));
+            assert!(!text.to_lowercase().contains("canary"));
+        }
+    }
+
+    #[tokio::test]
+    async fn calendar_feed_and_ics_from_stored_appointments_have_no_names_or_clinical_words() {
+        use tapestry_domain::schedule::ical::{
+            appointment_ics, clinician_feed, parse_content_lines,
+        };
+        let w = world().await;
+        let stored = w
+            .store
+            .appointments_for_clinician(
+                w.practice.id,
+                w.appointment.clinician,
+                w.clock.now(),
+                w.clock.now() + Duration::days(7),
+            )
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 1);
+        let feed = clinician_feed(&stored, w.clock.now());
+        let ics = appointment_ics(&stored[0], w.clock.now(), "Sign in to Tapestry to join.");
+        for text in [&feed, &ics] {
+            assert!(parse_content_lines(text).is_ok());
+            let lower = text.to_lowercase();
+            let hits: Vec<_> = CLINICAL_DENY_LIST
+                .iter()
+                .copied()
+                .chain(["canary"])
+                .filter(|w| lower.contains(w))
+                .collect();
+            assert!(hits.is_empty(), "{hits:?} in {text}");
+            assert!(text.contains("SUMMARY:Session · 50 min · video"));
+        }
+    }
+}
