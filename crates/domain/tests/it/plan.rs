@@ -943,9 +943,12 @@ fn arb_case() -> impl Strategy<Value = Value> {
         (any::<bool>(), 0usize..4),
     )
         .prop_map(|((age, problems, flags), (risk, days, stage, react, coping), (model, home, phq, gad), (with_history, sessions))| {
+            // Risk "none" with self-harm in the last week is contradictory input
+            // (rejected by design); such draws become "low".
+            let level = if RISKS[risk] == "none" && days.is_some_and(|d| d <= 7) { "low" } else { RISKS[risk] };
             let mut case = json!({
                 "age": age, "presenting_problems": problems, "flags": flags,
-                "risk": {"level": RISKS[risk], "days_since_self_harm": days},
+                "risk": {"level": level, "days_since_self_harm": days},
                 "style": {"stage_of_change": STAGES[stage], "reactance": LEVELS[react], "coping": COPING[coping]},
                 "integration": {"model": MODELS[model], "home_school": HOMES[home]},
                 "measures": {"phq9": {"items": phq}, "gad7": {"items": gad}},
