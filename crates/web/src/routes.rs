@@ -77,7 +77,32 @@ const fn r(method: &'static str, path: &'static str, access: Access) -> RouteSpe
 use Access::{Public, Session};
 use Target::*;
 
-/// Every route of the application.
+/// One area's routes: its rows and the handlers for them. Each area of the
+/// product (core and security here; measures, records, sessions in their own
+/// modules) contributes one entry to [`AREAS`].
+pub struct RouteArea {
+    pub name: &'static str,
+    pub routes: &'static [RouteSpec],
+    pub handler: fn(&RouteSpec) -> Option<MethodRouter<AppState>>,
+}
+
+/// Every area of the application. The router and the authorization-matrix
+/// test both read this list.
+pub const AREAS: &[RouteArea] = &[RouteArea {
+    name: "core",
+    routes: ROUTES,
+    handler,
+}];
+
+/// Every route of the application, from every area.
+pub fn all_routes() -> Vec<RouteSpec> {
+    AREAS
+        .iter()
+        .flat_map(|a| a.routes.iter().copied())
+        .collect()
+}
+
+/// The core routes: pages, health, identity, the client record basics.
 pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/", Public),
     r("GET", "/healthz", Public),
@@ -233,19 +258,26 @@ fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
     })
 }
 
-/// Rows of [`ROUTES`] without a handler (must be empty; checked by tests).
+/// Rows of any area without a handler (must be empty; checked by tests).
 pub fn unhandled() -> Vec<&'static str> {
-    ROUTES
+    AREAS
         .iter()
-        .filter(|spec| handler(spec).is_none())
+        .flat_map(|a| {
+            a.routes
+                .iter()
+                .filter(move |spec| (a.handler)(spec).is_none())
+        })
         .map(|spec| spec.path)
         .collect()
 }
 
-/// Adds every route of [`ROUTES`] to `router`, each behind its guard.
+/// Adds every route of every area to `router`, each behind its guard.
 pub fn register(mut router: axum::Router<AppState>, state: &AppState) -> axum::Router<AppState> {
-    for spec in ROUTES {
-        let Some(method_router) = handler(spec) else {
+    for (area, spec) in AREAS
+        .iter()
+        .flat_map(|a| a.routes.iter().map(move |s| (a, s)))
+    {
+        let Some(method_router) = (area.handler)(spec) else {
             // A table row without a handler is a programming error caught by tests.
             tracing::error!(path = spec.path, "route table row without a handler");
             continue;

@@ -548,7 +548,7 @@ async fn disabling_an_account_ends_its_sessions_and_no_clinical_route_works_befo
     let f = fixture().await;
     let user = f.user("treating").clone();
     let pre = session_for(&f.state, &user, false).await;
-    for spec in tapestry_web::routes::ROUTES {
+    for spec in tapestry_web::routes::all_routes() {
         let tapestry_web::routes::Access::Action(action, _) = spec.access else {
             continue;
         };
