@@ -16,7 +16,7 @@ crate::adapter_measurement::measurement_adapter!(
     sqlx::Postgres,
     sqlx::postgres::PgRow,
     begin = "BEGIN",
-    lock_rows = " FOR UPDATE"
+    lock_rows = " FOR UPDATE OF e"
 );
 
 impl PgStore {
