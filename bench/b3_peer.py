@@ -164,18 +164,17 @@ def commit_batch(con, practice, episodes, clients, indices):
     ep_ids = sorted({r[4] for r in reqs})
     con.execute("BEGIN IMMEDIATE")
     # Same statements as the Rust store: read the episodes, their state and the curves.
-    rows = con.execute(
-        "SELECT id, client_id, primary_clinician FROM episodes WHERE practice_id = ? AND id IN (%s) ORDER BY id"
-        % ",".join("?" * len(ep_ids)),
-        [practice] + ep_ids,
-    ).fetchall()
-    known = {r[0]: (r[1], r[2]) for r in rows}
-    states = {}
+    known, states = {}, {}
     for r in con.execute(
-        "SELECT * FROM episode_measures WHERE practice_id = ? AND episode_id IN (%s)" % ",".join("?" * len(ep_ids)),
+        "SELECT e.id AS e_id, e.client_id AS e_client_id, e.primary_clinician AS e_primary_clinician, "
+        "m.practice_id, m.episode_id, m.instrument, m.baseline, m.latest, m.sessions, m.track, m.updated_at "
+        "FROM episodes e LEFT JOIN episode_measures m ON m.practice_id = e.practice_id AND m.episode_id = e.id "
+        "WHERE e.practice_id = ? AND e.id IN (%s) ORDER BY e.id" % ",".join("?" * len(ep_ids)),
         [practice] + ep_ids,
     ):
-        states[(r[1], r[2])] = {"baseline": r[3], "latest": r[4], "sessions": r[5]}
+        known[r[0]] = (r[1], r[2])
+        if r[5] is not None:
+            states[(r[4], r[5])] = {"baseline": r[6], "latest": r[7], "sessions": r[8]}
     instruments = sorted({r[1] for r in reqs})
     con.execute(
         "SELECT * FROM recovery_curves WHERE practice_id = ? AND instrument IN (%s) ORDER BY version DESC"

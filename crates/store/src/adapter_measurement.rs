@@ -168,38 +168,36 @@ macro_rules! measurement_adapter {
                         for chunk in episodes.chunks(CHUNK) {
                             // The transaction began with the write lock (SQLite: BEGIN
                             // IMMEDIATE) or locks the episode rows here (PostgreSQL: FOR
-                            // UPDATE, in id order), so two submissions to one episode are
-                            // decided one after the other.
-                            let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, client_id, primary_clinician FROM episodes WHERE practice_id = ");
+                            // UPDATE OF e, in id order), so two submissions to one episode are
+                            // decided one after the other. Each episode comes with its measure
+                            // state (one row per instrument, or one row of NULLs).
+                            let mut q = sqlx::QueryBuilder::<$db>::new(
+                                "SELECT e.id AS e_id, e.client_id AS e_client_id, e.primary_clinician AS e_primary_clinician, \
+                                 m.practice_id, m.episode_id, m.instrument, m.baseline, m.latest, m.sessions, m.track, m.updated_at \
+                                 FROM episodes e LEFT JOIN episode_measures m ON m.practice_id = e.practice_id AND m.episode_id = e.id \
+                                 WHERE e.practice_id = ",
+                            );
                             q.push_bind(practice.as_uuid());
-                            q.push(" AND id IN (");
+                            q.push(" AND e.id IN (");
                             let mut list = q.separated(", ");
                             for e in chunk {
                                 list.push_bind(*e);
                             }
-                            q.push(") ORDER BY id");
+                            q.push(") ORDER BY e.id");
                             q.push($lock_rows);
                             for row in q.build().fetch_all(&mut **tx).await? {
                                 loaded.episodes.insert(
-                                    EpisodeId::from_uuid(row.try_get("id")?),
+                                    EpisodeId::from_uuid(row.try_get("e_id")?),
                                     (
                                         practice,
-                                        ClientId::from_uuid(row.try_get("client_id")?),
-                                        row.try_get::<Option<Uuid>, _>("primary_clinician")?.map(UserId::from_uuid),
+                                        ClientId::from_uuid(row.try_get("e_client_id")?),
+                                        row.try_get::<Option<Uuid>, _>("e_primary_clinician")?.map(UserId::from_uuid),
                                     ),
                                 );
-                            }
-                            let mut q = sqlx::QueryBuilder::<$db>::new("SELECT * FROM episode_measures WHERE practice_id = ");
-                            q.push_bind(practice.as_uuid());
-                            q.push(" AND episode_id IN (");
-                            let mut list = q.separated(", ");
-                            for e in chunk {
-                                list.push_bind(*e);
-                            }
-                            q.push(")");
-                            for row in q.build().fetch_all(&mut **tx).await? {
-                                let m = measure_from(&row)?;
-                                loaded.states.insert((m.episode_id, m.instrument.clone()), m);
+                                if row.try_get::<Option<String>, _>("instrument")?.is_some() {
+                                    let m = measure_from(&row)?;
+                                    loaded.states.insert((m.episode_id, m.instrument.clone()), m);
+                                }
                             }
                         }
                         let mut keys: Vec<&str> = ours().filter_map(|r| r.idempotency_key.as_deref()).collect();

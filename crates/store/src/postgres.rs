@@ -17,7 +17,7 @@ crate::adapter_measurement::measurement_adapter!(
     sqlx::Postgres,
     sqlx::postgres::PgRow,
     begin = "BEGIN",
-    lock_rows = " FOR UPDATE"
+    lock_rows = " FOR UPDATE OF e"
 );
 crate::adapter_schedule::schedule_adapter!(
     PgStore,
