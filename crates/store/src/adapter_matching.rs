@@ -241,6 +241,24 @@ macro_rules! matching_adapter {
                     }))
                 }
 
+                async fn match_requests(&self, practice: PracticeId) -> StoreResult<Vec<StoredMatchRequest>> {
+                    let rows = sqlx::query("SELECT client_id, request, created_at FROM match_requests WHERE practice_id = $1 ORDER BY created_at, client_id")
+                        .bind(practice.as_uuid())
+                        .fetch_all(self.pool())
+                        .await?;
+                    rows.iter()
+                        .map(|row| {
+                            let text: String = row.try_get("request")?;
+                            Ok(StoredMatchRequest {
+                                practice_id: practice,
+                                client_id: ClientId::from_uuid(row.try_get("client_id")?),
+                                request: serde_json::from_str(&text).map_err(|e| corrupt("match_requests.request", e))?,
+                                created_at: row.try_get("created_at")?,
+                            })
+                        })
+                        .collect()
+                }
+
                 async fn insert_match_offer(&self, o: &MatchOffer) -> StoreResult<()> {
                     let text = serde_json::to_string(&o.result).map_err(|e| corrupt("match_offers.result", e))?;
                     sqlx::query("INSERT INTO match_offers (id, practice_id, client_id, result, created_at) VALUES ($1,$2,$3,$4,$5)")

@@ -141,6 +141,9 @@ pub trait MatchingStore {
         client: ClientId,
     ) -> StoreResult<Option<StoredMatchRequest>>;
 
+    /// Every client's latest request in the practice, oldest first.
+    async fn match_requests(&self, practice: PracticeId) -> StoreResult<Vec<StoredMatchRequest>>;
+
     /// Stores the choices offered to a client.
     async fn insert_match_offer(&self, o: &MatchOffer) -> StoreResult<()>;
     /// The client's latest offer.

@@ -342,6 +342,8 @@ async fn requests_offers_and_runs_round_trip(s: Arc<dyn Store>) {
         Some(stored)
     );
     assert!(s.match_request(f.other.id, a.id).await.unwrap().is_none());
+    assert_eq!(s.match_requests(f.practice.id).await.unwrap().len(), 1);
+    assert!(s.match_requests(f.other.id).await.unwrap().is_empty());
     assert!(s
         .latest_match_offer(f.practice.id, a.id)
         .await
