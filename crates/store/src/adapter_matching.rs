@@ -311,7 +311,7 @@ macro_rules! matching_adapter {
                 }
 
                 async fn matches_for_client(&self, practice: PracticeId, client: ClientId) -> StoreResult<Vec<ClinicianMatch>> {
-                    let rows = sqlx::query("SELECT * FROM clinician_matches WHERE practice_id = $1 AND client_id = $2 ORDER BY accepted_at DESC, id")
+                    let rows = sqlx::query("SELECT * FROM clinician_matches WHERE practice_id = $1 AND client_id = $2 ORDER BY accepted_at DESC, CASE WHEN ended_at IS NULL THEN 0 ELSE 1 END, ended_at DESC, id")
                         .bind(practice.as_uuid())
                         .bind(client.as_uuid())
                         .fetch_all(self.pool())

@@ -174,7 +174,8 @@ pub trait MatchingStore {
         practice: PracticeId,
         client: ClientId,
     ) -> StoreResult<Option<ClinicianMatch>>;
-    /// Every match of the client, newest first (switches included).
+    /// Every match of the client, newest first (the current one first among
+    /// matches accepted at the same time; switches included).
     async fn matches_for_client(
         &self,
         practice: PracticeId,
