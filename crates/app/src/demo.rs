@@ -28,6 +28,8 @@ pub const DEMO_MARKER_KEY: &str = "demo_seed";
 pub const DEMO_MARKER_VALUE: &str = "tapestry-demo-v1";
 const SEED: u64 = 20_261_121;
 pub const CLIENT_COUNT: usize = 40;
+/// Clients from this index on are on the waitlist.
+pub const FIRST_WAITING: usize = 36;
 
 /// The course a synthetic client's scores follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,7 +238,9 @@ pub async fn ensure(
         );
         let client = Client::new(practice.id, &name, dob, Some("GB"), now)?;
         store.insert_client(&client).await?;
-        if i < 5 {
+        // The first five clients, and the first waiting one (who gets an
+        // explained match at /me/match), can sign in.
+        if i < 5 || i == FIRST_WAITING {
             let email = format!("{}@demo.tapestry.invalid", FIRST[i].to_lowercase());
             let (user, password) = add_user(&email, &name, Role::Client, "client")?;
             store
@@ -248,7 +252,7 @@ pub async fn ensure(
         }
         let clinician = &clinicians[i % 2];
         let course = Course::for_index(i);
-        let waiting = i >= 36;
+        let waiting = i >= FIRST_WAITING;
         let sessions: u32 = if waiting { 1 } else { rng.gen_range(3..=14) };
         let first_at = now - Duration::days(i64::from(sessions) * 7 + rng.gen_range(1..6));
         let mut episode = Episode::open(practice.id, client.id, first_at - Duration::days(7));
@@ -341,6 +345,40 @@ pub async fn ensure(
                 .await?;
         }
     }
+    crate::demo_matching::seed(
+        store,
+        practice.id,
+        &[
+            (
+                clinicians[0].clone(),
+                crate::demo_matching::DemoMatching {
+                    licence_number: "HCPC PYL04711",
+                    languages: vec!["en".into(), "fr".into()],
+                    approaches: &["cbt", "act", "cft"],
+                    specialties: &[
+                        tapestry_domain::matching::profile::ProblemDomain::Trauma,
+                        tapestry_domain::matching::profile::ProblemDomain::Anxiety,
+                    ],
+                    accepts_risk: true,
+                },
+            ),
+            (
+                clinicians[1].clone(),
+                crate::demo_matching::DemoMatching {
+                    licence_number: "SWE SW118203",
+                    languages: vec!["en".into(), "es".into()],
+                    approaches: &["ipt", "dbt"],
+                    specialties: &[
+                        tapestry_domain::matching::profile::ProblemDomain::Depression,
+                        tapestry_domain::matching::profile::ProblemDomain::SocialConflict,
+                    ],
+                    accepts_risk: false,
+                },
+            ),
+        ],
+        now,
+    )
+    .await?;
     write_logins(data_dir, &logins, &totp_secrets)?;
     // The marker goes last: a seed interrupted half-way is seeded again in a
     // new practice rather than left looking complete.

@@ -5,6 +5,7 @@ mod accounts;
 mod cli;
 mod config;
 mod demo;
+mod demo_matching;
 mod ingest;
 mod jobs;
 mod mailer;

@@ -3,6 +3,7 @@
 
 mod adapter;
 mod adapter_jobs;
+mod adapter_matching;
 mod adapter_measurement;
 mod adapter_schedule;
 mod adapter_security;
@@ -10,6 +11,7 @@ pub mod audit_chain;
 pub mod crypto;
 pub mod error;
 pub mod jobs;
+pub mod matching;
 pub mod measurement;
 pub mod postgres;
 pub mod schedule;
@@ -25,6 +27,7 @@ use std::sync::Arc;
 
 pub use error::{StoreError, StoreResult};
 pub use jobs::*;
+pub use matching::*;
 pub use measurement::{IngestReceipt, IngestResult, IngestSettings, MeasurementStore, StoredCurve};
 pub use postgres::PgStore;
 pub use schedule::*;

@@ -27,6 +27,14 @@ crate::adapter_schedule::schedule_adapter!(
     false,
     "SELECT pg_advisory_xact_lock($1)"
 );
+crate::adapter_matching::matching_adapter!(
+    PgStore,
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    begin = "BEGIN",
+    lock_rows = " FOR UPDATE",
+    gate_writes = false
+);
 crate::adapter_jobs::jobs_adapter!(
     PgStore,
     sqlx::Postgres,

@@ -30,6 +30,14 @@ crate::adapter_schedule::schedule_adapter!(
     true,
     ""
 );
+crate::adapter_matching::matching_adapter!(
+    SqliteStore,
+    sqlx::Sqlite,
+    sqlx::sqlite::SqliteRow,
+    begin = "BEGIN IMMEDIATE",
+    lock_rows = "",
+    gate_writes = true
+);
 crate::adapter_jobs::jobs_adapter!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
 
 impl SqliteStore {

@@ -9,6 +9,7 @@ pub mod clinical;
 pub mod error;
 pub mod health;
 pub mod json;
+pub mod matching;
 pub mod metrics;
 pub mod middleware;
 pub mod pages;

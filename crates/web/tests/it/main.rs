@@ -5,4 +5,6 @@ mod canary;
 mod fixture;
 mod flows;
 mod lifecycle;
+mod matching;
 mod matrix;
+mod matrix_matching;

@@ -1,0 +1,1122 @@
+//! Matching in the product (route area "matching"): clinicians keep their
+//! matching profile, the intake team matches a client instantly (explained
+//! choices and what could not be met), the client chooses (or switches, saying
+//! why), the waitlist is assigned in optimal batches, and the waitlist page
+//! shows the ordered, explained queue and raises alerts for the intake team.
+//!
+//! The engine is `tapestry_domain::matching`; this module only loads the
+//! practice's data, calls it and stores the outcome. Clinicians' measured
+//! outcomes are computed here from the practice's own finished episodes.
+
+use crate::error::ApiError;
+use crate::json::ApiJson;
+use crate::routes::{Access, Authorized, RouteSpec, Target};
+use crate::AppState;
+use askama::Template;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post, MethodRouter};
+use axum::{Extension, Json};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use tapestry_domain::access::Action;
+use tapestry_domain::care::{CareRelationship, CareRole};
+use tapestry_domain::change::{classify_reliable_change, ReliableChange};
+use tapestry_domain::episode::EpisodeStatus;
+use tapestry_domain::ids::{ClientId, ClinicianId, PracticeId, UserId};
+use tapestry_domain::instrument::InstrumentRegistry;
+use tapestry_domain::matching::assign::{AssignOptions, AssignmentGraph, AssignmentInstance, Edge};
+use tapestry_domain::matching::instant::{
+    ClientRequest, MatchExplanation, MatchIndex, MatchResult, Preferences,
+};
+use tapestry_domain::matching::profile::{
+    Capacity, ClinicianProfile, DomainOutcome, Format, IdentityCharacteristics, Licence,
+    OutcomeNorms, Population, ProblemDomain, WeeklyAvailability,
+};
+use tapestry_domain::matching::waitlist::{self, QueueEntry, Reading, Waiting, WaitlistPolicy};
+use tapestry_domain::risk::RiskLevel;
+use tapestry_domain::user::Role;
+use tapestry_store::{
+    ClinicianMatch, MatchOffer, MatchRun, MatchSource, StoreError, StoredMatchRequest,
+    StoredMatchingProfile,
+};
+use uuid::Uuid;
+
+const fn r(method: &'static str, path: &'static str, access: Access) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        access,
+    }
+}
+
+/// How many choices a client is shown.
+pub const CHOICES: usize = 5;
+/// The largest share of one batch a single clinician may take (fairness cap).
+pub const BATCH_MAX_SHARE: f64 = 0.5;
+
+/// The matching routes.
+pub const MATCHING_ROUTES: &[RouteSpec] = &[
+    r(
+        "GET",
+        "/api/v1/me/matching-profile",
+        Access::Action(Action::ManageOwnProfile, Target::OwnAccount),
+    ),
+    r(
+        "POST",
+        "/api/v1/me/matching-profile",
+        Access::Action(Action::ManageOwnProfile, Target::OwnAccount),
+    ),
+    r(
+        "GET",
+        "/me/matching-profile",
+        Access::Action(Action::ManageOwnProfile, Target::OwnAccount),
+    ),
+    r(
+        "POST",
+        "/api/v1/clients/{id}/match",
+        Access::Action(Action::ManageCareRelationships, Target::ClientInPath),
+    ),
+    r(
+        "GET",
+        "/me/match",
+        Access::Action(Action::ManageOwnProfile, Target::OwnAccount),
+    ),
+    r(
+        "POST",
+        "/api/v1/me/match/choice",
+        Access::Action(Action::ManageOwnProfile, Target::OwnAccount),
+    ),
+    r(
+        "POST",
+        "/api/v1/practice/match-runs",
+        Access::Action(Action::ManageCareRelationships, Target::Practice),
+    ),
+    r(
+        "GET",
+        "/practice/waitlist",
+        Access::Action(Action::ManageCareRelationships, Target::Practice),
+    ),
+];
+
+/// The handlers of [`MATCHING_ROUTES`].
+pub fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
+    Some(match (spec.method, spec.path) {
+        ("GET", "/api/v1/me/matching-profile") => get(own_profile),
+        ("POST", "/api/v1/me/matching-profile") => post(put_own_profile),
+        ("GET", "/me/matching-profile") => get(own_profile_page),
+        ("POST", "/api/v1/clients/{id}/match") => post(match_client),
+        ("GET", "/me/match") => get(my_match_page),
+        ("POST", "/api/v1/me/match/choice") => post(choose),
+        ("POST", "/api/v1/practice/match-runs") => post(run_batch),
+        ("GET", "/practice/waitlist") => get(waitlist_page),
+        _ => return None,
+    })
+}
+
+fn registry() -> Option<&'static InstrumentRegistry> {
+    static REGISTRY: OnceLock<Option<InstrumentRegistry>> = OnceLock::new();
+    REGISTRY
+        .get_or_init(|| InstrumentRegistry::embedded().ok())
+        .as_ref()
+}
+
+/// Places are counted over a rolling week.
+fn week_start(now: DateTime<Utc>) -> DateTime<Utc> {
+    now - Duration::days(7)
+}
+
+fn require_clinical(a: &Authorized) -> Result<(), ApiError> {
+    if a.caller.user.role.is_clinical() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden())
+    }
+}
+
+fn own_client(a: &Authorized) -> Result<ClientId, ApiError> {
+    match (a.caller.user.role, a.caller.actor.client_id) {
+        (Role::Client, Some(id)) => Ok(id),
+        _ => Err(ApiError::forbidden()),
+    }
+}
+
+// ---------------------------------------------------------------- profiles
+
+/// What a clinician edits: everything but the id, the load (counted from
+/// accepted matches) and the outcomes (measured, never typed in).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileBody {
+    pub licences: Vec<Licence>,
+    pub languages: Vec<String>,
+    pub formats: Vec<Format>,
+    #[serde(default)]
+    pub approaches: Vec<String>,
+    #[serde(default)]
+    pub specialties: Vec<ProblemDomain>,
+    pub populations: Vec<Population>,
+    #[serde(default)]
+    pub identity: Option<IdentityCharacteristics>,
+    pub caseload_limit: i32,
+    pub new_clients_per_week: i32,
+    pub availability: WeeklyAvailability,
+    #[serde(default)]
+    pub accepts_risk: bool,
+}
+
+/// A stored profile as shown to its clinician.
+#[derive(Debug, Serialize)]
+pub struct ProfileView {
+    pub profile: Option<ClinicianProfile>,
+    pub free_places: Option<u32>,
+}
+
+async fn own_profile(
+    State(state): State<AppState>,
+    Extension(a): Extension<Authorized>,
+) -> Result<Json<ProfileView>, ApiError> {
+    require_clinical(&a)?;
+    let stored = state
+        .store
+        .matching_profile(
+            a.caller.user.practice_id,
+            a.caller.user.id,
+            week_start(state.clock.now()),
+        )
+        .await?;
+    let free_places = stored.as_ref().map(|p| p.profile.capacity.free_slots());
+    Ok(Json(ProfileView {
+        profile: stored.map(|p| p.profile),
+        free_places,
+    }))
+}
+
+async fn put_own_profile(
+    State(state): State<AppState>,
+    Extension(a): Extension<Authorized>,
+    ApiJson(body): ApiJson<ProfileBody>,
+) -> Result<Json<ProfileView>, ApiError> {
+    require_clinical(&a)?;
+    let profile = ClinicianProfile {
+        id: ClinicianId::from_uuid(a.caller.user.id.as_uuid()),
+        display_name: a.caller.user.display_name.clone(),
+        licences: body.licences,
+        languages: body.languages,
+        formats: body.formats,
+        approaches: body.approaches,
+        specialties: body.specialties,
+        populations: body.populations,
+        identity: body.identity,
+        capacity: Capacity {
+            caseload_limit: body.caseload_limit,
+            current_load: 0,
+            new_clients_per_week: body.new_clients_per_week,
+            new_clients_this_week: 0,
+        },
+        availability: body.availability,
+        accepts_risk: body.accepts_risk,
+        outcomes: vec![],
+    };
+    profile_error(profile.validate())?;
+    state
+        .store
+        .put_matching_profile(&StoredMatchingProfile {
+            practice_id: a.caller.user.practice_id,
+            clinician: a.caller.user.id,
+            profile,
+            updated_at: state.clock.now(),
+        })
+        .await?;
+    own_profile(State(state), Extension(a)).await
+}
+
+/// A domain validation error as a 422 naming the field (the text before the
+/// first colon of the message).
+fn field_error(message: String) -> ApiError {
+    let (field, problem) = message
+        .split_once(": ")
+        .map(|(f, p)| (f.to_string(), p.to_string()))
+        .unwrap_or_else(|| ("body".to_string(), message.clone()));
+    ApiError::unprocessable(field, problem)
+}
+
+fn profile_error<E: std::fmt::Display>(r: Result<(), E>) -> Result<(), ApiError> {
+    r.map_err(|e| field_error(e.to_string()))
+}
+
+#[derive(Template)]
+#[template(path = "matching_profile.html")]
+struct ProfilePage {
+    name: String,
+    has_profile: bool,
+    licences: Vec<String>,
+    languages: Vec<String>,
+    formats: Vec<String>,
+    specialties: Vec<String>,
+    approaches: Vec<String>,
+    capacity: String,
+    accepts_risk: bool,
+    outcomes: Vec<String>,
+}
+
+async fn own_profile_page(
+    State(state): State<AppState>,
+    Extension(a): Extension<Authorized>,
+) -> Response {
+    if let Err(e) = require_clinical(&a) {
+        return e.to_html();
+    }
+    let now = state.clock.now();
+    let practice = a.caller.user.practice_id;
+    let profiles = match measured_profiles(&state, practice, now).await {
+        Ok(p) => p,
+        Err(e) => return e.to_html(),
+    };
+    let me = ClinicianId::from_uuid(a.caller.user.id.as_uuid());
+    let mine = profiles.iter().find(|p| p.id == me);
+    let norms = OutcomeNorms::pooled(&profiles);
+    let page = match mine {
+        None => ProfilePage {
+            name: a.caller.user.display_name.clone(),
+            has_profile: false,
+            licences: vec![],
+            languages: vec![],
+            formats: vec![],
+            specialties: vec![],
+            approaches: vec![],
+            capacity: String::new(),
+            accepts_risk: false,
+            outcomes: vec![],
+        },
+        Some(p) => ProfilePage {
+            name: p.display_name.clone(),
+            has_profile: true,
+            licences: p
+                .licences
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{} {} (valid through {})",
+                        l.jurisdiction, l.number, l.expires_on
+                    )
+                })
+                .collect(),
+            languages: p
+                .languages
+                .iter()
+                .map(|l| tapestry_domain::matching::profile::language_name(l).to_string())
+                .collect(),
+            formats: p.formats.iter().map(|f| f.label().to_string()).collect(),
+            specialties: p
+                .specialties
+                .iter()
+                .map(|d| d.label().to_string())
+                .collect(),
+            approaches: p
+                .approaches
+                .iter()
+                .map(|s| tapestry_domain::matching::profile::approach_label(s))
+                .collect(),
+            capacity: format!(
+                "{} of {} places in use; {} of {} new clients this week; {} free",
+                p.capacity.current_load,
+                p.capacity.caseload_limit,
+                p.capacity.new_clients_this_week,
+                p.capacity.new_clients_per_week,
+                p.capacity.free_slots()
+            ),
+            accepts_risk: p.accepts_risk,
+            outcomes: p
+                .outcomes
+                .iter()
+                .map(|o| outcome_line(o, norms.expected(o.domain)))
+                .collect(),
+        },
+    };
+    crate::pages::render(&page)
+}
+
+fn outcome_line(o: &DomainOutcome, expected: f64) -> String {
+    let rate = o.rate().unwrap_or(0.0) * 100.0;
+    let ci = o
+        .wilson_95()
+        .map(|(lo, hi)| format!("95% CI {:.0}–{:.0}%", lo * 100.0, hi * 100.0))
+        .unwrap_or_default();
+    format!(
+        "{}: {} of {} reliably improved ({rate:.0}%, {ci}); rating: {:?}",
+        o.domain.label(),
+        o.reliably_improved,
+        o.completed_episodes,
+        o.rating(expected)
+    )
+}
+
+// ------------------------------------------------------ measured outcomes
+
+/// The domain an instrument measures, when the episode names no presenting
+/// problem: PHQ-9 → depression, GAD-7 → anxiety.
+fn domain_of_instrument(instrument: &str) -> Option<ProblemDomain> {
+    match instrument {
+        "phq9" => Some(ProblemDomain::Depression),
+        "gad7" => Some(ProblemDomain::Anxiety),
+        _ => None,
+    }
+}
+
+/// Every clinician's measured outcomes by domain from the practice's own
+/// finished (discharged) episodes: a completed episode counts when it has a
+/// first and a last total on the instrument, and it reliably improved when
+/// the change passes the instrument's reliable-change threshold.
+async fn measured_outcomes(
+    state: &AppState,
+    practice: PracticeId,
+) -> Result<HashMap<UserId, Vec<DomainOutcome>>, ApiError> {
+    let mut counts: HashMap<(UserId, ProblemDomain), (u32, u32)> = HashMap::new();
+    let Some(registry) = registry() else {
+        return Ok(HashMap::new());
+    };
+    for client in state.store.clients_in_practice(practice).await? {
+        for episode in state.store.episodes_for_client(practice, client.id).await? {
+            let (EpisodeStatus::Discharged, Some(clinician)) =
+                (episode.status, episode.primary_clinician)
+            else {
+                continue;
+            };
+            for m in state.store.episode_measures(practice, episode.id).await? {
+                let (Some(domain), Some(first), Some(last)) =
+                    (domain_of_instrument(&m.instrument), m.baseline, m.latest)
+                else {
+                    continue;
+                };
+                let Some(def) = registry.get(&m.instrument) else {
+                    continue;
+                };
+                let Some(threshold) = def.reliable_change_threshold() else {
+                    continue;
+                };
+                let entry = counts.entry((clinician, domain)).or_insert((0, 0));
+                entry.0 += 1;
+                if classify_reliable_change(first, last, threshold, def.higher_is_better)
+                    == ReliableChange::Improved
+                {
+                    entry.1 += 1;
+                }
+            }
+        }
+    }
+    let mut out: HashMap<UserId, Vec<DomainOutcome>> = HashMap::new();
+    for ((clinician, domain), (n, improved)) in counts {
+        out.entry(clinician).or_default().push(DomainOutcome {
+            domain,
+            completed_episodes: n,
+            reliably_improved: improved,
+        });
+    }
+    for list in out.values_mut() {
+        list.sort_by_key(|o| o.domain);
+    }
+    Ok(out)
+}
+
+/// The practice's profiles with current load and measured outcomes, in a
+/// stable order (by clinician id).
+async fn measured_profiles(
+    state: &AppState,
+    practice: PracticeId,
+    now: DateTime<Utc>,
+) -> Result<Vec<ClinicianProfile>, ApiError> {
+    let stored = state
+        .store
+        .matching_profiles(practice, week_start(now))
+        .await?;
+    let mut outcomes = measured_outcomes(state, practice).await?;
+    Ok(stored
+        .into_iter()
+        .map(|s| {
+            let mut p = s.profile;
+            p.id = ClinicianId::from_uuid(s.clinician.as_uuid());
+            p.outcomes = outcomes.remove(&s.clinician).unwrap_or_default();
+            p
+        })
+        .collect())
+}
+
+async fn index_for(
+    state: &AppState,
+    practice: PracticeId,
+    now: DateTime<Utc>,
+) -> Result<MatchIndex, ApiError> {
+    let profiles = measured_profiles(state, practice, now).await?;
+    let norms = OutcomeNorms::pooled(&profiles);
+    MatchIndex::build(profiles, norms).map_err(|e| {
+        tracing::error!(error = %e, "stored matching profile no longer valid");
+        ApiError::internal()
+    })
+}
+
+// ----------------------------------------------------------- instant match
+
+/// What the intake team sends for a client: the request without the date
+/// (the match is made today).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchBody {
+    pub jurisdiction: String,
+    pub languages: Vec<String>,
+    pub format: Format,
+    pub population: Population,
+    #[serde(default)]
+    pub elevated_domains: Vec<ProblemDomain>,
+    #[serde(default)]
+    pub risk: Option<RiskLevel>,
+    #[serde(default)]
+    pub urgent: bool,
+    #[serde(default)]
+    pub preferences: Preferences,
+}
+
+async fn match_client(
+    State(state): State<AppState>,
+    Extension(a): Extension<Authorized>,
+    ApiJson(body): ApiJson<MatchBody>,
+) -> Result<Json<MatchResult>, ApiError> {
+    let client = a.client_id.ok_or_else(ApiError::not_found)?;
+    let practice = a.caller.user.practice_id;
+    let now = state.clock.now();
+    let request = ClientRequest {
+        jurisdiction: body.jurisdiction,
+        languages: body.languages,
+        format: body.format,
+        population: body.population,
+        elevated_domains: body.elevated_domains,
+        risk: body.risk.unwrap_or(RiskLevel::None),
+        urgent: body.urgent,
+        preferences: body.preferences,
+        date: now.date_naive(),
+    };
+    let index = index_for(&state, practice, now).await?;
+    let result = index
+        .match_client(&request, CHOICES)
+        .map_err(|e| field_error(e.to_string()))?;
+    state
+        .store
+        .put_match_request(&StoredMatchRequest {
+            practice_id: practice,
+            client_id: client,
+            request,
+            created_at: now,
+        })
+        .await?;
+    state
+        .store
+        .insert_match_offer(&MatchOffer {
+            id: Uuid::new_v4(),
+            practice_id: practice,
+            client_id: client,
+            result: result.clone(),
+            created_at: now,
+        })
+        .await?;
+    Ok(Json(result))
+}
+
+// ----------------------------------------------------- the client's choice
+
+#[derive(Template)]
+#[template(path = "matching_choice.html")]
+struct ChoicePage {
+    has_request: bool,
+    current: Option<String>,
+    current_reasons: String,
+    choices: Vec<ChoiceView>,
+    unmet: Vec<String>,
+}
+
+struct ChoiceView {
+    clinician: String,
+    name: String,
+    summary: String,
+    unmet: Vec<String>,
+    is_current: bool,
+}
+
+/// The client's choices, recomputed now from the stored request so free
+/// places are current.
+async fn current_choices(
+    state: &AppState,
+    practice: PracticeId,
+    client: ClientId,
+    now: DateTime<Utc>,
+) -> Result<Option<MatchResult>, ApiError> {
+    let Some(stored) = state.store.match_request(practice, client).await? else {
+        return Ok(None);
+    };
+    let mut request = stored.request;
+    request.date = now.date_naive();
+    let index = index_for(state, practice, now).await?;
+    let result = index
+        .match_client(&request, CHOICES)
+        .map_err(|e| field_error(e.to_string()))?;
+    Ok(Some(result))
+}
+
+async fn my_match_page(
+    State(state): State<AppState>,
+    Extension(a): Extension<Authorized>,
+) -> Response {
+    let client = match own_client(&a) {
+        Ok(c) => c,
+        Err(e) => return e.to_html(),
+    };
+    let practice = a.caller.user.practice_id;
+    let now = state.clock.now();
+    let current = match state.store.current_match(practice, client).await {
+        Ok(c) => c,
+        Err(e) => return ApiError::from(e).to_html(),
+    };
+    let result = match current_choices(&state, practice, client, now).await {
+        Ok(r) => r,
+        Err(e) => return e.to_html(),
+    };
+    let names = staff_names(&state, practice).await.unwrap_or_default();
+    let current_id = current.as_ref().map(|m| m.clinician.as_uuid());
+    let page = ChoicePage {
+        has_request: result.is_some(),
+        current: current
+            .as_ref()
+            .map(|m| names.get(&m.clinician).cloned().unwrap_or_default()),
+        current_reasons: current
+            .as_ref()
+            .map(|m| m.reasons.join(" · "))
+            .unwrap_or_default(),
+        unmet: result.as_ref().map(|r| r.unmet.clone()).unwrap_or_default(),
+        choices: result
+            .map(|r| {
+                r.choices
+                    .iter()
+                    .map(|c| ChoiceView {
+                        clinician: c.clinician.as_uuid().to_string(),
+                        name: c.display_name.clone(),
+                        summary: c.summary(),
+                        unmet: c.unmet.clone(),
+                        is_current: Some(c.clinician.as_uuid()) == current_id,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    crate::pages::render(&page)
+}
+
+async fn staff_names(
+    state: &AppState,
+    practice: PracticeId,
+) -> Result<HashMap<UserId, String>, ApiError> {
+    Ok(state
+        .store
+        .users_in_practice(practice)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u.display_name))
+        .collect())
+}
+
+/// The client's choice; a switch must say why.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChoiceBody {
+    pub clinician: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChoiceDone {
+    pub clinician: String,
+    pub reasons: Vec<String>,
+    pub next: &'static str,
+}
+
+async fn choose(
+    State(state): State<AppState>,
+    Extension(a): Extension<Authorized>,
+    ApiJson(body): ApiJson<ChoiceBody>,
+) -> Result<(StatusCode, Json<ChoiceDone>), ApiError> {
+    let client = own_client(&a)?;
+    let practice = a.caller.user.practice_id;
+    let now = state.clock.now();
+    let chosen: Uuid = body
+        .clinician
+        .parse()
+        .map_err(|_| ApiError::unprocessable("clinician", "is not a clinician id"))?;
+    let Some(result) = current_choices(&state, practice, client, now).await? else {
+        return Err(ApiError::unprocessable(
+            "clinician",
+            "there is no match request for you yet; the intake team will make one",
+        ));
+    };
+    let Some(choice) = result
+        .choices
+        .iter()
+        .find(|c| c.clinician.as_uuid() == chosen)
+    else {
+        return Err(ApiError::unprocessable(
+            "clinician",
+            "is not among your current choices",
+        ));
+    };
+    let reason = body
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    let m = accept(
+        &state,
+        practice,
+        client,
+        choice,
+        MatchSource::Client,
+        reason,
+        now,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ChoiceDone {
+            clinician: m.clinician.as_uuid().to_string(),
+            reasons: m.reasons,
+            next: "/me/match",
+        }),
+    ))
+}
+
+/// Accepts `choice` for `client` (capacity enforced by the store), then
+/// records the care relationship and the episode's primary clinician; a
+/// switch ends the previous clinician's care relationship.
+async fn accept(
+    state: &AppState,
+    practice: PracticeId,
+    client: ClientId,
+    choice: &MatchExplanation,
+    source: MatchSource,
+    switch_reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<ClinicianMatch, ApiError> {
+    let clinician = UserId::from_uuid(choice.clinician.as_uuid());
+    let previous = state.store.current_match(practice, client).await?;
+    if previous.as_ref().is_some_and(|p| p.clinician == clinician) {
+        return Err(ApiError::conflict("This clinician is already yours."));
+    }
+    let m = ClinicianMatch {
+        id: Uuid::new_v4(),
+        practice_id: practice,
+        client_id: client,
+        clinician,
+        score: i64::from(choice.score),
+        reasons: choice.reasons.clone(),
+        source,
+        accepted_at: now,
+        ended_at: None,
+        end_reason: None,
+    };
+    match state
+        .store
+        .accept_match(&m, week_start(now), switch_reason)
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict(tapestry_store::SWITCH_NEEDS_REASON)) => {
+            return Err(ApiError::unprocessable(
+                "reason",
+                "switching clinician is free; please tell us why you want to switch",
+            ))
+        }
+        Err(StoreError::Conflict(tapestry_store::NO_FREE_PLACE)) => {
+            return Err(ApiError::conflict(
+                "That clinician has just filled their last place; please choose again.",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let care = state.store.care_for_client(practice, client).await?;
+    if let Some(prev) = previous {
+        for rel in care.iter().filter(|c| {
+            c.clinician == prev.clinician && c.role == CareRole::Treating && c.ended_at.is_none()
+        }) {
+            state
+                .store
+                .end_care_relationship(practice, rel.id, now)
+                .await?;
+        }
+    }
+    let already = care
+        .iter()
+        .any(|c| c.clinician == clinician && c.role == CareRole::Treating && c.ended_at.is_none());
+    if !already {
+        let rel = CareRelationship::begin(practice, clinician, client, CareRole::Treating, now);
+        match state.store.insert_care_relationship(&rel).await {
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let episodes = state.store.episodes_for_client(practice, client).await?;
+    if let Some(ep) = episodes
+        .iter()
+        .filter(|e| e.status != EpisodeStatus::Discharged)
+        .max_by_key(|e| e.opened_at)
+    {
+        state
+            .store
+            .set_primary_clinician(practice, ep.id, clinician)
+            .await?;
+    }
+    Ok(m)
+}
+
+// --------------------------------------------------------- batch assignment
+
+/// Batch options (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunBody {
+    /// The largest share of the batch one clinician may take, in (0, 1].
+    #[serde(default)]
+    pub max_share_per_clinician: Option<f64>,
+}
+
+/// One waiting client's line in a batch run.
+#[derive(Debug, Serialize)]
+pub struct RunLine {
+    pub client_id: String,
+    pub clinician: Option<String>,
+    pub clinician_name: Option<String>,
+    pub score: Option<u32>,
+    pub urgent: bool,
+    /// Why this clinician (or why nobody).
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunView {
+    pub id: String,
+    pub clients: usize,
+    pub assigned: usize,
+    pub total_score: i64,
+    pub assignments: Vec<RunLine>,
+}
+
+async fn run_batch(
+    State(state): State<AppState>,
+    Extension(a): Extension<Authorized>,
+    ApiJson(body): ApiJson<RunBody>,
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    let practice = a.caller.user.practice_id;
+    let now = state.clock.now();
+    let share = body.max_share_per_clinician.unwrap_or(BATCH_MAX_SHARE);
+    if !(share > 0.0 && share <= 1.0) {
+        return Err(ApiError::unprocessable(
+            "max_share_per_clinician",
+            "must be more than 0 and at most 1",
+        ));
+    }
+    let index = index_for(&state, practice, now).await?;
+    let mut waiting = Vec::new();
+    for stored in state.store.match_requests(practice).await? {
+        if state
+            .store
+            .current_match(practice, stored.client_id)
+            .await?
+            .is_none()
+        {
+            waiting.push(stored);
+        }
+    }
+    // Every client's feasible clinicians (the instant match's filters and
+    // score), as edges of the assignment graph.
+    let mut edges = Vec::new();
+    let mut results = Vec::with_capacity(waiting.len());
+    for (i, w) in waiting.iter().enumerate() {
+        let mut request = w.request.clone();
+        request.date = now.date_naive();
+        let result = index
+            .match_client(&request, tapestry_domain::matching::instant::MAX_CHOICES)
+            .map_err(|e| field_error(format!("clients[{i}].{e}")))?;
+        for c in &result.choices {
+            edges.push(Edge {
+                client: u32::try_from(i).map_err(|_| ApiError::internal())?,
+                clinician: u32::try_from(c.index).map_err(|_| ApiError::internal())?,
+                score: i64::from(c.score),
+            });
+        }
+        results.push(result);
+    }
+    let capacities: Vec<u32> = (0..index.len())
+        .map(|i| index.free_slots(i).unwrap_or(0))
+        .collect();
+    let instance = AssignmentInstance::new(waiting.len(), capacities, edges)
+        .map_err(|e| field_error(e.to_string()))?;
+    let graph = AssignmentGraph::build(&instance).map_err(|e| field_error(e.to_string()))?;
+    let urgent: Vec<bool> = waiting
+        .iter()
+        .map(|w| w.request.urgent || w.request.risk >= RiskLevel::Moderate)
+        .collect();
+    let solution = graph
+        .solve_with(&AssignOptions {
+            urgent: urgent.clone(),
+            max_share_per_clinician: Some(share),
+        })
+        .map_err(|e| field_error(e.to_string()))?;
+    let names = staff_names(&state, practice).await?;
+    let mut lines = Vec::with_capacity(waiting.len());
+    let mut assigned = 0;
+    let mut total = 0i64;
+    for (i, w) in waiting.iter().enumerate() {
+        let result = results.get(i);
+        let slot = solution.assignment.get(i).copied().flatten();
+        let choice = slot
+            .and_then(|k| result.and_then(|r| r.choices.iter().find(|c| c.index == k as usize)));
+        let mut line = RunLine {
+            client_id: w.client_id.to_string(),
+            clinician: None,
+            clinician_name: None,
+            score: None,
+            urgent: urgent.get(i).copied().unwrap_or(false),
+            reasons: vec![],
+        };
+        match choice {
+            Some(c) => {
+                match accept(
+                    &state,
+                    practice,
+                    w.client_id,
+                    c,
+                    MatchSource::Batch,
+                    None,
+                    now,
+                )
+                .await
+                {
+                    Ok(m) => {
+                        assigned += 1;
+                        total += m.score;
+                        line.clinician = Some(m.clinician.as_uuid().to_string());
+                        line.clinician_name = names.get(&m.clinician).cloned();
+                        line.score = Some(c.score);
+                        line.reasons = c.reasons.clone();
+                        if line.urgent {
+                            line.reasons.insert(0, "urgent: placed first".to_string());
+                        }
+                    }
+                    Err(e) => line.reasons.push(format!("not placed: {}", e.message)),
+                }
+            }
+            None => {
+                let mut why = result.map(|r| r.unmet.clone()).unwrap_or_default();
+                if result.is_some_and(|r| !r.choices.is_empty()) {
+                    why.push(
+                        "every suitable clinician's free places went to clients with a better or more urgent fit"
+                            .to_string(),
+                    );
+                }
+                line.reasons = why;
+            }
+        }
+        lines.push(line);
+    }
+    let run = MatchRun {
+        id: Uuid::new_v4(),
+        practice_id: practice,
+        run_by: a.caller.user.id,
+        clients: i64::try_from(waiting.len()).unwrap_or(i64::MAX),
+        assigned,
+        total_score: total,
+        result: serde_json::to_value(&lines).map_err(|_| ApiError::internal())?,
+        created_at: now,
+    };
+    state.store.insert_match_run(&run).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(RunView {
+            id: run.id.to_string(),
+            clients: waiting.len(),
+            assigned: usize::try_from(assigned).unwrap_or(0),
+            total_score: total,
+            assignments: lines,
+        }),
+    ))
+}
+
+// ------------------------------------------------------------ the waitlist
+
+#[derive(Template)]
+#[template(path = "matching_waitlist.html")]
+struct WaitlistPage {
+    rows: Vec<WaitlistRow>,
+}
+
+struct WaitlistRow {
+    position: usize,
+    client_id: String,
+    name: String,
+    waiting_days: i64,
+    reasons: String,
+    alerts: usize,
+    due: String,
+}
+
+/// The alert kinds raised for the intake team.
+pub const ALERT_WAITLIST_RISK: &str = "waitlist_risk";
+pub const ALERT_WAITLIST_DETERIORATION: &str = "waitlist_deterioration";
+
+/// The ordered, explained waitlist of the practice.
+pub async fn waitlist_queue(
+    state: &AppState,
+    practice: PracticeId,
+    now: DateTime<Utc>,
+) -> Result<(Vec<QueueEntry>, HashMap<ClientId, String>), ApiError> {
+    let requests: HashMap<ClientId, bool> = state
+        .store
+        .match_requests(practice)
+        .await?
+        .into_iter()
+        .map(|r| (r.client_id, r.request.urgent))
+        .collect();
+    let flags = state.store.open_risk_flags(practice).await?;
+    let mut waiting = Vec::new();
+    let mut names = HashMap::new();
+    for client in state.store.clients_in_practice(practice).await? {
+        for episode in state.store.episodes_for_client(practice, client.id).await? {
+            if episode.status != EpisodeStatus::Waitlist {
+                continue;
+            }
+            let mut readings = Vec::new();
+            for m in state.store.episode_measures(practice, episode.id).await? {
+                if let Some(first) = m.baseline {
+                    readings.push(Reading {
+                        instrument: m.instrument.clone(),
+                        total: first,
+                        at: episode.opened_at,
+                    });
+                }
+                if let (Some(last), true) = (m.latest, m.sessions >= 2) {
+                    readings.push(Reading {
+                        instrument: m.instrument.clone(),
+                        total: last,
+                        at: m.updated_at,
+                    });
+                }
+            }
+            // A screening answer carries no assessed level: it is treated
+            // as moderate until a clinician assesses it.
+            let open_risk = flags
+                .iter()
+                .filter(|f| f.episode_id == episode.id && f.flag.closure.is_none())
+                .map(|f| f.flag.signal.level.unwrap_or(RiskLevel::Moderate))
+                .max();
+            let last_rescreen_at = flags
+                .iter()
+                .filter(|f| f.episode_id == episode.id)
+                .map(|f| f.flag.raised_at)
+                .max();
+            names.insert(client.id, client.display_name.clone());
+            waiting.push(Waiting {
+                client_id: client.id,
+                joined_at: episode.status_changed_at,
+                urgent: requests.get(&client.id).copied().unwrap_or(false),
+                readings,
+                open_risk,
+                last_rescreen_at,
+            });
+        }
+    }
+    let Some(registry) = registry() else {
+        return Err(ApiError::internal());
+    };
+    let queue = waitlist::review(&waiting, registry, &WaitlistPolicy::default(), now);
+    Ok((queue, names))
+}
+
+/// Raises an alert for every practice admin and owner for each new risk or
+/// deterioration on the waitlist (once per kind, client and recipient).
+async fn alert_intake_team(
+    state: &AppState,
+    practice: PracticeId,
+    queue: &[QueueEntry],
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let team: Vec<UserId> = state
+        .store
+        .users_in_practice(practice)
+        .await?
+        .into_iter()
+        .filter(|u| u.role.is_practice_admin())
+        .map(|u| u.id)
+        .collect();
+    for recipient in team {
+        let existing = state.store.alerts_for(practice, recipient).await?;
+        for entry in queue {
+            for alert in &entry.alerts {
+                let kind = match alert {
+                    waitlist::Alert::Risk { .. } => ALERT_WAITLIST_RISK,
+                    _ => ALERT_WAITLIST_DETERIORATION,
+                };
+                let object = Some(entry.client_id.as_uuid());
+                if existing
+                    .iter()
+                    .any(|e| e.kind == kind && e.object_id == object)
+                {
+                    continue;
+                }
+                state
+                    .store
+                    .insert_alert(&tapestry_store::Alert {
+                        id: Uuid::new_v4(),
+                        practice_id: practice,
+                        recipient,
+                        kind: kind.to_string(),
+                        object_id: object,
+                        created_at: now,
+                    })
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn waitlist_page(
+    State(state): State<AppState>,
+    Extension(a): Extension<Authorized>,
+) -> Response {
+    let practice = a.caller.user.practice_id;
+    let now = state.clock.now();
+    let (queue, names) = match waitlist_queue(&state, practice, now).await {
+        Ok(q) => q,
+        Err(e) => return e.to_html(),
+    };
+    if let Err(e) = alert_intake_team(&state, practice, &queue, now).await {
+        return e.to_html();
+    }
+    let rows = queue
+        .iter()
+        .map(|e| WaitlistRow {
+            position: e.position,
+            client_id: e.client_id.to_string(),
+            name: names.get(&e.client_id).cloned().unwrap_or_default(),
+            waiting_days: e.waiting_days,
+            reasons: e.reasons.join(" · "),
+            alerts: e.alerts.len(),
+            due: e
+                .due
+                .iter()
+                .map(|d| serde_json::to_string(d).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+        .collect();
+    crate::pages::render(&WaitlistPage { rows })
+}

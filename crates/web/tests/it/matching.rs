@@ -1,0 +1,404 @@
+//! Matching through the real router: profiles (bad ones are 422 naming the
+//! field), an explained instant match that leaves out an expired licence,
+//! the client's choice (care relationship and primary clinician), a switch
+//! that must say why, batch runs, and a waitlist with a risk flag first.
+
+use crate::fixture::*;
+use crate::matrix_matching::PROFILE_BODY;
+use chrono::Duration;
+use tapestry_domain::care::CareRole;
+use tapestry_domain::episode::{Episode, EpisodeStatus};
+use tapestry_domain::ingest::IngestRequest;
+use tapestry_domain::instrument::InstrumentRegistry;
+use tapestry_domain::scoring::Answers;
+use tapestry_store::IngestSettings;
+
+/// Treating clinician: England, English and Spanish, trauma and anxiety.
+const SPANISH_PROFILE: &str = r#"{"licences":[{"jurisdiction":"GB-ENG","number":"HCPC-7","expires_on":"2030-01-01"}],"languages":["en","es"],"formats":["video"],"populations":["adults"],"specialties":["trauma","anxiety"],"approaches":["emdr"],"caseload_limit":10,"new_clients_per_week":3,"availability":{"utc_offset_minutes":0,"intervals":[{"day":1,"start_minute":540,"end_minute":1020}]},"accepts_risk":true}"#;
+/// Non-treating clinician: the same, but the licence expired before the
+/// fixture's day (2026-03-02).
+const EXPIRED_PROFILE: &str = r#"{"licences":[{"jurisdiction":"GB-ENG","number":"HCPC-8","expires_on":"2026-03-01"}],"languages":["en","es"],"formats":["video"],"populations":["adults"],"specialties":["trauma","anxiety"],"caseload_limit":10,"new_clients_per_week":3,"availability":{"utc_offset_minutes":0,"intervals":[]},"accepts_risk":true}"#;
+
+const SPANISH_REQUEST: &str = r#"{"jurisdiction":"GB-ENG","languages":["es"],"format":"video","population":"adults","elevated_domains":["trauma","anxiety"],"preferences":{"approaches":["emdr","dbt"]}}"#;
+
+async fn post(f: &Fixture, role: &str, path: &str, body: &str) -> Answer_ {
+    call(&f.state, "POST", path, f.login(role), Some(body)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_profiles_and_impossible_requests_are_422_naming_the_field() {
+    let f = fixture().await;
+    let cases = [
+        (
+            PROFILE_BODY.replace("GB-ENG", "XX-ZZ"),
+            "licences[0].jurisdiction",
+        ),
+        (
+            PROFILE_BODY.replace(r#""caseload_limit":10"#, r#""caseload_limit":-1"#),
+            "capacity.caseload_limit",
+        ),
+        (
+            PROFILE_BODY.replace(
+                r#""intervals":[{"day":0,"start_minute":540,"end_minute":1020}]"#,
+                r#""intervals":[{"day":0,"start_minute":540,"end_minute":1020},{"day":0,"start_minute":600,"end_minute":700}]"#,
+            ),
+            "availability",
+        ),
+        (PROFILE_BODY.replace(r#""en""#, r#""English""#), "languages[0]"),
+        // Mass assignment: measured outcomes cannot be typed in.
+        (
+            PROFILE_BODY.replace(r#""accepts_risk":true"#, r#""accepts_risk":true,"outcomes":[]"#),
+            "outcomes",
+        ),
+    ];
+    for (body, field) in cases {
+        let a = post(&f, "treating", "/api/v1/me/matching-profile", &body).await;
+        assert_eq!(a.status, 422, "{field}: {}", a.body);
+        assert!(a.body.contains(field), "{field} not named in {}", a.body);
+    }
+    // Nothing was stored.
+    let a = call(
+        &f.state,
+        "GET",
+        "/api/v1/me/matching-profile",
+        f.login("treating"),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert!(a.body.contains(r#""profile":null"#), "{}", a.body);
+    // Impossible requests.
+    let path = format!("/api/v1/clients/{}/match", f.client_b.id);
+    for (body, field) in [
+        (SPANISH_REQUEST.replace("GB-ENG", "XX-ZZ"), "jurisdiction"),
+        (SPANISH_REQUEST.replace(r#"["es"]"#, "[]"), "languages"),
+        // An unknown value: serde's message names the value, not the field.
+        (
+            SPANISH_REQUEST.replace(r#""video""#, r#""carrier_pigeon""#),
+            "carrier_pigeon",
+        ),
+    ] {
+        let a = post(&f, "practice_admin", &path, &body).await;
+        assert_eq!(a.status, 422, "{field}: {}", a.body);
+        assert!(a.body.contains(field), "{field} not named in {}", a.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explained_match_leaves_out_the_expired_licence_and_the_client_chooses() {
+    let f = fixture().await;
+    let a = post(
+        &f,
+        "treating",
+        "/api/v1/me/matching-profile",
+        SPANISH_PROFILE,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = post(
+        &f,
+        "non_treating",
+        "/api/v1/me/matching-profile",
+        EXPIRED_PROFILE,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+
+    let path = format!("/api/v1/clients/{}/match", f.client_b.id);
+    let a = post(&f, "practice_admin", &path, SPANISH_REQUEST).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let result: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    let choices = result["choices"].as_array().unwrap();
+    // The expired licence is a hard stop: only the treating clinician.
+    assert_eq!(choices.len(), 1, "{}", a.body);
+    assert_eq!(choices[0]["display_name"], "treating");
+    let reasons: Vec<&str> = choices[0]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    for want in ["licensed in England", "speaks Spanish", "works with trauma"] {
+        assert!(reasons.contains(&want), "{want} missing from {reasons:?}");
+    }
+    let unmet = choices[0]["unmet"].to_string();
+    assert!(unmet.contains("DBT"), "{unmet}");
+    assert!(
+        result["unmet"].to_string().contains("only 1"),
+        "{}",
+        result["unmet"]
+    );
+
+    // The client sees the same explained choice in the browser.
+    let page = call(&f.state, "GET", "/me/match", f.login("client_b"), None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("speaks Spanish"), "{}", page.body);
+    assert!(page.body.contains("/api/v1/me/match/choice"));
+
+    // A clinician who is not among the choices cannot be chosen.
+    let non = f.user("non_treating").id;
+    let a = post(
+        &f,
+        "client_b",
+        "/api/v1/me/match/choice",
+        &format!(r#"{{"clinician":"{non}"}}"#),
+    )
+    .await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert!(a.body.contains("clinician"));
+
+    // The choice: care relationship and primary clinician.
+    let episode = Episode::open(f.practice.id, f.client_b.id, t0());
+    f.store.insert_episode(&episode).await.unwrap();
+    let treating = f.user("treating").id;
+    let a = post(
+        &f,
+        "client_b",
+        "/api/v1/me/match/choice",
+        &format!(r#"{{"clinician":"{treating}"}}"#),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let current = f
+        .store
+        .current_match(f.practice.id, f.client_b.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(current.clinician, treating);
+    assert!(current.reasons.iter().any(|r| r == "speaks Spanish"));
+    let care = f
+        .store
+        .care_for_client(f.practice.id, f.client_b.id)
+        .await
+        .unwrap();
+    assert!(care
+        .iter()
+        .any(|c| c.clinician == treating && c.role == CareRole::Treating && c.ended_at.is_none()));
+    let ep = f
+        .store
+        .episode(f.practice.id, episode.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ep.primary_clinician, Some(treating));
+    // The treating clinician now sees one place taken.
+    let a = call(
+        &f.state,
+        "GET",
+        "/api/v1/me/matching-profile",
+        f.login("treating"),
+        None,
+    )
+    .await;
+    assert!(a.body.contains(r#""current_load":1"#), "{}", a.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_is_free_but_asks_why() {
+    let f = fixture().await;
+    for who in ["treating", "owner"] {
+        let a = post(&f, who, "/api/v1/me/matching-profile", SPANISH_PROFILE).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let path = format!("/api/v1/clients/{}/match", f.client_b.id);
+    assert_eq!(post(&f, "owner", &path, SPANISH_REQUEST).await.status, 200);
+    let (first, second) = (f.user("treating").id, f.user("owner").id);
+    let choose = |id: String| format!(r#"{{"clinician":"{id}"}}"#);
+    let a = post(
+        &f,
+        "client_b",
+        "/api/v1/me/match/choice",
+        &choose(first.to_string()),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    // Without a reason: 422 naming `reason`, nothing changes.
+    let a = post(
+        &f,
+        "client_b",
+        "/api/v1/me/match/choice",
+        &choose(second.to_string()),
+    )
+    .await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert!(a.body.contains("reason"));
+    let now = f
+        .store
+        .current_match(f.practice.id, f.client_b.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.clinician, first);
+    let a = post(
+        &f,
+        "client_b",
+        "/api/v1/me/match/choice",
+        &format!(r#"{{"clinician":"{second}","reason":"I would prefer someone else"}}"#),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let history = f
+        .store
+        .matches_for_client(f.practice.id, f.client_b.id)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].clinician, second);
+    assert_eq!(
+        history[1].end_reason.as_deref(),
+        Some("I would prefer someone else")
+    );
+    let care = f
+        .store
+        .care_for_client(f.practice.id, f.client_b.id)
+        .await
+        .unwrap();
+    let current: Vec<_> = care
+        .iter()
+        .filter(|c| c.ended_at.is_none() && c.role == CareRole::Treating)
+        .collect();
+    assert_eq!(current.len(), 1, "{care:?}");
+    assert_eq!(current[0].clinician, second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_run_assigns_within_capacity_and_explains_each_line() {
+    let f = fixture().await;
+    // One place only.
+    let one_place =
+        SPANISH_PROFILE.replace(r#""new_clients_per_week":3"#, r#""new_clients_per_week":1"#);
+    assert_eq!(
+        post(&f, "treating", "/api/v1/me/matching-profile", &one_place)
+            .await
+            .status,
+        200
+    );
+    for c in [&f.client_a, &f.client_b] {
+        let path = format!("/api/v1/clients/{}/match", c.id);
+        assert_eq!(post(&f, "owner", &path, SPANISH_REQUEST).await.status, 200);
+    }
+    let a = post(&f, "practice_admin", "/api/v1/practice/match-runs", "{}").await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let run: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(run["clients"], 2);
+    assert_eq!(run["assigned"], 1);
+    let lines = run["assignments"].as_array().unwrap();
+    let placed: Vec<_> = lines.iter().filter(|l| !l["clinician"].is_null()).collect();
+    assert_eq!(placed.len(), 1);
+    assert!(placed[0]["reasons"].to_string().contains("speaks Spanish"));
+    let waiting: Vec<_> = lines.iter().filter(|l| l["clinician"].is_null()).collect();
+    assert!(
+        waiting[0]["reasons"].to_string().contains("free places"),
+        "{}",
+        waiting[0]
+    );
+    let runs = f.store.match_runs(f.practice.id, 10).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].assigned, 1);
+    // A second run has one waiting client and no free place: nobody placed.
+    let a = post(&f, "practice_admin", "/api/v1/practice/match-runs", "{}").await;
+    let run: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(
+        (run["clients"].as_i64(), run["assigned"].as_i64()),
+        (Some(1), Some(0))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_waitlist_puts_a_risk_flag_first_and_alerts_the_intake_team() {
+    let f = fixture().await;
+    let registry = InstrumentRegistry::embedded().unwrap();
+    // Client B has waited longer; client A answers PHQ-9 item 9 (risk).
+    let mut episodes = Vec::new();
+    for (client, joined) in [
+        (&f.client_b, t0() - Duration::days(30)),
+        (&f.client_a, t0() - Duration::days(3)),
+    ] {
+        let e = Episode::open(f.practice.id, client.id, joined);
+        f.store.insert_episode(&e).await.unwrap();
+        f.store
+            .move_episode(
+                f.practice.id,
+                e.id,
+                EpisodeStatus::Referral,
+                EpisodeStatus::Waitlist,
+                joined,
+            )
+            .await
+            .unwrap();
+        episodes.push(e);
+    }
+    let page = call(
+        &f.state,
+        "GET",
+        "/practice/waitlist",
+        f.login("practice_admin"),
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    let b = page.body.find("Client Beta").unwrap();
+    let a = page.body.find("Client Alpha").unwrap();
+    assert!(b < a, "longest wait first without risk");
+    f.store
+        .ingest(
+            &registry,
+            &IngestSettings::default(),
+            &[IngestRequest {
+                practice_id: f.practice.id,
+                client_id: f.client_a.id,
+                episode_id: episodes[1].id,
+                instrument: "phq9".into(),
+                answers: Answers::from_values(&[2, 2, 2, 2, 1, 1, 1, 1, 2]),
+                idempotency_key: None,
+                submitted_at: t0(),
+            }],
+        )
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    let page = call(
+        &f.state,
+        "GET",
+        "/practice/waitlist",
+        f.login("practice_admin"),
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    let b = page.body.find("Client Beta").unwrap();
+    let a = page.body.find("Client Alpha").unwrap();
+    assert!(a < b, "the open risk signal comes first");
+    assert!(page.body.contains("open risk signal"), "{}", page.body);
+    // The intake team (admin and owner) is alerted once, however often the
+    // page is opened.
+    let _ = call(
+        &f.state,
+        "GET",
+        "/practice/waitlist",
+        f.login("owner"),
+        None,
+    )
+    .await;
+    for who in ["practice_admin", "owner"] {
+        let alerts = f
+            .store
+            .alerts_for(f.practice.id, f.user(who).id)
+            .await
+            .unwrap();
+        let risk: Vec<_> = alerts
+            .iter()
+            .filter(|a| a.kind == "waitlist_risk")
+            .collect();
+        assert_eq!(risk.len(), 1, "{who}");
+        assert_eq!(risk[0].object_id, Some(f.client_a.id.as_uuid()));
+    }
+    let clinician_alerts = f
+        .store
+        .alerts_for(f.practice.id, f.user("treating").id)
+        .await
+        .unwrap();
+    assert!(clinician_alerts.iter().all(|a| a.kind != "waitlist_risk"));
+}
