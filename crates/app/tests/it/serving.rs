@@ -83,7 +83,11 @@ async fn demo_serves_keeps_data_and_never_seeds_twice() {
             .collect::<Vec<_>>()
     };
     assert_eq!(logins(&second.stdout), logins(&first_stdout));
-    assert_eq!(logins(&first_stdout).len(), 10);
+    assert_eq!(
+        logins(&first_stdout).len(),
+        11,
+        "5 staff + 6 clients (one waiting for a match)"
+    );
     second.stop();
     let store = sqlite_at(tmp.path()).await;
     assert_eq!(
