@@ -12,6 +12,7 @@ pub mod json;
 pub mod metrics;
 pub mod middleware;
 pub mod pages;
+pub mod portal;
 pub mod routes;
 pub mod server;
 

@@ -6,3 +6,4 @@ mod fixture;
 mod flows;
 mod lifecycle;
 mod matrix;
+mod matrix_portal;
