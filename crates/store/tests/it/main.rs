@@ -3,5 +3,6 @@
 
 mod conformance;
 mod measurement;
+mod portal;
 mod schedule;
 mod security;
