@@ -60,8 +60,16 @@ pub const PORTAL_ROUTES: &[RouteSpec] = &[
         Access::Action(Action::ReadClientDirectory, Target::EachClient),
     ),
     r("GET", "/clients/{id}/notes", on_client(Action::ReadNotes)),
-    r("GET", "/clients/{id}/notes/{note}", on_client(Action::ReadNotes)),
-    r("POST", "/api/v1/clients/{id}/notes", on_client(Action::WriteNotes)),
+    r(
+        "GET",
+        "/clients/{id}/notes/{note}",
+        on_client(Action::ReadNotes),
+    ),
+    r(
+        "POST",
+        "/api/v1/clients/{id}/notes",
+        on_client(Action::WriteNotes),
+    ),
     r(
         "POST",
         "/api/v1/clients/{id}/notes/{note}",
@@ -92,7 +100,11 @@ pub const PORTAL_ROUTES: &[RouteSpec] = &[
         "/api/v1/clients/{id}/safety-plan",
         on_client(Action::WriteSafetyPlan),
     ),
-    r("GET", "/clients/{id}/homework", on_client(Action::ReadHomework)),
+    r(
+        "GET",
+        "/clients/{id}/homework",
+        on_client(Action::ReadHomework),
+    ),
     r(
         "POST",
         "/api/v1/clients/{id}/homework",
@@ -652,11 +664,7 @@ pub async fn create_note(
         .into_response())
 }
 
-async fn own_draft(
-    state: &AppState,
-    a: &Authorized,
-    note: &str,
-) -> Result<SessionNote, ApiError> {
+async fn own_draft(state: &AppState, a: &Authorized, note: &str) -> Result<SessionNote, ApiError> {
     let id = client_of(a)?;
     let n = state
         .store
@@ -975,12 +983,7 @@ pub async fn homework_page(
             .techniques
             .values()
             .filter(|t| t.homework.kind != "none" && !t.homework.fields.is_empty())
-            .map(|t| {
-                (
-                    t.code.clone(),
-                    format!("{} — {}", t.homework.title, t.name),
-                )
-            })
+            .map(|t| (t.code.clone(), format!("{} — {}", t.homework.title, t.name)))
             .collect();
         options.sort_by(|x, y| x.1.cmp(&y.1));
         Ok::<_, ApiError>(HomeworkPage {
@@ -1012,7 +1015,10 @@ pub async fn assign_homework(
     let code = body.get("technique").map(|s| s.trim()).unwrap_or("");
     let k = knowledge()?;
     let t = k.technique(code).ok_or_else(|| {
-        ApiError::unprocessable("technique", format!("{code:?} is not in the technique library"))
+        ApiError::unprocessable(
+            "technique",
+            format!("{code:?} is not in the technique library"),
+        )
     })?;
     if t.homework.fields.is_empty() {
         return Err(ApiError::unprocessable(
@@ -1037,11 +1043,7 @@ pub async fn assign_homework(
             reviewed_at: None,
         })
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        next(format!("/clients/{id}/homework")),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, next(format!("/clients/{id}/homework"))).into_response())
 }
 
 /// `POST /api/v1/clients/{id}/homework/{hw}/reviewed`.
@@ -1116,7 +1118,11 @@ pub struct WorksheetPage {
     pub sleep: Option<String>,
 }
 
-async fn my_homework_item(state: &AppState, a: &Authorized, hw: &str) -> Result<Homework, ApiError> {
+async fn my_homework_item(
+    state: &AppState,
+    a: &Authorized,
+    hw: &str,
+) -> Result<Homework, ApiError> {
     let id = client_of(a)?;
     state
         .store
@@ -1242,7 +1248,10 @@ pub struct MeHome {
 
 /// `GET /me`: the client's home; staff are sent to their dashboard or the
 /// practice page.
-pub async fn me_home(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Response {
+pub async fn me_home(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
     if caller.user.role != Role::Client {
         let to = if caller.user.role == Role::PracticeAdmin {
             "/practice"
@@ -1493,17 +1502,21 @@ pub async fn measure_form(
                     .map(|s| {
                         s.options
                             .iter()
-                            .map(|o| (o.value, o.text.clone().unwrap_or_else(|| o.value.to_string())))
+                            .map(|o| {
+                                (
+                                    o.value,
+                                    o.text.clone().unwrap_or_else(|| o.value.to_string()),
+                                )
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
                 ItemView {
                     number: item.number,
                     name: format!("item_{}", item.number),
-                    text: item
-                        .text
-                        .clone()
-                        .unwrap_or_else(|| format!("Item {} (text supplied by your practice)", item.number)),
+                    text: item.text.clone().unwrap_or_else(|| {
+                        format!("Item {} (text supplied by your practice)", item.number)
+                    }),
                     options,
                 }
             })
@@ -1807,4 +1820,3 @@ pub async fn audit_page(
         Err(e) => e.to_html(),
     }
 }
-

@@ -335,8 +335,10 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
     b.wait_text("li[aria-current=step]", "About you").await;
     b.fill("#f-preferred_name", "Al").await;
     b.click("#intake-about button[type=submit]").await;
-    b.wait_text("li[aria-current=step]", "What brings you").await;
-    b.fill("#f-concern", "Low mood and poor sleep since the spring.").await;
+    b.wait_text("li[aria-current=step]", "What brings you")
+        .await;
+    b.fill("#f-concern", "Low mood and poor sleep since the spring.")
+        .await;
     b.click("#intake-reasons button[type=submit]").await;
     b.wait_text("li[aria-current=step]", "preferences").await;
     b.screenshot("intake").await;
@@ -380,8 +382,13 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
 
     // 5. The safety plan.
     b.go(&format!("/clients/{a}/safety-plan")).await;
-    b.fill("#sp-warning_signs", "Not sleeping\nStaying in bed all day").await;
-    b.fill("#sp-internal_coping", "Walk round the block\nCold water on my face").await;
+    b.fill("#sp-warning_signs", "Not sleeping\nStaying in bed all day")
+        .await;
+    b.fill(
+        "#sp-internal_coping",
+        "Walk round the block\nCold water on my face",
+    )
+    .await;
     b.fill("#sp-professionals", "Crisis line 116 123").await;
     b.fill("#sp-reasons", "My sister's children").await;
     b.click("#safety-plan-form button[type=submit]").await;
@@ -430,18 +437,29 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
 
     // 8. The clinician sees it returned and signs a note.
     clinician_sign_in(&b, &f, &secret).await;
-    assert!(b.text("main").await.to_lowercase().contains("homework returned"));
+    assert!(b
+        .text("main")
+        .await
+        .to_lowercase()
+        .contains("homework returned"));
     b.go(&format!("/clients/{a}/notes")).await;
     b.click("main form button[type=submit]").await;
     b.wait_text("main h1", "Progress note").await;
-    b.fill("#s-subjective", "Reports low mood; thought record completed.").await;
+    b.fill(
+        "#s-subjective",
+        "Reports low mood; thought record completed.",
+    )
+    .await;
     b.fill("#s-plan", "Review safety plan next session.").await;
     b.click("#note-form button[type=submit]").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     b.screenshot("note-draft").await;
     b.click("#sign-note").await;
     b.wait_text("main", "Signed").await;
-    assert!(b.text("main").await.contains("Review safety plan next session."));
+    assert!(b
+        .text("main")
+        .await
+        .contains("Review safety plan next session."));
     // Signed: no edit form any more.
     assert!(b.client.find(Locator::Css("#note-form")).await.is_err());
 
@@ -476,7 +494,13 @@ fn pages_for(role: &str) -> &'static [&'static str] {
             "/clients/{a}/homework",
         ],
         "practice_admin" | "owner" => &["/practice", "/practice/audit", "/dashboard"],
-        _ => &["/", "/sign-in", "/mfa", "/accept-invitation", "/reset-password"],
+        _ => &[
+            "/",
+            "/sign-in",
+            "/mfa",
+            "/accept-invitation",
+            "/reset-password",
+        ],
     }
 }
 
@@ -486,7 +510,9 @@ document.querySelectorAll('input:not([type=hidden]), select, textarea').forEach(
   const labelled = (el.labels && el.labels.length > 0) || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby');
   if (!labelled) { unlabelled.push(el.name || el.id || el.outerHTML.slice(0, 60)); }
 });
+const nav = performance.getEntriesByType('navigation')[0];
 return {
+  status: nav ? nav.responseStatus : 0,
   title: document.title,
   mains: document.querySelectorAll('main').length,
   unlabelled: unlabelled,
@@ -525,6 +551,9 @@ async fn every_page_as_every_role_stays_on_origin_without_console_errors() {
             visited += 1;
             let v = b.client.execute(PAGE_CHECK, vec![]).await.unwrap();
             let title = v["title"].as_str().unwrap_or("");
+            if v["status"] != json!(200) {
+                failures.push(format!("{role} {path}: status {} ({title})", v["status"]));
+            }
             if title.trim().is_empty() {
                 failures.push(format!("{role} {path}: no <title>"));
             }
