@@ -29,6 +29,7 @@ use tapestry_domain::knowledge::Knowledge;
 use tapestry_domain::measure_schedule::{self, Due, DueContext};
 use tapestry_domain::notes::{NoteBody, NoteKind, NoteTemplate};
 use tapestry_domain::safety_plan::{self, SafetyPlanBody};
+use tapestry_domain::schedule::AppointmentStatus;
 use tapestry_domain::scoring::Answers;
 use tapestry_domain::user::Role;
 use tapestry_store::{Addendum, Homework, IngestSettings, SessionNote};
@@ -445,6 +446,8 @@ async fn build_dashboard(state: &AppState, caller: &Caller) -> Result<DashboardP
         .store
         .appointments_for_clinician(p, caller.user.id, now - Duration::hours(2), week)
         .await?
+        .into_iter()
+        .filter(|a| a.status == AppointmentStatus::Booked)
     {
         if let Some(name) = name_of(a.client_id) {
             let today = a.starts_at.date_naive() == now.date_naive();

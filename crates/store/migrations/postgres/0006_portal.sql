@@ -43,7 +43,7 @@ CREATE TABLE safety_plans (
     id          UUID PRIMARY KEY,
     practice_id UUID NOT NULL REFERENCES practices(id),
     client_id   UUID NOT NULL REFERENCES clients(id),
-    version     INTEGER NOT NULL CHECK (version >= 1),
+    version     BIGINT NOT NULL CHECK (version >= 1),
     author      UUID NOT NULL REFERENCES users(id),
     body        TEXT NOT NULL,
     created_at  TIMESTAMPTZ NOT NULL,

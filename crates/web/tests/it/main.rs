@@ -8,3 +8,4 @@ mod flows;
 mod lifecycle;
 mod matrix;
 mod matrix_portal;
+mod portal_flows;
