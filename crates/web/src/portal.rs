@@ -241,6 +241,35 @@ fn parse_uuid(text: &str) -> Result<Uuid, ApiError> {
     text.parse().map_err(|_| ApiError::not_found())
 }
 
+/// Fields the server sets itself; a form that sends one is refused before
+/// anything else happens (mass assignment, G3).
+const SERVER_SET: [&str; 13] = [
+    "id",
+    "practice_id",
+    "client_id",
+    "user_id",
+    "owner_id",
+    "author",
+    "assigned_by",
+    "role",
+    "status",
+    "signed",
+    "signed_at",
+    "submitted_at",
+    "version",
+];
+
+/// The submitted form (field → text), without server-set fields.
+fn form(body: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ApiError> {
+    match body.keys().find(|k| SERVER_SET.contains(&k.as_str())) {
+        Some(k) => Err(ApiError::unprocessable(
+            k.clone(),
+            "is set by the server and cannot be sent",
+        )),
+        None => Ok(body),
+    }
+}
+
 fn client_of(a: &Authorized) -> Result<ClientId, ApiError> {
     a.client_id.ok_or_else(ApiError::not_found)
 }
@@ -638,6 +667,7 @@ pub async fn create_note(
     Extension(a): Extension<Authorized>,
     ApiJson(body): ApiJson<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    let body = form(body)?;
     let id = client_of(&a)?;
     let template = NoteTemplate::parse(body.get("template").map_or("", |s| s.as_str()))
         .map_err(|e| ApiError::unprocessable("template", e.to_string()))?;
@@ -685,6 +715,7 @@ pub async fn update_note(
     Path((_, note)): Path<(String, String)>,
     ApiJson(body): ApiJson<BTreeMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let body = form(body)?;
     let n = own_draft(&state, &a, &note).await?;
     if n.signed_at.is_some() {
         return Err(ApiError::conflict(
@@ -705,7 +736,9 @@ pub async fn sign_note(
     State(state): State<AppState>,
     Extension(a): Extension<Authorized>,
     Path((_, note)): Path<(String, String)>,
+    ApiJson(body): ApiJson<BTreeMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    form(body)?;
     let n = own_draft(&state, &a, &note).await?;
     if n.author != a.caller.user.id {
         return Err(ApiError::forbidden());
@@ -730,6 +763,7 @@ pub async fn add_addendum(
     Path((_, note)): Path<(String, String)>,
     ApiJson(body): ApiJson<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    let body = form(body)?;
     let n = own_draft(&state, &a, &note).await?;
     let text = body.get("text").map(|t| t.trim()).unwrap_or("");
     if text.is_empty() {
@@ -761,7 +795,9 @@ pub async fn cosign_note(
     State(state): State<AppState>,
     Extension(a): Extension<Authorized>,
     Path((_, note)): Path<(String, String)>,
+    ApiJson(body): ApiJson<BTreeMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    form(body)?;
     let n = own_draft(&state, &a, &note).await?;
     state
         .store
@@ -853,6 +889,7 @@ pub async fn save_safety_plan(
     Extension(a): Extension<Authorized>,
     ApiJson(body): ApiJson<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    let body = form(body)?;
     let id = client_of(&a)?;
     let plan = SafetyPlanBody::from_fields(&fields_of(&body, &[]))
         .map_err(|e| ApiError::unprocessable("safety_plan", e.to_string()))?;
@@ -1014,6 +1051,7 @@ pub async fn assign_homework(
     Extension(a): Extension<Authorized>,
     ApiJson(body): ApiJson<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    let body = form(body)?;
     let id = client_of(&a)?;
     let code = body.get("technique").map(|s| s.trim()).unwrap_or("");
     let k = knowledge()?;
@@ -1054,7 +1092,9 @@ pub async fn homework_reviewed(
     State(state): State<AppState>,
     Extension(a): Extension<Authorized>,
     Path((_, hw)): Path<(String, String)>,
+    ApiJson(body): ApiJson<BTreeMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    form(body)?;
     let id = client_of(&a)?;
     let p = a.caller.user.practice_id;
     let h = state
@@ -1208,6 +1248,7 @@ pub async fn save_worksheet(
     Path(hw): Path<String>,
     ApiJson(body): ApiJson<BTreeMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let body = form(body)?;
     let h = my_homework_item(&state, &a, &hw).await?;
     if h.status == HomeworkStatus::Submitted {
         return Err(ApiError::conflict(
@@ -1356,6 +1397,7 @@ pub async fn save_intake(
     Extension(a): Extension<Authorized>,
     ApiJson(body): ApiJson<BTreeMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let body = form(body)?;
     let id = client_of(&a)?;
     let p = a.caller.user.practice_id;
     let step: usize = body
@@ -1547,6 +1589,7 @@ pub async fn submit_measure(
     Path(instrument): Path<String>,
     ApiJson(body): ApiJson<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    let body = form(body)?;
     let id = client_of(&a)?;
     let p = a.caller.user.practice_id;
     let reg = registry()?;
@@ -1724,6 +1767,7 @@ pub async fn save_settings(
     Extension(a): Extension<Authorized>,
     ApiJson(body): ApiJson<BTreeMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let body = form(body)?;
     let p = a.caller.user.practice_id;
     for (k, _) in &body {
         if ![SETTING_TIME_ZONE, SETTING_MEASURES, SETTING_CRISIS].contains(&k.as_str()) {

@@ -195,6 +195,33 @@ impl Browser {
             .unwrap()
     }
 
+    /// Clicks `css` (a form that posts and then reloads this same page) and
+    /// waits until the new document has replaced the old one.
+    async fn submit_same_page(&self, css: &str) {
+        self.client
+            .execute("window.__beforeSubmit = true;", vec![])
+            .await
+            .unwrap();
+        self.click(css).await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let gone = self
+                .client
+                .execute(
+                    "return document.readyState === 'complete' && window.__beforeSubmit === undefined;",
+                    vec![],
+                )
+                .await
+                .map(|v| v == json!(true))
+                .unwrap_or(false);
+            if gone {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{css}: the page did not reload");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Reloads the page after a same-page form post (the script answers
     /// with `next` = this page) until `css` shows `want`.
     async fn wait_text(&self, css: &str, want: &str) {
@@ -331,15 +358,18 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
     // 2. Intake with save-and-continue.
     b.go("/intake").await;
     b.click("#f-consent").await;
-    b.click("#intake-consent button[type=submit]").await;
+    b.submit_same_page("#intake-consent button[type=submit]")
+        .await;
     b.wait_text("li[aria-current=step]", "About you").await;
     b.fill("#f-preferred_name", "Al").await;
-    b.click("#intake-about button[type=submit]").await;
+    b.submit_same_page("#intake-about button[type=submit]")
+        .await;
     b.wait_text("li[aria-current=step]", "What brings you")
         .await;
     b.fill("#f-concern", "Low mood and poor sleep since the spring.")
         .await;
-    b.click("#intake-reasons button[type=submit]").await;
+    b.submit_same_page("#intake-reasons button[type=submit]")
+        .await;
     b.wait_text("li[aria-current=step]", "preferences").await;
     b.screenshot("intake").await;
     b.fill("#f-language", "English").await;
@@ -391,7 +421,8 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
     .await;
     b.fill("#sp-professionals", "Crisis line 116 123").await;
     b.fill("#sp-reasons", "My sister's children").await;
-    b.click("#safety-plan-form button[type=submit]").await;
+    b.submit_same_page("#safety-plan-form button[type=submit]")
+        .await;
     b.wait_text("main", "Version 1").await;
     b.screenshot("safety-plan-editor").await;
 
@@ -404,8 +435,8 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
         .select_by_value("T04")
         .await
         .unwrap();
-    b.click("main form button[type=submit]").await;
-    b.wait_text("main", "Thought record").await;
+    b.submit_same_page("main form button[type=submit]").await;
+    b.wait_text("article.hw h3", "Thought record").await;
     b.sign_out().await;
 
     // 7. The client completes it.
@@ -451,11 +482,10 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
     )
     .await;
     b.fill("#s-plan", "Review safety plan next session.").await;
-    b.click("#note-form button[type=submit]").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.submit_same_page("#note-form button[type=submit]").await;
     b.screenshot("note-draft").await;
-    b.click("#sign-note").await;
-    b.wait_text("main", "Signed").await;
+    b.submit_same_page("#sign-note").await;
+    b.wait_text("p.status", "Signed").await;
     assert!(b
         .text("main")
         .await

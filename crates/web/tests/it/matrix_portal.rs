@@ -74,3 +74,20 @@ pub fn body_for(spec: &RouteSpec) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+/// Who reaches the handler of a portal write route (for the mass-assignment
+/// test, which otherwise calls as the owner): the treating clinician on a
+/// client's record, the supervisor for co-signing, the client on their own.
+pub fn writer(spec: &RouteSpec) -> Option<&'static str> {
+    let p = spec.path;
+    expected(spec)?;
+    Some(if p.ends_with("/cosign") {
+        "supervisor"
+    } else if p.starts_with("/api/v1/clients/{id}/") {
+        "treating"
+    } else if p.starts_with("/api/v1/me/") {
+        "client_a"
+    } else {
+        return None;
+    })
+}
