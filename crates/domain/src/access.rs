@@ -278,6 +278,23 @@ pub enum Action {
     ExportClientRecord,
     /// Open emergency access to a client without a care relationship (G15).
     BreakGlassOpen,
+    /// Open a private psychotherapy note: its author only (the resource's
+    /// owner is the note's author), never supervisors, admins or break-glass.
+    ReadPsychotherapyNote,
+    /// Co-sign a signed note as the client's supervisor.
+    CosignNote,
+    /// Read the client's safety plan (the client reads their own).
+    ReadSafetyPlan,
+    /// Write a new version of the client's safety plan.
+    WriteSafetyPlan,
+    /// Read homework assignments and the worksheets sent back.
+    ReadHomework,
+    /// Assign homework from the plan; mark returned worksheets reviewed.
+    AssignHomework,
+    /// Fill in and send one's own homework worksheets (client).
+    CompleteOwnHomework,
+    /// Fill in one's own intake (client).
+    CompleteOwnIntake,
     // --- administrative (practice-level) ---
     /// Create, disable, change roles of practice accounts.
     ManagePracticeUsers,
@@ -321,7 +338,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for exhaustive tests.
-    pub const ALL: [Action; 36] = [
+    pub const ALL: [Action; 44] = [
         Action::ReadClinicalRecord,
         Action::WriteClinicalRecord,
         Action::ReadNotes,
@@ -340,6 +357,14 @@ impl Action {
         Action::ReadRecordAccessLedger,
         Action::ExportClientRecord,
         Action::BreakGlassOpen,
+        Action::ReadPsychotherapyNote,
+        Action::CosignNote,
+        Action::ReadSafetyPlan,
+        Action::WriteSafetyPlan,
+        Action::ReadHomework,
+        Action::AssignHomework,
+        Action::CompleteOwnHomework,
+        Action::CompleteOwnIntake,
         Action::ManagePracticeUsers,
         Action::InviteStaff,
         Action::InviteClient,
@@ -381,7 +406,15 @@ impl Action {
             | SubmitOwnMeasures
             | ReadRecordAccessLedger
             | ExportClientRecord
-            | BreakGlassOpen => ActionKind::Clinical,
+            | BreakGlassOpen
+            | ReadPsychotherapyNote
+            | CosignNote
+            | ReadSafetyPlan
+            | WriteSafetyPlan
+            | ReadHomework
+            | AssignHomework
+            | CompleteOwnHomework
+            | CompleteOwnIntake => ActionKind::Clinical,
             ManagePracticeUsers
             | InviteStaff
             | InviteClient
@@ -405,6 +438,9 @@ impl Action {
             self,
             ReadClinicalRecord
                 | ReadNotes
+                | ReadPsychotherapyNote
+                | ReadSafetyPlan
+                | ReadHomework
                 | ReadMeasures
                 | ReadPlan
                 | ReadFormulation
@@ -454,6 +490,14 @@ impl Action {
             ReadRecordAccessLedger => "read_record_access_ledger",
             ExportClientRecord => "export_client_record",
             BreakGlassOpen => "break_glass_open",
+            ReadPsychotherapyNote => "read_psychotherapy_note",
+            CosignNote => "cosign_note",
+            ReadSafetyPlan => "read_safety_plan",
+            WriteSafetyPlan => "write_safety_plan",
+            ReadHomework => "read_homework",
+            AssignHomework => "assign_homework",
+            CompleteOwnHomework => "complete_own_homework",
+            CompleteOwnIntake => "complete_own_intake",
             ManagePracticeUsers => "manage_practice_users",
             InviteStaff => "invite_staff",
             InviteClient => "invite_client",
@@ -640,6 +684,10 @@ fn clinical(actor: &Actor, action: Action, resource: &Resource) -> Decision {
             ReadMeasures
                 | SubmitOwnMeasures
                 | ReadPlan
+                | ReadSafetyPlan
+                | ReadHomework
+                | CompleteOwnHomework
+                | CompleteOwnIntake
                 | ReadMessages
                 | SendMessage
                 | ReadRecordAccessLedger
@@ -648,19 +696,33 @@ fn clinical(actor: &Actor, action: Action, resource: &Resource) -> Decision {
         // "Who opened this record, when" (ids and times, no content) is for
         // the people who run the practice as well as the treating team.
         _ if action == ReadRecordAccessLedger && actor.role.is_practice_admin() => Decision::Allow,
-        Role::PracticeAdmin => {
-            allow_if(actor.granted_clinical_access && action.is_read() && action != ReadNotes)
-        }
+        Role::PracticeAdmin => allow_if(
+            actor.granted_clinical_access
+                && action.is_read()
+                && !matches!(action, ReadNotes | ReadPsychotherapyNote),
+        ),
         Role::Clinician | Role::Supervisor | Role::PracticeOwner => {
-            if action == SubmitOwnMeasures {
+            if matches!(
+                action,
+                SubmitOwnMeasures | CompleteOwnHomework | CompleteOwnIntake
+            ) {
                 return Decision::Deny;
             }
-            match actor.relationship_to(client) {
+            let relationship = actor.relationship_to(client);
+            if action == ReadPsychotherapyNote {
+                // Private process notes: the treating author, nobody else.
+                return allow_if(
+                    relationship == Some(CareRole::Treating)
+                        && resource.owner == Some(actor.user_id),
+                );
+            }
+            match relationship {
                 Some(CareRole::Treating) => {
-                    // Break-glass is for those without a relationship.
-                    allow_if(action != BreakGlassOpen)
+                    // Break-glass is for those without a relationship; a
+                    // co-signature is the supervisor's.
+                    allow_if(!matches!(action, BreakGlassOpen | CosignNote))
                 }
-                Some(CareRole::Supervising) => allow_if(action.is_read()),
+                Some(CareRole::Supervising) => allow_if(action.is_read() || action == CosignNote),
                 None if action == BreakGlassOpen => Decision::Allow,
                 None if actor.has_break_glass(client) => allow_if(
                     action.is_read() && action != ReadRecordAccessLedger
@@ -886,7 +948,7 @@ mod tests {
     /// non_treating, break_glass, expired_glass, other_practice, admin,
     /// admin_granted, owner, operator, treating_no_mfa.
     /// A = allow, D = deny (403), N = not found (404), M = requires MFA.
-    const CLIENT_RECORD_MATRIX: [(Action, &str); 18] = [
+    const CLIENT_RECORD_MATRIX: [(Action, &str); 26] = [
         (Action::ReadClinicalRecord, /*     */ "DNAADADNDADNM"),
         (Action::WriteClinicalRecord, /*    */ "DNADDADNDDDNM"),
         (Action::ReadNotes, /*              */ "DNAADADNDDDNM"),
@@ -905,6 +967,15 @@ mod tests {
         (Action::ReadRecordAccessLedger, /* */ "ANAADDDNAAANM"),
         (Action::ExportClientRecord, /*     */ "DNADDDDNDDDNM"),
         (Action::BreakGlassOpen, /*         */ "DNDDAAANDDANM"),
+        // No owner on the resource: nobody is the author, so nobody reads it.
+        (Action::ReadPsychotherapyNote, /*  */ "DNDDDDDNDDDNM"),
+        (Action::CosignNote, /*             */ "DNDADDDNDDDNM"),
+        (Action::ReadSafetyPlan, /*         */ "ANAADADNDADNM"),
+        (Action::WriteSafetyPlan, /*        */ "DNADDDDNDDDNM"),
+        (Action::ReadHomework, /*           */ "ANAADADNDADNM"),
+        (Action::AssignHomework, /*         */ "DNADDDDNDDDNM"),
+        (Action::CompleteOwnHomework, /*    */ "ANDDDDDNDDDNM"),
+        (Action::CompleteOwnIntake, /*      */ "ANDDDDDNDDDNM"),
     ];
 
     #[test]
@@ -926,6 +997,47 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn private_psychotherapy_notes_open_for_their_treating_author_only() {
+        let w = world();
+        let treating = persona(&w, "treating");
+        let supervisor = persona(&w, "supervisor");
+        let by = |owner| Resource {
+            owner: Some(owner),
+            ..Resource::client_record(w.p, w.a)
+        };
+        let mine = by(treating.user_id);
+        assert_eq!(
+            authorize(&treating, Action::ReadPsychotherapyNote, &mine),
+            Decision::Allow
+        );
+        // Someone else's note, even for the treating clinician: denied.
+        assert_eq!(
+            authorize(
+                &treating,
+                Action::ReadPsychotherapyNote,
+                &by(supervisor.user_id)
+            ),
+            Decision::Deny
+        );
+        // The supervisor reads progress notes, never the private ones.
+        assert_eq!(
+            authorize(&supervisor, Action::ReadPsychotherapyNote, &mine),
+            Decision::Deny
+        );
+        assert_eq!(
+            authorize(&supervisor, Action::ReadNotes, &mine),
+            Decision::Allow
+        );
+        for name in ["break_glass", "admin_granted", "owner", "client_a"] {
+            assert_ne!(
+                authorize(&persona(&w, name), Action::ReadPsychotherapyNote, &mine),
+                Decision::Allow,
+                "{name}"
+            );
+        }
     }
 
     #[test]

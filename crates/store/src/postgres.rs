@@ -41,6 +41,7 @@ crate::adapter_jobs::jobs_adapter!(
     sqlx::postgres::PgRow,
     "FOR UPDATE SKIP LOCKED"
 );
+crate::adapter_portal::portal_adapter!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow);
 
 impl PgStore {
     /// Opens with a fresh in-memory key file (tests and tools that do not

@@ -224,6 +224,7 @@ pub trait Store:
     + crate::schedule::ScheduleStore
     + crate::jobs::JobStore
     + crate::matching::MatchingStore
+    + crate::portal::PortalStore
     + Send
     + Sync
 {

@@ -159,4 +159,9 @@ pub const SEALED_COLUMNS: &[(&str, &str, &str)] = &[
     ("submissions", "answers", "id"),
     ("user_mfa", "totp_secret", "user_id"),
     ("break_glass_grants", "reason", "id"),
+    ("session_notes", "body", "id"),
+    ("note_addenda", "body", "id"),
+    ("safety_plans", "body", "id"),
+    ("homework", "answers", "id"),
+    ("intake_drafts", "body", "id"),
 ];

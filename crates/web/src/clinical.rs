@@ -143,7 +143,10 @@ pub struct AccessEntry {
     pub outcome: String,
 }
 
-async fn ledger(state: &AppState, a: &Authorized) -> Result<Json<Vec<AccessEntry>>, ApiError> {
+pub(crate) async fn ledger(
+    state: &AppState,
+    a: &Authorized,
+) -> Result<Json<Vec<AccessEntry>>, ApiError> {
     let id = client_of(a)?;
     let practice = a.caller.user.practice_id;
     let events = state

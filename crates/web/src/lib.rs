@@ -13,6 +13,7 @@ pub mod matching;
 pub mod metrics;
 pub mod middleware;
 pub mod pages;
+pub mod portal;
 pub mod routes;
 pub mod server;
 

@@ -99,6 +99,11 @@ pub const AREAS: &[RouteArea] = &[
         routes: crate::matching::MATCHING_ROUTES,
         handler: crate::matching::handler,
     },
+    RouteArea {
+        name: "portal",
+        routes: crate::portal::PORTAL_ROUTES,
+        handler: crate::portal::handler,
+    },
 ];
 
 /// Every route of the application, from every area.

@@ -36,9 +36,15 @@
     p.textContent = text;
   }
 
-  function fields(form) {
+  function fields(form, submitter) {
     const out = {};
-    new FormData(form).forEach(function (value, key) {
+    let data;
+    try {
+      data = new FormData(form, submitter || null);
+    } catch (e) {
+      data = new FormData(form);
+    }
+    data.forEach(function (value, key) {
       out[key] = value;
     });
     return out;
@@ -53,7 +59,7 @@
     } else if (d && d.mfa_required) {
       location.href = "/mfa";
     } else {
-      location.href = "/";
+      location.href = "/me";
     }
   }
 
@@ -80,13 +86,16 @@
       return;
     }
     ev.preventDefault();
-    const res = await post(form.getAttribute("action"), fields(form));
+    const res = await post(form.getAttribute("action"), fields(form, ev.submitter));
     if (!res.ok) {
       const message = res.data && res.data.error ? res.data.error.message : "That did not work.";
       say(form, message);
       return;
     }
-    if (form.dataset.next === "signed-in") {
+    if (form.dataset.next === "signed-out") {
+      sessionStorage.removeItem("csrf");
+      location.href = "/sign-in";
+    } else if (form.dataset.next === "signed-in") {
       signedIn(res.data);
     } else if (form.dataset.next === "enrolled") {
       enrolled(form, res.data);

@@ -4,5 +4,6 @@
 mod conformance;
 mod matching;
 mod measurement;
+mod portal;
 mod schedule;
 mod security;

@@ -1,6 +1,7 @@
 //! Web integration tests: the security spine through the real router.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod browser;
 mod canary;
 mod fixture;
 mod flows;
@@ -8,3 +9,5 @@ mod lifecycle;
 mod matching;
 mod matrix;
 mod matrix_matching;
+mod matrix_portal;
+mod portal_flows;
