@@ -4,6 +4,7 @@
 mod adapter;
 mod adapter_jobs;
 mod adapter_measurement;
+mod adapter_messaging;
 mod adapter_schedule;
 mod adapter_security;
 pub mod audit_chain;
@@ -11,6 +12,7 @@ pub mod crypto;
 pub mod error;
 pub mod jobs;
 pub mod measurement;
+pub mod messaging;
 pub mod postgres;
 pub mod schedule;
 pub mod security;
@@ -25,6 +27,7 @@ use std::sync::Arc;
 
 pub use error::{StoreError, StoreResult};
 pub use jobs::*;
+pub use messaging::{Attachment, ChatLine, MessagingStore, SecureMessage};
 pub use measurement::{IngestReceipt, IngestResult, IngestSettings, MeasurementStore, StoredCurve};
 pub use postgres::PgStore;
 pub use schedule::*;
