@@ -88,11 +88,18 @@ pub struct RouteArea {
 
 /// Every area of the application. The router and the authorization-matrix
 /// test both read this list.
-pub const AREAS: &[RouteArea] = &[RouteArea {
-    name: "core",
-    routes: ROUTES,
-    handler,
-}];
+pub const AREAS: &[RouteArea] = &[
+    RouteArea {
+        name: "core",
+        routes: ROUTES,
+        handler,
+    },
+    RouteArea {
+        name: "sessions",
+        routes: crate::sessions::SESSIONS_ROUTES,
+        handler: crate::sessions::handler,
+    },
+];
 
 /// Every route of the application, from every area.
 pub fn all_routes() -> Vec<RouteSpec> {
