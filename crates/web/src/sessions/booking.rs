@@ -320,8 +320,9 @@ async fn clinician_schedule(
 pub async fn slots(
     State(state): State<AppState>,
     Extension(a): Extension<Authorized>,
-    Query(q): Query<SlotParams>,
+    q: Result<Query<SlotParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<schedule::Slot>>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::unprocessable("query", e.body_text()))?;
     let sched = clinician_schedule(&state, &a, q.clinician).await?;
     let t = AppointmentType::new(q.kind, q.minutes, q.format).map_err(schedule_error)?;
     let now = state.clock.now();

@@ -6,3 +6,6 @@ mod fixture;
 mod flows;
 mod lifecycle;
 mod matrix;
+mod matrix_sessions;
+mod sessions;
+mod video_browser;

@@ -12,12 +12,12 @@ use tapestry_web::routes::{all_routes, Access, RouteSpec};
 /// practice admin, owner. `{id}` is client A's record.
 fn expected(spec: &RouteSpec) -> Option<[u16; 9]> {
     // Each route area adds its own expectations here, one line per area.
-    core_expected(spec)
+    core_expected(spec).or_else(|| crate::matrix_sessions::expected(spec))
 }
 
 /// Request bodies for write routes, per area.
 fn body_for(spec: &RouteSpec) -> Option<&'static str> {
-    core_body_for(spec)
+    crate::matrix_sessions::body_for(spec).or_else(|| core_body_for(spec))
 }
 
 fn core_expected(spec: &RouteSpec) -> Option<[u16; 9]> {
