@@ -211,15 +211,17 @@ async fn cancel_no_show_ics_and_the_secret_feed_carry_no_names() {
     let r = call(&f.state, "POST", &att, f.login("treating"), Some(r#"{"attended":false}"#)).await;
     assert_eq!(r.status, 422, "{}", r.body);
     f.clock.set(Utc.with_ymd_and_hms(2026, 3, 4, 10, 5, 0).unwrap());
-    let r = call(&f.state, "POST", &att, f.login("client_a"), Some(r#"{"attended":false}"#)).await;
+    // Sessions from two days ago have expired: sign in again.
+    let (client, clinician) = (relogin(&f, "client_a").await, relogin(&f, "treating").await);
+    let r = call(&f.state, "POST", &att, Some(&client), Some(r#"{"attended":false}"#)).await;
     assert_eq!(r.status, 403);
-    let r = call(&f.state, "POST", &att, f.login("treating"), Some(r#"{"attended":false}"#)).await;
+    let r = call(&f.state, "POST", &att, Some(&clinician), Some(r#"{"attended":false}"#)).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("no_show"));
-    let r = call(&f.state, "POST", &att, f.login("treating"), Some(r#"{"attended":true}"#)).await;
+    let r = call(&f.state, "POST", &att, Some(&clinician), Some(r#"{"attended":true}"#)).await;
     assert_eq!(r.status, 422);
     // Cancelling a past appointment is refused.
-    let r = call(&f.state, "POST", &format!("{path}/{id}/cancel"), f.login("client_a"), Some("{}")).await;
+    let r = call(&f.state, "POST", &format!("{path}/{id}/cancel"), Some(&client), Some("{}")).await;
     assert_eq!(r.status, 422);
 }
 
@@ -231,7 +233,7 @@ async fn a_late_client_cancellation_is_recorded_as_late() {
     let r = call(&f.state, "POST", &path, f.login("client_a"), Some(&book_body(&f, "2026-03-04T10:00:00Z"))).await;
     let id = serde_json::from_str::<Value>(&r.body).unwrap()["id"].as_str().unwrap().to_string();
     f.clock.set(Utc.with_ymd_and_hms(2026, 3, 3, 22, 0, 0).unwrap());
-    let r = call(&f.state, "POST", &format!("{path}/{id}/cancel"), f.login("client_a"), Some("{}")).await;
+    let r = call(&f.state, "POST", &format!("{path}/{id}/cancel"), Some(&relogin(&f, "client_a").await), Some("{}")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains(r#""late_cancel":true"#));
 }
@@ -260,6 +262,21 @@ pub async fn serve(f: &Fixture) -> SocketAddr {
         axum::serve(listener, app).await.unwrap();
     });
     addr
+}
+
+async fn relogin(f: &Fixture, who: &str) -> Login {
+    session_for(&f.state, f.user(who), true).await
+}
+
+async fn join_token_as(f: &Fixture, login: &Login, a: &Appointment) -> Answer_ {
+    call(
+        &f.state,
+        "POST",
+        &format!("/api/v1/clients/{}/appointments/{}/join", f.client_a.id, a.id),
+        Some(login),
+        Some("{}"),
+    )
+    .await
 }
 
 async fn join_token(f: &Fixture, who: &str, a: &Appointment) -> Answer_ {
@@ -357,10 +374,10 @@ async fn the_socket_refuses_non_participants_foreign_and_expired_tokens() {
     assert_eq!(connect(addr, &token).await.err(), Some(403));
     // After the window (15 minutes past the end) no token is issued at all.
     f.clock.set(appt.ends_at + Duration::minutes(16));
-    assert_eq!(join_token(&f, "client_a", &appt).await.status, 409);
+    assert_eq!(join_token_as(&f, &relogin(&f, "client_a").await, &appt).await.status, 409);
     // Nor before it opens (more than 15 minutes ahead).
     f.clock.set(appt.starts_at - Duration::minutes(16));
-    assert_eq!(join_token(&f, "client_a", &appt).await.status, 409);
+    assert_eq!(join_token_as(&f, &relogin(&f, "client_a").await, &appt).await.status, 409);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
