@@ -83,6 +83,12 @@ impl Default for SessionsState {
     }
 }
 
+/// The body of a write route that takes no fields: `{}` (anything else,
+/// such as a smuggled `practice_id`, is refused with 422).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
+
 const fn r(method: &'static str, path: &'static str, access: Access) -> RouteSpec {
     RouteSpec {
         method,

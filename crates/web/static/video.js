@@ -25,7 +25,7 @@
 
   async function joinToken() {
     var url = "/api/v1/clients/" + root.dataset.client + "/appointments/" + root.dataset.appointment + "/join";
-    var r = await fetch(url, { method: "POST", credentials: "same-origin",
+    var r = await fetch(url, { method: "POST", credentials: "same-origin", body: "{}",
       headers: { "content-type": "application/json", "x-csrf-token": root.dataset.csrf } });
     var body = await r.json();
     if (!r.ok) { throw new Error((body.error && body.error.message) || "Could not join."); }

@@ -184,6 +184,7 @@ pub struct FeedUrl {
 pub async fn new_feed_url(
     State(state): State<AppState>,
     Extension(a): Extension<Authorized>,
+    ApiJson(_): ApiJson<crate::sessions::NoFields>,
 ) -> Result<Response, ApiError> {
     if !holds_sessions(a.caller.actor.role) {
         return Err(ApiError::forbidden());
@@ -211,6 +212,7 @@ pub async fn new_feed_url(
 pub async fn revoke_feed(
     State(state): State<AppState>,
     Extension(a): Extension<Authorized>,
+    ApiJson(_): ApiJson<crate::sessions::NoFields>,
 ) -> Result<Response, ApiError> {
     if !holds_sessions(a.caller.actor.role) {
         return Err(ApiError::forbidden());
@@ -530,6 +532,7 @@ pub async fn cancel(
     State(state): State<AppState>,
     Extension(a): Extension<Authorized>,
     Path((_, appointment)): Path<(String, String)>,
+    ApiJson(_): ApiJson<crate::sessions::NoFields>,
 ) -> Result<Response, ApiError> {
     let appt = appointment_of(&state, &a, &appointment).await?;
     if !is_client(&a) && !staff_may_act(&a, &appt) {

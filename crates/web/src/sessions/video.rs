@@ -20,6 +20,7 @@
 //! is not built (docs/video.md).
 
 use crate::error::ApiError;
+use crate::json::ApiJson;
 use crate::routes::Authorized;
 use crate::sessions::booking::appointment_of;
 use crate::AppState;
@@ -244,6 +245,7 @@ pub async fn issue_join_token(
     State(state): State<AppState>,
     Extension(a): Extension<Authorized>,
     Path((_, appointment)): Path<(String, String)>,
+    ApiJson(_): ApiJson<crate::sessions::NoFields>,
 ) -> Result<Response, ApiError> {
     let appt = appointment_of(&state, &a, &appointment).await?;
     let Some(role) = role_in(&a, &appt) else {
