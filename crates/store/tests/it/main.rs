@@ -3,5 +3,6 @@
 
 mod conformance;
 mod measurement;
+mod messaging;
 mod schedule;
 mod security;
