@@ -501,12 +501,18 @@ fn resolve_online(
     let turn_urls = list("TAPESTRY_WEBRTC_TURN_URLS", webrtc.turn_urls);
     for u in &stun_urls {
         if !(u.starts_with("stun:") || u.starts_with("stuns:")) {
-            return Err(err("webrtc.stun_urls", format!("'{u}' must start with stun: or stuns:")));
+            return Err(err(
+                "webrtc.stun_urls",
+                format!("'{u}' must start with stun: or stuns:"),
+            ));
         }
     }
     for u in &turn_urls {
         if !(u.starts_with("turn:") || u.starts_with("turns:")) {
-            return Err(err("webrtc.turn_urls", format!("'{u}' must start with turn: or turns:")));
+            return Err(err(
+                "webrtc.turn_urls",
+                format!("'{u}' must start with turn: or turns:"),
+            ));
         }
     }
     let turn_secret = get("TAPESTRY_WEBRTC_TURN_SECRET")
@@ -904,7 +910,10 @@ mod tests {
         // The environment wins; lists are comma-separated.
         let c = load(
             file,
-            &[("TAPESTRY_WEBRTC_STUN_URLS", "stun:a.example:3478, stun:b.example:3478")],
+            &[(
+                "TAPESTRY_WEBRTC_STUN_URLS",
+                "stun:a.example:3478, stun:b.example:3478",
+            )],
             Overrides::default(),
         )
         .unwrap();

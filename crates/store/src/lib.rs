@@ -27,8 +27,8 @@ use std::sync::Arc;
 
 pub use error::{StoreError, StoreResult};
 pub use jobs::*;
-pub use messaging::{Attachment, ChatLine, MessagingStore, SecureMessage};
 pub use measurement::{IngestReceipt, IngestResult, IngestSettings, MeasurementStore, StoredCurve};
+pub use messaging::{Attachment, ChatLine, MessagingStore, SecureMessage};
 pub use postgres::PgStore;
 pub use schedule::*;
 pub use security::*;

@@ -111,8 +111,11 @@ pub trait MessagingStore {
         hours: Option<u32>,
         set_by: UserId,
     ) -> StoreResult<()>;
-    async fn reply_promise(&self, practice: PracticeId, client: ClientId)
-        -> StoreResult<Option<u32>>;
+    async fn reply_promise(
+        &self,
+        practice: PracticeId,
+        client: ClientId,
+    ) -> StoreResult<Option<u32>>;
 
     /// Appends one live-chat line (sealed) to an appointment's transcript.
     async fn append_chat_line(&self, line: &ChatLine) -> StoreResult<()>;

@@ -229,9 +229,7 @@ pub fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("GET", "/api/v1/clients/{id}/slots") => get(booking::slots),
         ("GET", "/api/v1/clients/{id}/appointments") => get(booking::appointments),
         ("POST", "/api/v1/clients/{id}/appointments") => post(booking::book),
-        ("POST", "/api/v1/clients/{id}/appointments/{appointment}/cancel") => {
-            post(booking::cancel)
-        }
+        ("POST", "/api/v1/clients/{id}/appointments/{appointment}/cancel") => post(booking::cancel),
         ("POST", "/api/v1/clients/{id}/appointments/{appointment}/reschedule") => {
             post(booking::reschedule)
         }
@@ -253,9 +251,7 @@ pub fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
             axum::extract::DefaultBodyLimit::max(messages::SEND_BODY_LIMIT),
         ),
         ("GET", "/api/v1/clients/{id}/messages/export") => get(messages::export),
-        ("GET", "/api/v1/clients/{id}/messages/{message}/attachment") => {
-            get(messages::attachment)
-        }
+        ("GET", "/api/v1/clients/{id}/messages/{message}/attachment") => get(messages::attachment),
         ("POST", "/api/v1/clients/{id}/messages/reply-promise") => {
             post(messages::set_reply_promise)
         }

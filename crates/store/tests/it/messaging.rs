@@ -144,10 +144,15 @@ async fn messages_round_trip_with_attachment_and_task(s: Arc<dyn Store>) {
         completed_at: None,
     };
     s.send_message(&m, Some(&att), Some(&task)).await.unwrap();
-    let thread = s.messages_for_client(f.practice.id, f.client.id).await.unwrap();
+    let thread = s
+        .messages_for_client(f.practice.id, f.client.id)
+        .await
+        .unwrap();
     assert_eq!(thread, vec![m.clone()]);
     assert_eq!(
-        s.message_attachment(f.practice.id, f.client.id, m.id).await.unwrap(),
+        s.message_attachment(f.practice.id, f.client.id, m.id)
+            .await
+            .unwrap(),
         Some(att)
     );
     let tasks = s.open_tasks(f.practice.id).await.unwrap();
@@ -157,19 +162,37 @@ async fn messages_round_trip_with_attachment_and_task(s: Arc<dyn Store>) {
         s.send_message(&m, None, None).await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(s.messages_for_client(f.practice.id, f.client.id).await.unwrap().len(), 1);
-    // Another practice sees nothing; another client's id finds no attachment.
-    assert!(s.messages_for_client(f.other.id, f.client.id).await.unwrap().is_empty());
     assert_eq!(
-        s.message_attachment(f.other.id, f.client.id, m.id).await.unwrap(),
+        s.messages_for_client(f.practice.id, f.client.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Another practice sees nothing; another client's id finds no attachment.
+    assert!(s
+        .messages_for_client(f.other.id, f.client.id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.message_attachment(f.other.id, f.client.id, m.id)
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
-        s.message_attachment(f.practice.id, ClientId::random(), m.id).await.unwrap(),
+        s.message_attachment(f.practice.id, ClientId::random(), m.id)
+            .await
+            .unwrap(),
         None
     );
     // An empty thread is an empty list.
-    assert!(s.messages_for_client(f.practice.id, ClientId::random()).await.unwrap().is_empty());
+    assert!(s
+        .messages_for_client(f.practice.id, ClientId::random())
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn read_state_marks_only_the_other_side(s: Arc<dyn Store>) {
@@ -180,31 +203,64 @@ async fn read_state_marks_only_the_other_side(s: Arc<dyn Store>) {
     s.send_message(&from_team, None, None).await.unwrap();
     // The clinician opens the thread: the client's message is read.
     let at = t0() + Duration::minutes(10);
-    assert_eq!(s.mark_thread_read(f.practice.id, f.client.id, false, at).await.unwrap(), 1);
+    assert_eq!(
+        s.mark_thread_read(f.practice.id, f.client.id, false, at)
+            .await
+            .unwrap(),
+        1
+    );
     // Again: nothing more to mark.
-    assert_eq!(s.mark_thread_read(f.practice.id, f.client.id, false, at).await.unwrap(), 0);
-    let thread = s.messages_for_client(f.practice.id, f.client.id).await.unwrap();
+    assert_eq!(
+        s.mark_thread_read(f.practice.id, f.client.id, false, at)
+            .await
+            .unwrap(),
+        0
+    );
+    let thread = s
+        .messages_for_client(f.practice.id, f.client.id)
+        .await
+        .unwrap();
     assert_eq!(thread[0].read_at, Some(at));
     assert_eq!(thread[1].read_at, None);
-    assert_eq!(s.mark_thread_read(f.practice.id, f.client.id, true, at).await.unwrap(), 1);
+    assert_eq!(
+        s.mark_thread_read(f.practice.id, f.client.id, true, at)
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 async fn reply_promise_is_set_and_removed(s: Arc<dyn Store>) {
     let f = fixture(&s).await;
-    assert_eq!(s.reply_promise(f.practice.id, f.client.id).await.unwrap(), None);
+    assert_eq!(
+        s.reply_promise(f.practice.id, f.client.id).await.unwrap(),
+        None
+    );
     s.set_reply_promise(f.practice.id, f.client.id, Some(48), f.clinician.id)
         .await
         .unwrap();
-    assert_eq!(s.reply_promise(f.practice.id, f.client.id).await.unwrap(), Some(48));
+    assert_eq!(
+        s.reply_promise(f.practice.id, f.client.id).await.unwrap(),
+        Some(48)
+    );
     s.set_reply_promise(f.practice.id, f.client.id, Some(24), f.clinician.id)
         .await
         .unwrap();
-    assert_eq!(s.reply_promise(f.practice.id, f.client.id).await.unwrap(), Some(24));
-    assert_eq!(s.reply_promise(f.other.id, f.client.id).await.unwrap(), None);
+    assert_eq!(
+        s.reply_promise(f.practice.id, f.client.id).await.unwrap(),
+        Some(24)
+    );
+    assert_eq!(
+        s.reply_promise(f.other.id, f.client.id).await.unwrap(),
+        None
+    );
     s.set_reply_promise(f.practice.id, f.client.id, None, f.clinician.id)
         .await
         .unwrap();
-    assert_eq!(s.reply_promise(f.practice.id, f.client.id).await.unwrap(), None);
+    assert_eq!(
+        s.reply_promise(f.practice.id, f.client.id).await.unwrap(),
+        None
+    );
 }
 
 async fn chat_transcripts_round_trip_per_appointment(s: Arc<dyn Store>) {
@@ -220,12 +276,19 @@ async fn chat_transcripts_round_trip_per_appointment(s: Arc<dyn Store>) {
     .unwrap();
     s.book_appointment(&a).await.unwrap();
     let mut lines = Vec::new();
-    for (i, text) in ["hello", "ünïcode ✓ and\nnewlines", &"x".repeat(4000)].iter().enumerate() {
+    for (i, text) in ["hello", "ünïcode ✓ and\nnewlines", &"x".repeat(4000)]
+        .iter()
+        .enumerate()
+    {
         let line = ChatLine {
             id: Uuid::now_v7(),
             practice_id: f.practice.id,
             appointment_id: a.id,
-            sender: if i % 2 == 0 { f.clinician.id } else { f.client_user.id },
+            sender: if i % 2 == 0 {
+                f.clinician.id
+            } else {
+                f.client_user.id
+            },
             body: text.to_string(),
             sent_at: t0() + Duration::hours(1) + Duration::seconds(i as i64),
         };
@@ -233,7 +296,11 @@ async fn chat_transcripts_round_trip_per_appointment(s: Arc<dyn Store>) {
         lines.push(line);
     }
     assert_eq!(s.chat_transcript(f.practice.id, a.id).await.unwrap(), lines);
-    assert!(s.chat_transcript(f.other.id, a.id).await.unwrap().is_empty());
+    assert!(s
+        .chat_transcript(f.other.id, a.id)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(s
         .chat_transcript(f.practice.id, AppointmentId::random())
         .await

@@ -245,10 +245,7 @@ fn calendar(body: String, download: Option<&str>) -> Response {
 /// `GET /calendar/{token}.ics`: the clinician's feed (public; the token is
 /// the secret). Summaries only ("Session · 50 min · video"), never a name.
 /// A malformed, unknown or revoked token is a plain 404.
-pub async fn calendar_feed(
-    State(state): State<AppState>,
-    Path(token): Path<String>,
-) -> Response {
+pub async fn calendar_feed(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let raw = token.strip_suffix(".ics").unwrap_or(&token);
     let Ok(secret) = SecretToken::parse(raw) else {
         return ApiError::not_found().into_response();
@@ -552,7 +549,10 @@ pub async fn cancel(
             now,
         )
         .await?;
-    Ok(Json(serde_json::json!({"status": "cancelled", "late_cancel": decision.late})).into_response())
+    Ok(
+        Json(serde_json::json!({"status": "cancelled", "late_cancel": decision.late}))
+            .into_response(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -631,8 +631,7 @@ pub async fn attendance(
         return Err(ApiError::forbidden());
     }
     let now = state.clock.now();
-    let status =
-        schedule::record_attendance(&appt, body.attended, now).map_err(schedule_error)?;
+    let status = schedule::record_attendance(&appt, body.attended, now).map_err(schedule_error)?;
     state
         .store
         .set_appointment_status(

@@ -106,7 +106,9 @@ pub fn check_attachment(file_name: &str, data_base64: &str) -> Result<Attachment
     let name = file_name.trim();
     if name.is_empty()
         || name.chars().count() > 200
-        || name.chars().any(|c| c.is_control() || c == '/' || c == '\\')
+        || name
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\')
     {
         return Err(AttachmentError::BadName);
     }
@@ -262,20 +264,32 @@ pub async fn send(
         ));
     }
     let attachment = match &body.attachment {
-        Some(att) => Some(check_attachment(&att.file_name, &att.data_base64).map_err(|e| {
-            let field = e.to_string().split(':').next().unwrap_or("attachment").to_string();
-            let status = if e == AttachmentError::TooLarge {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            };
-            ApiError::new(status, "invalid_attachment", e.to_string()).field(field, e.to_string())
-        })?),
+        Some(att) => Some(
+            check_attachment(&att.file_name, &att.data_base64).map_err(|e| {
+                let field = e
+                    .to_string()
+                    .split(':')
+                    .next()
+                    .unwrap_or("attachment")
+                    .to_string();
+                let status = if e == AttachmentError::TooLarge {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                };
+                ApiError::new(status, "invalid_attachment", e.to_string())
+                    .field(field, e.to_string())
+            })?,
+        ),
         None => None,
     };
     let now = state.clock.now();
     let from_client = is_client(&a);
-    let found = if from_client { screen(&text) } else { Vec::new() };
+    let found = if from_client {
+        screen(&text)
+    } else {
+        Vec::new()
+    };
     let task = if found.is_empty() {
         None
     } else {
@@ -438,7 +452,13 @@ pub async fn attachment(
     let safe: String = att
         .file_name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
@@ -524,7 +544,10 @@ mod tests {
             check_attachment("../x.txt", &b64(b"hi")),
             Err(AttachmentError::BadName)
         );
-        assert_eq!(check_attachment("  ", &b64(b"hi")), Err(AttachmentError::BadName));
+        assert_eq!(
+            check_attachment("  ", &b64(b"hi")),
+            Err(AttachmentError::BadName)
+        );
     }
 
     #[test]

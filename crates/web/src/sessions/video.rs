@@ -269,8 +269,7 @@ pub async fn issue_join_token(
         role,
         expires_at: now + Duration::seconds(JOIN_TOKEN_SECONDS),
     };
-    let token =
-        sign_join_token(state.online.join_key(), &claims).ok_or_else(ApiError::internal)?;
+    let token = sign_join_token(state.online.join_key(), &claims).ok_or_else(ApiError::internal)?;
     Ok((
         StatusCode::CREATED,
         Json(JoinGrant {
@@ -548,7 +547,8 @@ async fn run_peer(state: AppState, claims: JoinClaims, appt: Appointment, socket
                         room.admitted.insert(u);
                     }
                     for p in room.peers.iter().filter(|p| p.role == RoomRole::Guest) {
-                        let _ = p.tx.send(serde_json::json!({"type": "admitted"}).to_string());
+                        let _ =
+                            p.tx.send(serde_json::json!({"type": "admitted"}).to_string());
                     }
                     room.start_call_if_ready();
                 });
@@ -611,7 +611,10 @@ async fn chat_line(state: &AppState, c: &JoinClaims, appt: &Appointment, conn: u
     };
     if let Some(message) = refusal {
         rooms.with(c.appointment, |room| {
-            room.send(conn, &serde_json::json!({"type": "error", "message": message}))
+            room.send(
+                conn,
+                &serde_json::json!({"type": "error", "message": message}),
+            )
         });
         return;
     }
@@ -723,8 +726,7 @@ pub async fn room_page(
         host: role == RoomRole::Host,
         summary: appt.appointment_type.summary(),
         video: format == Format::Video,
-        dial_in: (format == Format::Phone)
-            .then(|| state.online.config.phone_instructions.clone()),
+        dial_in: (format == Format::Phone).then(|| state.online.config.phone_instructions.clone()),
     })
 }
 

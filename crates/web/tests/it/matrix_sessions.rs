@@ -53,9 +53,7 @@ pub fn expected(spec: &RouteSpec) -> Option<[u16; 9]> {
         ("GET", "/api/v1/clients/{id}/messages/{message}/attachment") => {
             [401, 404, 404, 404, 403, 404, 404, 403, 403]
         }
-        ("POST", "/api/v1/clients/{id}/messages") => {
-            [401, 201, 404, 201, 403, 404, 403, 403, 403]
-        }
+        ("POST", "/api/v1/clients/{id}/messages") => [401, 201, 404, 201, 403, 404, 403, 403, 403],
         // The promise is the care team's to make.
         ("POST", "/api/v1/clients/{id}/messages/reply-promise") => {
             [401, 403, 404, 200, 403, 404, 403, 403, 403]

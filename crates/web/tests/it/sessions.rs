@@ -8,8 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::net::SocketAddr;
 use tapestry_domain::schedule::{
-    Appointment, AppointmentKind, AppointmentType, Availability, BookingRules, Format,
-    WeeklyHours,
+    Appointment, AppointmentKind, AppointmentType, Availability, BookingRules, Format, WeeklyHours,
 };
 use tapestry_store::schedule::ClinicianSchedule;
 use tokio_tungstenite::tungstenite::Message;
@@ -117,7 +116,14 @@ async fn self_booking_keeps_to_the_clinicians_rules_and_slots_show_the_clients_z
         "2026-03-04T20:00:00Z",
         "2026-09-01T10:00:00Z",
     ] {
-        let r = call(&f.state, "POST", &path, f.login("client_a"), Some(&book_body(&f, at))).await;
+        let r = call(
+            &f.state,
+            "POST",
+            &path,
+            f.login("client_a"),
+            Some(&book_body(&f, at)),
+        )
+        .await;
         assert_eq!(r.status, 409, "{at}: {}", r.body);
         assert!(r.body.contains("booking_refused"));
     }
@@ -190,7 +196,14 @@ async fn cancel_no_show_ics_and_the_secret_feed_carry_no_names() {
     assert!(ics.body.starts_with("BEGIN:VCALENDAR"));
     assert!(!ics.body.contains("Alpha"));
     // The clinician's feed URL works without a session and names nobody.
-    let feed = call(&f.state, "POST", "/api/v1/me/calendar-feed", f.login("treating"), Some("{}")).await;
+    let feed = call(
+        &f.state,
+        "POST",
+        "/api/v1/me/calendar-feed",
+        f.login("treating"),
+        Some("{}"),
+    )
+    .await;
     assert_eq!(feed.status, 201);
     let url = serde_json::from_str::<Value>(&feed.body).unwrap()["url"]
         .as_str()
@@ -198,30 +211,82 @@ async fn cancel_no_show_ics_and_the_secret_feed_carry_no_names() {
         .to_string();
     let cal = call(&f.state, "GET", &url, None, None).await;
     assert_eq!(cal.status, 200);
-    assert!(cal.body.contains("Session · 50 min · phone"), "{}", cal.body);
+    assert!(
+        cal.body.contains("Session · 50 min · phone"),
+        "{}",
+        cal.body
+    );
     for word in ["Alpha", "Beta", "client_a", "phq"] {
         assert!(!cal.body.contains(word), "{word} in feed");
     }
     // Revoked: the same URL is a 404; a guessed one too.
-    call(&f.state, "POST", "/api/v1/me/calendar-feed/revoke", f.login("treating"), Some("{}")).await;
+    call(
+        &f.state,
+        "POST",
+        "/api/v1/me/calendar-feed/revoke",
+        f.login("treating"),
+        Some("{}"),
+    )
+    .await;
     assert_eq!(call(&f.state, "GET", &url, None, None).await.status, 404);
-    assert_eq!(call(&f.state, "GET", "/calendar/abc.ics", None, None).await.status, 404);
+    assert_eq!(
+        call(&f.state, "GET", "/calendar/abc.ics", None, None)
+            .await
+            .status,
+        404
+    );
     // No-show cannot be recorded before the start, by the client, or twice.
     let att = format!("{path}/{id}/attendance");
-    let r = call(&f.state, "POST", &att, f.login("treating"), Some(r#"{"attended":false}"#)).await;
+    let r = call(
+        &f.state,
+        "POST",
+        &att,
+        f.login("treating"),
+        Some(r#"{"attended":false}"#),
+    )
+    .await;
     assert_eq!(r.status, 422, "{}", r.body);
-    f.clock.set(Utc.with_ymd_and_hms(2026, 3, 4, 10, 5, 0).unwrap());
+    f.clock
+        .set(Utc.with_ymd_and_hms(2026, 3, 4, 10, 5, 0).unwrap());
     // Sessions from two days ago have expired: sign in again.
     let (client, clinician) = (relogin(&f, "client_a").await, relogin(&f, "treating").await);
-    let r = call(&f.state, "POST", &att, Some(&client), Some(r#"{"attended":false}"#)).await;
+    let r = call(
+        &f.state,
+        "POST",
+        &att,
+        Some(&client),
+        Some(r#"{"attended":false}"#),
+    )
+    .await;
     assert_eq!(r.status, 403);
-    let r = call(&f.state, "POST", &att, Some(&clinician), Some(r#"{"attended":false}"#)).await;
+    let r = call(
+        &f.state,
+        "POST",
+        &att,
+        Some(&clinician),
+        Some(r#"{"attended":false}"#),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("no_show"));
-    let r = call(&f.state, "POST", &att, Some(&clinician), Some(r#"{"attended":true}"#)).await;
+    let r = call(
+        &f.state,
+        "POST",
+        &att,
+        Some(&clinician),
+        Some(r#"{"attended":true}"#),
+    )
+    .await;
     assert_eq!(r.status, 422);
     // Cancelling a past appointment is refused.
-    let r = call(&f.state, "POST", &format!("{path}/{id}/cancel"), Some(&client), Some("{}")).await;
+    let r = call(
+        &f.state,
+        "POST",
+        &format!("{path}/{id}/cancel"),
+        Some(&client),
+        Some("{}"),
+    )
+    .await;
     assert_eq!(r.status, 422);
 }
 
@@ -230,10 +295,28 @@ async fn a_late_client_cancellation_is_recorded_as_late() {
     let f = fixture().await;
     open_calendar(&f).await;
     let path = format!("/api/v1/clients/{}/appointments", f.client_a.id);
-    let r = call(&f.state, "POST", &path, f.login("client_a"), Some(&book_body(&f, "2026-03-04T10:00:00Z"))).await;
-    let id = serde_json::from_str::<Value>(&r.body).unwrap()["id"].as_str().unwrap().to_string();
-    f.clock.set(Utc.with_ymd_and_hms(2026, 3, 3, 22, 0, 0).unwrap());
-    let r = call(&f.state, "POST", &format!("{path}/{id}/cancel"), Some(&relogin(&f, "client_a").await), Some("{}")).await;
+    let r = call(
+        &f.state,
+        "POST",
+        &path,
+        f.login("client_a"),
+        Some(&book_body(&f, "2026-03-04T10:00:00Z")),
+    )
+    .await;
+    let id = serde_json::from_str::<Value>(&r.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    f.clock
+        .set(Utc.with_ymd_and_hms(2026, 3, 3, 22, 0, 0).unwrap());
+    let r = call(
+        &f.state,
+        "POST",
+        &format!("{path}/{id}/cancel"),
+        Some(&relogin(&f, "client_a").await),
+        Some("{}"),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains(r#""late_cancel":true"#));
 }
@@ -272,7 +355,10 @@ async fn join_token_as(f: &Fixture, login: &Login, a: &Appointment) -> Answer_ {
     call(
         &f.state,
         "POST",
-        &format!("/api/v1/clients/{}/appointments/{}/join", f.client_a.id, a.id),
+        &format!(
+            "/api/v1/clients/{}/appointments/{}/join",
+            f.client_a.id, a.id
+        ),
         Some(login),
         Some("{}"),
     )
@@ -283,7 +369,10 @@ async fn join_token(f: &Fixture, who: &str, a: &Appointment) -> Answer_ {
     call(
         &f.state,
         "POST",
-        &format!("/api/v1/clients/{}/appointments/{}/join", f.client_a.id, a.id),
+        &format!(
+            "/api/v1/clients/{}/appointments/{}/join",
+            f.client_a.id, a.id
+        ),
         f.login(who),
         Some("{}"),
     )
@@ -297,7 +386,8 @@ fn token_of(r: &Answer_) -> String {
         .to_string()
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(addr: SocketAddr, token: &str) -> Result<Ws, u16> {
     match tokio_tungstenite::connect_async(format!("ws://{addr}/sessions/ws?token={token}")).await {
@@ -374,10 +464,20 @@ async fn the_socket_refuses_non_participants_foreign_and_expired_tokens() {
     assert_eq!(connect(addr, &token).await.err(), Some(403));
     // After the window (15 minutes past the end) no token is issued at all.
     f.clock.set(appt.ends_at + Duration::minutes(16));
-    assert_eq!(join_token_as(&f, &relogin(&f, "client_a").await, &appt).await.status, 409);
+    assert_eq!(
+        join_token_as(&f, &relogin(&f, "client_a").await, &appt)
+            .await
+            .status,
+        409
+    );
     // Nor before it opens (more than 15 minutes ahead).
     f.clock.set(appt.starts_at - Duration::minutes(16));
-    assert_eq!(join_token_as(&f, &relogin(&f, "client_a").await, &appt).await.status, 409);
+    assert_eq!(
+        join_token_as(&f, &relogin(&f, "client_a").await, &appt)
+            .await
+            .status,
+        409
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -394,7 +494,11 @@ async fn the_clinician_admits_the_client_then_signals_relay_and_chat_is_sealed()
         .unwrap();
     next_of(&mut host, "knock").await;
     // A waiting client cannot signal or chat.
-    send(&mut guest, serde_json::json!({"type":"chat","text":"hello?"})).await;
+    send(
+        &mut guest,
+        serde_json::json!({"type":"chat","text":"hello?"}),
+    )
+    .await;
     let e = next_of(&mut guest, "error").await;
     assert!(e["message"].as_str().unwrap().contains("waiting room"));
     // Only the host admits.
@@ -417,7 +521,11 @@ async fn the_clinician_admits_the_client_then_signals_relay_and_chat_is_sealed()
     // Empty and huge lines are refused, not stored.
     send(&mut guest, serde_json::json!({"type":"chat","text":"   "})).await;
     next_of(&mut guest, "error").await;
-    send(&mut guest, serde_json::json!({"type":"chat","text":"x".repeat(4001)})).await;
+    send(
+        &mut guest,
+        serde_json::json!({"type":"chat","text":"x".repeat(4001)}),
+    )
+    .await;
     next_of(&mut guest, "error").await;
     // The transcript is in the record, sealed at rest.
     use sqlx::Row;
@@ -431,7 +539,10 @@ async fn the_clinician_admits_the_client_then_signals_relay_and_chat_is_sealed()
     let t = call(
         &f.state,
         "GET",
-        &format!("/api/v1/clients/{}/appointments/{}/chat", f.client_a.id, appt.id),
+        &format!(
+            "/api/v1/clients/{}/appointments/{}/chat",
+            f.client_a.id, appt.id
+        ),
         f.login("treating"),
         None,
     )
@@ -460,7 +571,10 @@ async fn an_urgent_client_message_raises_a_risk_task_without_its_text() {
     assert!(r.body.contains("emergency"));
     let tasks = f.store.open_tasks(f.practice.id).await.unwrap();
     assert_eq!(tasks.len(), before + 1);
-    let task = tasks.iter().find(|t| t.title.contains("secure message")).unwrap();
+    let task = tasks
+        .iter()
+        .find(|t| t.title.contains("secure message"))
+        .unwrap();
     assert_eq!(task.client_id, f.client_a.id);
     assert!(task.detail.contains("suicide"));
     assert!(!task.detail.contains("CANARY") && !task.title.contains("CANARY"));
@@ -472,9 +586,26 @@ async fn an_urgent_client_message_raises_a_risk_task_without_its_text() {
         .unwrap();
     assert!(alerts.iter().any(|a| a.kind == "urgent_message"));
     // An ordinary message raises nothing; a clinician's message is never screened.
-    call(&f.state, "POST", &path, f.login("client_a"), Some(r#"{"body":"Running late today"}"#)).await;
-    call(&f.state, "POST", &path, f.login("treating"), Some(r#"{"body":"If you want to die, call us"}"#)).await;
-    assert_eq!(f.store.open_tasks(f.practice.id).await.unwrap().len(), before + 1);
+    call(
+        &f.state,
+        "POST",
+        &path,
+        f.login("client_a"),
+        Some(r#"{"body":"Running late today"}"#),
+    )
+    .await;
+    call(
+        &f.state,
+        "POST",
+        &path,
+        f.login("treating"),
+        Some(r#"{"body":"If you want to die, call us"}"#),
+    )
+    .await;
+    assert_eq!(
+        f.store.open_tasks(f.practice.id).await.unwrap().len(),
+        before + 1
+    );
     // Sealed at rest.
     use sqlx::Row;
     for r in sqlx::query("SELECT body FROM secure_messages")
@@ -497,7 +628,12 @@ async fn attachments_read_state_reply_promise_and_export() {
         r#"{{"body":"scan","attachment":{{"file_name":"a.txt","data_base64":"{}"}}}}"#,
         b64(&vec![b'a'; 5 * 1024 * 1024 + 1])
     );
-    assert_eq!(call(&f.state, "POST", &path, f.login("client_a"), Some(&big)).await.status, 413);
+    assert_eq!(
+        call(&f.state, "POST", &path, f.login("client_a"), Some(&big))
+            .await
+            .status,
+        413
+    );
     let exe = format!(
         r#"{{"body":"scan","attachment":{{"file_name":"letter.pdf","data_base64":"{}"}}}}"#,
         b64(b"MZ\x90\x00")
@@ -513,7 +649,10 @@ async fn attachments_read_state_reply_promise_and_export() {
     );
     let r = call(&f.state, "POST", &path, f.login("client_a"), Some(&ok)).await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let id = serde_json::from_str::<Value>(&r.body).unwrap()["id"].as_str().unwrap().to_string();
+    let id = serde_json::from_str::<Value>(&r.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     use sqlx::Row;
     let raw: String = sqlx::query("SELECT content FROM message_attachments")
         .fetch_one(f.sqlite().pool())
@@ -521,7 +660,14 @@ async fn attachments_read_state_reply_promise_and_export() {
         .unwrap()
         .get("content");
     assert!(raw.starts_with("s1.") && !raw.contains("chart"));
-    let got = call(&f.state, "GET", &format!("{path}/{id}/attachment"), f.login("treating"), None).await;
+    let got = call(
+        &f.state,
+        "GET",
+        &format!("{path}/{id}/attachment"),
+        f.login("treating"),
+        None,
+    )
+    .await;
     assert_eq!(got.status, 200);
     assert_eq!(got.headers["content-type"], "image/png");
     // Read state: unread until the treating clinician opens the thread; the
@@ -540,15 +686,42 @@ async fn attachments_read_state_reply_promise_and_export() {
     let c = call(&f.state, "GET", &path, f.login("client_a"), None).await;
     assert_eq!(unread(&c.body), 0);
     // The promise the clinician sets is what the client sees.
-    let p = call(&f.state, "POST", &format!("{path}/reply-promise"), f.login("treating"), Some(r#"{"hours":48}"#)).await;
+    let p = call(
+        &f.state,
+        "POST",
+        &format!("{path}/reply-promise"),
+        f.login("treating"),
+        Some(r#"{"hours":48}"#),
+    )
+    .await;
     assert_eq!(p.status, 200);
-    let bad = call(&f.state, "POST", &format!("{path}/reply-promise"), f.login("treating"), Some(r#"{"hours":0}"#)).await;
+    let bad = call(
+        &f.state,
+        "POST",
+        &format!("{path}/reply-promise"),
+        f.login("treating"),
+        Some(r#"{"hours":0}"#),
+    )
+    .await;
     assert_eq!(bad.status, 422);
     let c = call(&f.state, "GET", &path, f.login("client_a"), None).await;
-    assert_eq!(serde_json::from_str::<Value>(&c.body).unwrap()["reply_within_hours"], 48);
+    assert_eq!(
+        serde_json::from_str::<Value>(&c.body).unwrap()["reply_within_hours"],
+        48
+    );
     // Export for the client.
-    let e = call(&f.state, "GET", &format!("{path}/export"), f.login("client_a"), None).await;
+    let e = call(
+        &f.state,
+        "GET",
+        &format!("{path}/export"),
+        f.login("client_a"),
+        None,
+    )
+    .await;
     assert_eq!(e.status, 200);
-    assert!(e.headers["content-disposition"].to_str().unwrap().contains("messages.json"));
+    assert!(e.headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("messages.json"));
     assert!(e.body.contains("my sleep chart"));
 }

@@ -35,7 +35,10 @@ impl Driver {
         };
         let child = tokio::process::Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
-            .arg(format!("--log-path={}", dir.join("chromedriver.log").display()))
+            .arg(format!(
+                "--log-path={}",
+                dir.join("chromedriver.log").display()
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -195,8 +198,11 @@ async fn two_chromium_browsers_hold_a_video_session_through_tapestry() {
         20,
     )
     .await;
-    d.js(&clinician, "document.getElementById('admit').click(); return true;")
-        .await;
+    d.js(
+        &clinician,
+        "document.getElementById('admit').click(); return true;",
+    )
+    .await;
     let state = "return window.tapestryRoom ? window.tapestryRoom.state : null;";
     let c1 = wait_for(&d, &clinician, state, &json!("connected"), 30).await;
     let c2 = wait_for(&d, &client, state, &json!("connected"), 30).await;
@@ -206,13 +212,27 @@ async fn two_chromium_browsers_hold_a_video_session_through_tapestry() {
     let later = d.js(&client, bytes).await.as_u64().unwrap_or(0);
     let host_bytes = d.js(&clinician, bytes).await.as_u64().unwrap_or(0);
     let log = d
-        .js(&client, "return document.getElementById('room-status').textContent;")
+        .js(
+            &client,
+            "return document.getElementById('room-status').textContent;",
+        )
         .await;
     d.quit(&[client, clinician]).await;
-    assert_eq!(waiting, json!(true), "the client never reached the waiting room");
-    assert_eq!(knock, json!(true), "the clinician never saw the client knock");
+    assert_eq!(
+        waiting,
+        json!(true),
+        "the client never reached the waiting room"
+    );
+    assert_eq!(
+        knock,
+        json!(true),
+        "the clinician never saw the client knock"
+    );
     assert_eq!(c1, json!("connected"), "clinician: {c1} ({log})");
     assert_eq!(c2, json!("connected"), "client: {c2} ({log})");
-    assert!(later > first, "inbound video bytes did not grow: {first} -> {later}");
+    assert!(
+        later > first,
+        "inbound video bytes did not grow: {first} -> {later}"
+    );
     assert!(host_bytes > 0, "the clinician received no video");
 }
