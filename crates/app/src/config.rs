@@ -81,6 +81,37 @@ pub struct SmtpFile {
     pub tls: Option<String>,
 }
 
+/// `[webrtc]`: the ICE servers browsers use for video sessions. Without it
+/// only direct connections work (same network, or open NATs); see
+/// docs/video.md for running coturn.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WebRtcFile {
+    #[serde(default)]
+    pub stun_urls: Vec<String>,
+    #[serde(default)]
+    pub turn_urls: Vec<String>,
+    /// coturn's `static-auth-secret` (REST-API credentials).
+    pub turn_secret: Option<Secret>,
+}
+
+/// `[phone]`: what a phone session's participants are told.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneFile {
+    /// e.g. "Call +44 20 7946 0000 and enter the code from your appointment."
+    pub dial_in: Option<String>,
+}
+
+/// Validated online-session settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OnlineConfig {
+    pub stun_urls: Vec<String>,
+    pub turn_urls: Vec<String>,
+    pub turn_secret: Option<Secret>,
+    pub phone_dial_in: String,
+}
+
 /// How the SMTP connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmtpTls {
@@ -118,6 +149,10 @@ pub struct ConfigFile {
     #[serde(default)]
     pub sessions: SessionsFile,
     pub smtp: Option<SmtpFile>,
+    #[serde(default)]
+    pub webrtc: WebRtcFile,
+    #[serde(default)]
+    pub phone: PhoneFile,
 }
 
 /// Log output format.
@@ -149,6 +184,8 @@ pub struct Config {
     pub absolute_hours: u32,
     /// `None`: mail goes to the local outbox.
     pub smtp: Option<SmtpConfig>,
+    /// STUN/TURN servers and phone dial-in instructions.
+    pub online: OnlineConfig,
 }
 
 /// Where the data lives, validated.
@@ -214,6 +251,10 @@ pub const ENV_KEYS: &[&str] = &[
     "TAPESTRY_SMTP_PASSWORD",
     "TAPESTRY_SMTP_FROM",
     "TAPESTRY_SMTP_TLS",
+    "TAPESTRY_WEBRTC_STUN_URLS",
+    "TAPESTRY_WEBRTC_TURN_URLS",
+    "TAPESTRY_WEBRTC_TURN_SECRET",
+    "TAPESTRY_PHONE_DIAL_IN",
 ];
 
 /// Known default or empty credentials that must never reach production.
@@ -416,8 +457,10 @@ impl Config {
             24 * 7,
         )?;
         let smtp = resolve_smtp(file.smtp.unwrap_or_default(), get)?;
+        let online = resolve_online(file.webrtc, file.phone, get)?;
         Ok(Config {
             smtp,
+            online,
             data_dir,
             database,
             listen,
@@ -435,6 +478,69 @@ impl Config {
             absolute_hours: u32::try_from(absolute_hours).unwrap_or(12),
         })
     }
+}
+
+/// `[webrtc]` and `[phone]`, with `TAPESTRY_WEBRTC_*` (URL lists
+/// comma-separated) and `TAPESTRY_PHONE_DIAL_IN` taking precedence.
+fn resolve_online(
+    webrtc: WebRtcFile,
+    phone: PhoneFile,
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<OnlineConfig, ConfigError> {
+    let list = |key: &str, file: Vec<String>| -> Vec<String> {
+        match get(key) {
+            Some(v) => v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => file,
+        }
+    };
+    let stun_urls = list("TAPESTRY_WEBRTC_STUN_URLS", webrtc.stun_urls);
+    let turn_urls = list("TAPESTRY_WEBRTC_TURN_URLS", webrtc.turn_urls);
+    for u in &stun_urls {
+        if !(u.starts_with("stun:") || u.starts_with("stuns:")) {
+            return Err(err(
+                "webrtc.stun_urls",
+                format!("'{u}' must start with stun: or stuns:"),
+            ));
+        }
+    }
+    for u in &turn_urls {
+        if !(u.starts_with("turn:") || u.starts_with("turns:")) {
+            return Err(err(
+                "webrtc.turn_urls",
+                format!("'{u}' must start with turn: or turns:"),
+            ));
+        }
+    }
+    let turn_secret = get("TAPESTRY_WEBRTC_TURN_SECRET")
+        .map(Secret::new)
+        .or(webrtc.turn_secret);
+    match (&turn_secret, turn_urls.is_empty()) {
+        (None, false) => {
+            return Err(err(
+                "webrtc.turn_secret",
+                "is required when webrtc.turn_urls is set (coturn's static-auth-secret)",
+            ))
+        }
+        (Some(s), _) if s.expose().len() < 16 => {
+            return Err(err("webrtc.turn_secret", "must be at least 16 characters"))
+        }
+        _ => {}
+    }
+    let phone_dial_in = get("TAPESTRY_PHONE_DIAL_IN")
+        .or(phone.dial_in)
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    Ok(OnlineConfig {
+        stun_urls,
+        turn_urls,
+        turn_secret,
+        phone_dial_in,
+    })
 }
 
 fn resolve_smtp(
@@ -789,6 +895,47 @@ mod tests {
                 .unwrap_err()
                 .setting,
             "listen"
+        );
+    }
+
+    #[test]
+    fn webrtc_servers_and_turn_secret_are_validated_and_secret() {
+        let c = load("", &[], Overrides::default()).unwrap();
+        assert_eq!(c.online, OnlineConfig::default());
+        let file = "[webrtc]\nstun_urls = [\"stun:turn.example.org:3478\"]\nturn_urls = [\"turn:turn.example.org:3478?transport=udp\", \"turns:turn.example.org:5349\"]\nturn_secret = \"a-long-coturn-secret-42\"\n[phone]\ndial_in = \"Call +44 20 7946 0000\"\n";
+        let c = load(file, &[], Overrides::default()).unwrap();
+        assert_eq!(c.online.turn_urls.len(), 2);
+        assert_eq!(c.online.phone_dial_in, "Call +44 20 7946 0000");
+        assert!(!format!("{c:?}").contains("a-long-coturn-secret-42"));
+        // The environment wins; lists are comma-separated.
+        let c = load(
+            file,
+            &[(
+                "TAPESTRY_WEBRTC_STUN_URLS",
+                "stun:a.example:3478, stun:b.example:3478",
+            )],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.online.stun_urls.len(), 2);
+        let setting =
+            |f: &str, env: &[(&str, &str)]| load(f, env, Overrides::default()).unwrap_err().setting;
+        // TURN without a secret, a short secret, wrong schemes: each names its setting.
+        assert_eq!(
+            setting("[webrtc]\nturn_urls = [\"turn:t.example:3478\"]\n", &[]),
+            "webrtc.turn_secret"
+        );
+        assert_eq!(
+            setting(file, &[("TAPESTRY_WEBRTC_TURN_SECRET", "short")]),
+            "webrtc.turn_secret"
+        );
+        assert_eq!(
+            setting("[webrtc]\nstun_urls = [\"http://x\"]\n", &[]),
+            "webrtc.stun_urls"
+        );
+        assert_eq!(
+            setting("", &[("TAPESTRY_WEBRTC_TURN_URLS", "stun:x")]),
+            "webrtc.turn_urls"
         );
     }
 

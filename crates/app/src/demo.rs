@@ -379,13 +379,125 @@ pub async fn ensure(
         now,
     )
     .await?;
+    let room = demo_sessions(store, &practice, &clinicians, now).await?;
     write_logins(data_dir, &logins, &totp_secrets)?;
+    append_room(data_dir, room.as_deref())?;
     // The marker goes last: a seed interrupted half-way is seeded again in a
     // new practice rather than left looking complete.
     store
         .set_setting(practice.id, DEMO_MARKER_KEY, DEMO_MARKER_VALUE)
         .await?;
     Ok((practice.id, true))
+}
+
+/// Online sessions in the demo: both clinicians work Monday to Friday
+/// 09:00-17:00 London, the practice offers intake, session and review types,
+/// and the first demo client (who has a login) has a video session with
+/// their clinician starting ten minutes after seeding, so the two can meet
+/// in the room straight away. Returns that room's path.
+async fn demo_sessions(
+    store: &Arc<dyn Store>,
+    practice: &Practice,
+    clinicians: &[User],
+    now: DateTime<Utc>,
+) -> Result<Option<String>> {
+    use chrono::{NaiveTime, Timelike, Weekday};
+    use tapestry_domain::schedule::{
+        Appointment, AppointmentKind, AppointmentType, Availability, BookingRules, Format,
+        WeeklyHours,
+    };
+    use tapestry_store::ClinicianSchedule;
+    let types = [
+        (AppointmentKind::Intake, 60, Format::Video),
+        (AppointmentKind::Session, 50, Format::Video),
+        (AppointmentKind::Session, 50, Format::Phone),
+        (AppointmentKind::Session, 50, Format::Chat),
+        (AppointmentKind::Review, 30, Format::Video),
+    ];
+    for (kind, minutes, format) in types {
+        store
+            .add_appointment_type(practice.id, AppointmentType::new(kind, minutes, format)?)
+            .await?;
+    }
+    let hours = |h| NaiveTime::from_hms_opt(h, 0, 0).unwrap_or_default();
+    for c in clinicians {
+        let weekly = [
+            Weekday::Mon,
+            Weekday::Tue,
+            Weekday::Wed,
+            Weekday::Thu,
+            Weekday::Fri,
+        ]
+        .into_iter()
+        .map(|weekday| WeeklyHours {
+            weekday,
+            start: hours(9),
+            end: hours(17),
+        })
+        .collect();
+        store
+            .put_clinician_schedule(&ClinicianSchedule {
+                practice_id: practice.id,
+                clinician: c.id,
+                availability: Availability {
+                    time_zone: "Europe/London".into(),
+                    weekly,
+                    exceptions: vec![],
+                },
+                rules: BookingRules::default(),
+                policy: Default::default(),
+                updated_at: now,
+            })
+            .await?;
+    }
+    let Some(client) = store
+        .clients_in_practice(practice.id)
+        .await?
+        .into_iter()
+        .find(|c| c.user_id.is_some())
+    else {
+        return Ok(None);
+    };
+    // The client's treating clinician holds the session.
+    let Some(clinician) = store
+        .care_for_client(practice.id, client.id)
+        .await?
+        .into_iter()
+        .find(|r| r.role == CareRole::Treating && r.ended_at.is_none())
+        .and_then(|r| clinicians.iter().find(|c| c.id == r.clinician))
+    else {
+        return Ok(None);
+    };
+    let start = now
+        .with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(now)
+        + Duration::minutes(10);
+    let appointment = Appointment::book(
+        practice.id,
+        clinician.id,
+        client.id,
+        AppointmentType::new(AppointmentKind::Session, 50, Format::Video)?,
+        start,
+        now,
+    )?;
+    store.book_appointment(&appointment).await?;
+    Ok(Some(format!(
+        "/clients/{}/appointments/{}/room",
+        client.id, appointment.id
+    )))
+}
+
+fn append_room(data_dir: &Path, room: Option<&str>) -> Result<()> {
+    let Some(room) = room else { return Ok(()) };
+    let path = logins_file(data_dir);
+    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+    let _ = writeln!(
+        text,
+        "# A video session between the first clinician and the first client starts 10 minutes after seeding\n# (the room opens 15 minutes before and closes 15 minutes after the 50-minute session):\n#   {room}"
+    );
+    std::fs::write(&path, text).with_context(|| format!("{}: cannot write", path.display()))?;
+    restrict(&path)
 }
 
 fn logins_file(data_dir: &Path) -> std::path::PathBuf {

@@ -530,7 +530,17 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
         clock.clone(),
         config.tls.is_some() || config.behind_proxy,
     )
-    .with_csrf_secret(key_file.csrf_secret());
+    .with_csrf_secret(key_file.csrf_secret())
+    .with_sessions_config(tapestry_web::sessions::SessionsConfig {
+        stun_urls: config.online.stun_urls.clone(),
+        turn_urls: config.online.turn_urls.clone(),
+        turn_secret: config
+            .online
+            .turn_secret
+            .as_ref()
+            .map(|s| s.expose().to_string()),
+        phone_instructions: config.online.phone_dial_in.clone(),
+    });
     state.behind_proxy = config.behind_proxy;
     state.sessions = tapestry_domain::identity::session::SessionPolicy {
         staff_idle: chrono::Duration::minutes(i64::from(config.staff_idle_minutes)),

@@ -35,6 +35,7 @@ crate::adapter_matching::matching_adapter!(
     lock_rows = " FOR UPDATE",
     gate_writes = false
 );
+crate::adapter_messaging::messaging_adapter!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow);
 crate::adapter_jobs::jobs_adapter!(
     PgStore,
     sqlx::Postgres,

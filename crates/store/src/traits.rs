@@ -225,6 +225,7 @@ pub trait Store:
     + crate::jobs::JobStore
     + crate::matching::MatchingStore
     + crate::portal::PortalStore
+    + crate::messaging::MessagingStore
     + Send
     + Sync
 {

@@ -164,4 +164,7 @@ pub const SEALED_COLUMNS: &[(&str, &str, &str)] = &[
     ("safety_plans", "body", "id"),
     ("homework", "answers", "id"),
     ("intake_drafts", "body", "id"),
+    ("secure_messages", "body", "id"),
+    ("message_attachments", "content", "message_id"),
+    ("chat_lines", "body", "id"),
 ];

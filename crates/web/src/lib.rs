@@ -16,6 +16,7 @@ pub mod pages;
 pub mod portal;
 pub mod routes;
 pub mod server;
+pub mod sessions;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub throttle: LoginThrottle,
     /// A TLS-terminating proxy is in front (trust its X-Forwarded-For).
     pub behind_proxy: bool,
+    /// Online sessions: configuration, join-token key, live rooms.
+    pub online: Arc<sessions::SessionsState>,
 }
 
 impl AppState {
@@ -79,7 +82,14 @@ impl AppState {
             sessions: SessionPolicy::default(),
             throttle: LoginThrottle::default(),
             behind_proxy: false,
+            online: Arc::new(sessions::SessionsState::default()),
         }
+    }
+
+    /// Online-session settings (STUN/TURN, phone dial-in instructions).
+    pub fn with_sessions_config(mut self, config: sessions::SessionsConfig) -> Self {
+        self.online = Arc::new(sessions::SessionsState::new(config));
+        self
     }
 
     /// Use the CSRF secret from the key file (tokens survive restarts).

@@ -104,6 +104,11 @@ pub const AREAS: &[RouteArea] = &[
         routes: crate::portal::PORTAL_ROUTES,
         handler: crate::portal::handler,
     },
+    RouteArea {
+        name: "sessions",
+        routes: crate::sessions::SESSIONS_ROUTES,
+        handler: crate::sessions::handler,
+    },
 ];
 
 /// Every route of the application, from every area.

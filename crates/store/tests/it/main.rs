@@ -4,6 +4,7 @@
 mod conformance;
 mod matching;
 mod measurement;
+mod messaging;
 mod portal;
 mod schedule;
 mod security;

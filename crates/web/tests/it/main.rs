@@ -10,4 +10,7 @@ mod matching;
 mod matrix;
 mod matrix_matching;
 mod matrix_portal;
+mod matrix_sessions;
 mod portal_flows;
+mod sessions;
+mod video_browser;

@@ -1,0 +1,260 @@
+//! Online sessions in the browser (issue 8): booking, the video/chat room
+//! with Tapestry's own WebRTC signalling over a WebSocket, and secure
+//! messages between sessions.
+//!
+//! * [`booking`]: availability, appointment types, rules, self-booking,
+//!   recurring series, cancel/reschedule, no-shows, `.ics` files and the
+//!   clinician's secret calendar feed.
+//! * [`video`]: join tokens bound to appointment and person, ephemeral TURN
+//!   credentials, the in-process rooms (waiting room, admission, signalling
+//!   relay) and live chat whose transcript is sealed into the record.
+//! * [`messages`]: threads between a client and their care team,
+//!   attachments, read state, the reply-time promise, urgent-language
+//!   screening and the JSON export.
+
+pub mod booking;
+pub mod messages;
+pub mod video;
+
+use crate::routes::{Access, RouteSpec, Target};
+use crate::AppState;
+use axum::routing::{get, post, MethodRouter};
+use tapestry_domain::access::Action;
+
+/// Practice configuration for online sessions (`[webrtc]` and
+/// `[sessions]` in `tapestry.toml`).
+#[derive(Clone, Default)]
+pub struct SessionsConfig {
+    /// STUN servers offered to browsers (`stun:host:port`). Empty: none
+    /// (peers on one network, or TURN only).
+    pub stun_urls: Vec<String>,
+    /// TURN servers (`turn:host:3478?transport=udp`, `turns:…`).
+    pub turn_urls: Vec<String>,
+    /// The shared secret of coturn's REST API scheme (`static-auth-secret`).
+    pub turn_secret: Option<String>,
+    /// The dial-in instructions shown for phone sessions.
+    pub phone_instructions: String,
+}
+
+impl std::fmt::Debug for SessionsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionsConfig")
+            .field("stun_urls", &self.stun_urls)
+            .field("turn_urls", &self.turn_urls)
+            .field(
+                "turn_secret",
+                &self.turn_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("phone_instructions", &self.phone_instructions)
+            .finish()
+    }
+}
+
+/// What the sessions area keeps in memory: its configuration, the key that
+/// signs join tokens, and the live rooms of this process.
+pub struct SessionsState {
+    pub config: SessionsConfig,
+    join_key: [u8; 32],
+    pub rooms: video::Rooms,
+}
+
+impl SessionsState {
+    /// A state with a fresh random join-token key (tokens live minutes, so
+    /// a restart only makes waiting browsers ask for a new one).
+    pub fn new(config: SessionsConfig) -> Self {
+        use rand::RngCore as _;
+        let mut join_key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut join_key);
+        Self {
+            config,
+            join_key,
+            rooms: video::Rooms::default(),
+        }
+    }
+
+    pub(crate) fn join_key(&self) -> &[u8; 32] {
+        &self.join_key
+    }
+}
+
+impl Default for SessionsState {
+    fn default() -> Self {
+        Self::new(SessionsConfig::default())
+    }
+}
+
+/// The body of a write route that takes no fields: `{}` (anything else,
+/// such as a smuggled `practice_id`, is refused with 422).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
+
+const fn r(method: &'static str, path: &'static str, access: Access) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        access,
+    }
+}
+
+use Access::{Action as A, Public};
+use Target::{ClientInPath, OwnAccount};
+
+/// The sessions area's routes.
+pub const SESSIONS_ROUTES: &[RouteSpec] = &[
+    r("GET", "/static/video.js", Public),
+    r("GET", "/static/chat.js", Public),
+    // The clinician's calendar feed: the secret is the token in the URL
+    // (`/calendar/<token>.ics`).
+    r("GET", "/calendar/{token}", Public),
+    // The room's WebSocket: the join token in the query is the credential.
+    r("GET", "/sessions/ws", Public),
+    // --- a clinician's own schedule ---
+    r(
+        "GET",
+        "/api/v1/me/schedule",
+        A(Action::ReadSchedule, OwnAccount),
+    ),
+    r(
+        "POST",
+        "/api/v1/me/schedule",
+        A(Action::ManageSchedule, OwnAccount),
+    ),
+    r(
+        "POST",
+        "/api/v1/me/appointment-types",
+        A(Action::ManageSchedule, OwnAccount),
+    ),
+    r(
+        "POST",
+        "/api/v1/me/calendar-feed",
+        A(Action::ManageSchedule, OwnAccount),
+    ),
+    r(
+        "POST",
+        "/api/v1/me/calendar-feed/revoke",
+        A(Action::ManageSchedule, OwnAccount),
+    ),
+    // --- one client's appointments ---
+    r(
+        "GET",
+        "/api/v1/clients/{id}/slots",
+        A(Action::ReadSchedule, ClientInPath),
+    ),
+    r(
+        "GET",
+        "/api/v1/clients/{id}/appointments",
+        A(Action::ReadSchedule, ClientInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/clients/{id}/appointments",
+        A(Action::ManageSchedule, ClientInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/clients/{id}/appointments/{appointment}/cancel",
+        A(Action::ManageSchedule, ClientInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/clients/{id}/appointments/{appointment}/reschedule",
+        A(Action::ManageSchedule, ClientInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/clients/{id}/appointments/{appointment}/attendance",
+        A(Action::ManageSchedule, ClientInPath),
+    ),
+    r(
+        "GET",
+        "/api/v1/clients/{id}/appointments/{appointment}/ics",
+        A(Action::ReadSchedule, ClientInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/clients/{id}/appointments/{appointment}/join",
+        A(Action::ReadSchedule, ClientInPath),
+    ),
+    r(
+        "GET",
+        "/clients/{id}/appointments/{appointment}/room",
+        A(Action::ReadSchedule, ClientInPath),
+    ),
+    r(
+        "GET",
+        "/api/v1/clients/{id}/appointments/{appointment}/chat",
+        A(Action::ReadMessages, ClientInPath),
+    ),
+    // --- secure messages ---
+    r(
+        "GET",
+        "/api/v1/clients/{id}/messages",
+        A(Action::ReadMessages, ClientInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/clients/{id}/messages",
+        A(Action::SendMessage, ClientInPath),
+    ),
+    r(
+        "GET",
+        "/api/v1/clients/{id}/messages/export",
+        A(Action::ReadMessages, ClientInPath),
+    ),
+    r(
+        "GET",
+        "/api/v1/clients/{id}/messages/{message}/attachment",
+        A(Action::ReadMessages, ClientInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/clients/{id}/messages/reply-promise",
+        A(Action::SendMessage, ClientInPath),
+    ),
+];
+
+/// The handler of each row of [`SESSIONS_ROUTES`].
+pub fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
+    Some(match (spec.method, spec.path) {
+        ("GET", "/static/video.js") => get(video::video_script),
+        ("GET", "/static/chat.js") => get(video::chat_script),
+        ("GET", "/calendar/{token}") => get(booking::calendar_feed),
+        ("GET", "/sessions/ws") => get(video::room_socket),
+        ("GET", "/api/v1/me/schedule") => get(booking::my_schedule),
+        ("POST", "/api/v1/me/schedule") => post(booking::put_my_schedule),
+        ("POST", "/api/v1/me/appointment-types") => post(booking::add_appointment_type),
+        ("POST", "/api/v1/me/calendar-feed") => post(booking::new_feed_url),
+        ("POST", "/api/v1/me/calendar-feed/revoke") => post(booking::revoke_feed),
+        ("GET", "/api/v1/clients/{id}/slots") => get(booking::slots),
+        ("GET", "/api/v1/clients/{id}/appointments") => get(booking::appointments),
+        ("POST", "/api/v1/clients/{id}/appointments") => post(booking::book),
+        ("POST", "/api/v1/clients/{id}/appointments/{appointment}/cancel") => post(booking::cancel),
+        ("POST", "/api/v1/clients/{id}/appointments/{appointment}/reschedule") => {
+            post(booking::reschedule)
+        }
+        ("POST", "/api/v1/clients/{id}/appointments/{appointment}/attendance") => {
+            post(booking::attendance)
+        }
+        ("GET", "/api/v1/clients/{id}/appointments/{appointment}/ics") => {
+            get(booking::appointment_ics)
+        }
+        ("POST", "/api/v1/clients/{id}/appointments/{appointment}/join") => {
+            post(video::issue_join_token)
+        }
+        ("GET", "/clients/{id}/appointments/{appointment}/room") => get(video::room_page),
+        ("GET", "/api/v1/clients/{id}/appointments/{appointment}/chat") => {
+            get(video::chat_transcript)
+        }
+        ("GET", "/api/v1/clients/{id}/messages") => get(messages::thread),
+        ("POST", "/api/v1/clients/{id}/messages") => post(messages::send).layer(
+            axum::extract::DefaultBodyLimit::max(messages::SEND_BODY_LIMIT),
+        ),
+        ("GET", "/api/v1/clients/{id}/messages/export") => get(messages::export),
+        ("GET", "/api/v1/clients/{id}/messages/{message}/attachment") => get(messages::attachment),
+        ("POST", "/api/v1/clients/{id}/messages/reply-promise") => {
+            post(messages::set_reply_promise)
+        }
+        _ => return None,
+    })
+}
