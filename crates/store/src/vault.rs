@@ -159,4 +159,7 @@ pub const SEALED_COLUMNS: &[(&str, &str, &str)] = &[
     ("submissions", "answers", "id"),
     ("user_mfa", "totp_secret", "user_id"),
     ("break_glass_grants", "reason", "id"),
+    ("matching_profiles", "profile", "clinician"),
+    ("match_requests", "request", "client_id"),
+    ("match_offers", "result", "id"),
 ];

@@ -129,6 +129,18 @@ async fn an_explained_match_leaves_out_the_expired_licence_and_the_client_choose
         result["unmet"]
     );
 
+    // The request (elevated domains, risk) is sealed at rest.
+    let raw: Vec<String> = sqlx::query_scalar("SELECT request FROM match_requests")
+        .fetch_all(f.sqlite().pool())
+        .await
+        .unwrap();
+    assert_eq!(raw.len(), 1);
+    assert!(
+        !raw[0].contains("trauma") && !raw[0].contains("GB-ENG"),
+        "{}",
+        raw[0]
+    );
+
     // The client sees the same explained choice in the browser.
     let page = call(&f.state, "GET", "/me/match", f.login("client_b"), None).await;
     assert_eq!(page.status, 200);
