@@ -242,7 +242,12 @@ pub async fn ensure(
         // explained match at /me/match), can sign in.
         if i < 5 || i == FIRST_WAITING {
             let email = format!("{}@demo.tapestry.invalid", FIRST[i].to_lowercase());
-            let (user, password) = add_user(&email, &name, Role::Client, "client")?;
+            let label = if i == FIRST_WAITING {
+                "client (waiting: see /me/match)"
+            } else {
+                "client"
+            };
+            let (user, password) = add_user(&email, &name, Role::Client, label)?;
             store
                 .insert_user(&user, Some(&accounts::hash_password(&password)?))
                 .await?;

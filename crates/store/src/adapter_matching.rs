@@ -79,7 +79,8 @@ macro_rules! matching_adapter {
                 async fn profile_from(&self, row: &$row, week_start: DateTime<Utc>) -> StoreResult<StoredMatchingProfile> {
                     let practice = PracticeId::from_uuid(row.try_get("practice_id")?);
                     let clinician = UserId::from_uuid(row.try_get("clinician")?);
-                    let text: String = row.try_get("profile")?;
+                    let sealed: String = row.try_get("profile")?;
+                    let text = self.open_text(practice, "matching_profiles", "profile", clinician.as_uuid(), &sealed).await?;
                     let mut profile: tapestry_domain::matching::profile::ClinicianProfile =
                         serde_json::from_str(&text).map_err(|e| corrupt("matching_profiles.profile", e))?;
                     let load: i64 = sqlx::query_scalar(LOAD)
@@ -176,7 +177,8 @@ macro_rules! matching_adapter {
             #[async_trait]
             impl MatchingStore for $store {
                 async fn put_matching_profile(&self, p: &StoredMatchingProfile) -> StoreResult<()> {
-                    let text = serde_json::to_string(&p.profile).map_err(|e| corrupt("matching_profiles.profile", e))?;
+                    let plain = serde_json::to_string(&p.profile).map_err(|e| corrupt("matching_profiles.profile", e))?;
+                    let text = self.seal_text(p.practice_id, "matching_profiles", "profile", p.clinician.as_uuid(), &plain).await?;
                     sqlx::query("INSERT INTO matching_profiles (practice_id, clinician, profile, caseload_limit, new_clients_per_week, updated_at) VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (practice_id, clinician) DO UPDATE SET profile = excluded.profile, caseload_limit = excluded.caseload_limit, new_clients_per_week = excluded.new_clients_per_week, updated_at = excluded.updated_at")
                         .bind(p.practice_id.as_uuid())
                         .bind(p.clinician.as_uuid())
@@ -214,7 +216,8 @@ macro_rules! matching_adapter {
                 }
 
                 async fn put_match_request(&self, r: &StoredMatchRequest) -> StoreResult<()> {
-                    let text = serde_json::to_string(&r.request).map_err(|e| corrupt("match_requests.request", e))?;
+                    let plain = serde_json::to_string(&r.request).map_err(|e| corrupt("match_requests.request", e))?;
+                    let text = self.seal_text(r.practice_id, "match_requests", "request", r.client_id.as_uuid(), &plain).await?;
                     sqlx::query("INSERT INTO match_requests (practice_id, client_id, request, created_at) VALUES ($1,$2,$3,$4) ON CONFLICT (practice_id, client_id) DO UPDATE SET request = excluded.request, created_at = excluded.created_at")
                         .bind(r.practice_id.as_uuid())
                         .bind(r.client_id.as_uuid())
@@ -232,7 +235,8 @@ macro_rules! matching_adapter {
                         .fetch_optional(self.pool())
                         .await?;
                     let Some(row) = row else { return Ok(None) };
-                    let text: String = row.try_get("request")?;
+                    let sealed: String = row.try_get("request")?;
+                    let text = self.open_text(practice, "match_requests", "request", client.as_uuid(), &sealed).await?;
                     Ok(Some(StoredMatchRequest {
                         practice_id: practice,
                         client_id: client,
@@ -246,21 +250,24 @@ macro_rules! matching_adapter {
                         .bind(practice.as_uuid())
                         .fetch_all(self.pool())
                         .await?;
-                    rows.iter()
-                        .map(|row| {
-                            let text: String = row.try_get("request")?;
-                            Ok(StoredMatchRequest {
-                                practice_id: practice,
-                                client_id: ClientId::from_uuid(row.try_get("client_id")?),
-                                request: serde_json::from_str(&text).map_err(|e| corrupt("match_requests.request", e))?,
-                                created_at: row.try_get("created_at")?,
-                            })
-                        })
-                        .collect()
+                    let mut out = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        let client = ClientId::from_uuid(row.try_get("client_id")?);
+                        let sealed: String = row.try_get("request")?;
+                        let text = self.open_text(practice, "match_requests", "request", client.as_uuid(), &sealed).await?;
+                        out.push(StoredMatchRequest {
+                            practice_id: practice,
+                            client_id: client,
+                            request: serde_json::from_str(&text).map_err(|e| corrupt("match_requests.request", e))?,
+                            created_at: row.try_get("created_at")?,
+                        });
+                    }
+                    Ok(out)
                 }
 
                 async fn insert_match_offer(&self, o: &MatchOffer) -> StoreResult<()> {
-                    let text = serde_json::to_string(&o.result).map_err(|e| corrupt("match_offers.result", e))?;
+                    let plain = serde_json::to_string(&o.result).map_err(|e| corrupt("match_offers.result", e))?;
+                    let text = self.seal_text(o.practice_id, "match_offers", "result", o.id, &plain).await?;
                     sqlx::query("INSERT INTO match_offers (id, practice_id, client_id, result, created_at) VALUES ($1,$2,$3,$4,$5)")
                         .bind(o.id)
                         .bind(o.practice_id.as_uuid())
@@ -280,9 +287,11 @@ macro_rules! matching_adapter {
                         .fetch_optional(self.pool())
                         .await?;
                     let Some(row) = row else { return Ok(None) };
-                    let text: String = row.try_get("result")?;
+                    let id: Uuid = row.try_get("id")?;
+                    let sealed: String = row.try_get("result")?;
+                    let text = self.open_text(practice, "match_offers", "result", id, &sealed).await?;
                     Ok(Some(MatchOffer {
-                        id: row.try_get("id")?,
+                        id,
                         practice_id: practice,
                         client_id: client,
                         result: serde_json::from_str(&text).map_err(|e| corrupt("match_offers.result", e))?,

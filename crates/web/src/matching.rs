@@ -34,7 +34,7 @@ use tapestry_domain::matching::instant::{
 };
 use tapestry_domain::matching::profile::{
     Capacity, ClinicianProfile, DomainOutcome, Format, IdentityCharacteristics, Licence,
-    OutcomeNorms, Population, ProblemDomain, WeeklyAvailability,
+    OutcomeNorms, OutcomeRating, Population, ProblemDomain, WeeklyAvailability,
 };
 use tapestry_domain::matching::waitlist::{self, QueueEntry, Reading, Waiting, WaitlistPolicy};
 use tapestry_domain::risk::RiskLevel;
@@ -346,12 +346,17 @@ fn outcome_line(o: &DomainOutcome, expected: f64) -> String {
         .wilson_95()
         .map(|(lo, hi)| format!("95% CI {:.0}–{:.0}%", lo * 100.0, hi * 100.0))
         .unwrap_or_default();
+    let rating = match o.rating(expected) {
+        OutcomeRating::Effective => "effective",
+        OutcomeRating::Neutral => "neutral",
+        OutcomeRating::Ineffective => "ineffective",
+        OutcomeRating::InsufficientData => "not rated (fewer than 15 finished episodes)",
+    };
     format!(
-        "{}: {} of {} reliably improved ({rate:.0}%, {ci}); rating: {:?}",
+        "{}: {} of {} reliably improved ({rate:.0}%, {ci}); rating: {rating}",
         o.domain.label(),
         o.reliably_improved,
         o.completed_episodes,
-        o.rating(expected)
     )
 }
 

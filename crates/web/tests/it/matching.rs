@@ -129,6 +129,18 @@ async fn an_explained_match_leaves_out_the_expired_licence_and_the_client_choose
         result["unmet"]
     );
 
+    // The request (elevated domains, risk) is sealed at rest.
+    let raw: Vec<String> = sqlx::query_scalar("SELECT request FROM match_requests")
+        .fetch_all(f.sqlite().pool())
+        .await
+        .unwrap();
+    assert_eq!(raw.len(), 1);
+    assert!(
+        !raw[0].contains("trauma") && !raw[0].contains("GB-ENG"),
+        "{}",
+        raw[0]
+    );
+
     // The client sees the same explained choice in the browser.
     let page = call(&f.state, "GET", "/me/match", f.login("client_b"), None).await;
     assert_eq!(page.status, 200);
@@ -401,4 +413,118 @@ async fn the_waitlist_puts_a_risk_flag_first_and_alerts_the_intake_team() {
         .await
         .unwrap();
     assert!(clinician_alerts.iter().all(|a| a.kind != "waitlist_risk"));
+}
+
+/// Measured outcomes come from the practice's own discharged episodes
+/// (PHQ-9 first and last totals → depression), with n and a Wilson
+/// interval; 14 episodes are not rated, 15 are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measured_outcomes_come_from_finished_episodes_and_are_rated_from_15() {
+    let f = fixture().await;
+    let registry = InstrumentRegistry::embedded().unwrap();
+    let treating = f.user("treating").id;
+    assert_eq!(
+        post(
+            &f,
+            "treating",
+            "/api/v1/me/matching-profile",
+            SPANISH_PROFILE
+        )
+        .await
+        .status,
+        200
+    );
+    let page = |f: &Fixture| {
+        let state = f.state.clone();
+        let login = f.login("treating").map(|l| Login {
+            cookie: l.cookie.clone(),
+            csrf: l.csrf.clone(),
+        });
+        async move {
+            call(&state, "GET", "/me/matching-profile", login.as_ref(), None)
+                .await
+                .body
+        }
+    };
+    assert!(page(&f).await.contains("No finished episodes"));
+    for n in 1..=15 {
+        let client = tapestry_domain::client::Client::new(
+            f.practice.id,
+            &format!("Past {n}"),
+            None,
+            None,
+            t0(),
+        )
+        .unwrap();
+        f.store.insert_client(&client).await.unwrap();
+        let e = Episode::open(f.practice.id, client.id, t0() - Duration::days(120));
+        f.store.insert_episode(&e).await.unwrap();
+        f.store
+            .move_episode(
+                f.practice.id,
+                e.id,
+                EpisodeStatus::Referral,
+                EpisodeStatus::Active,
+                t0() - Duration::days(119),
+            )
+            .await
+            .unwrap();
+        f.store
+            .set_primary_clinician(f.practice.id, e.id, treating)
+            .await
+            .unwrap();
+        // 12 of 15 improve from 18 to 4 (reliable: ≥ 6 points); 3 stay at 18.
+        let last: [i32; 9] = if n <= 12 {
+            [1, 1, 1, 1, 0, 0, 0, 0, 0]
+        } else {
+            [2; 9]
+        };
+        for (k, values) in [[2i32; 9], last].iter().enumerate() {
+            f.store
+                .ingest(
+                    &registry,
+                    &IngestSettings::default(),
+                    &[IngestRequest {
+                        practice_id: f.practice.id,
+                        client_id: client.id,
+                        episode_id: e.id,
+                        instrument: "phq9".into(),
+                        answers: Answers::from_values(values),
+                        idempotency_key: None,
+                        submitted_at: t0() - Duration::days(100 - 50 * k as i64),
+                    }],
+                )
+                .await
+                .unwrap()
+                .remove(0)
+                .unwrap();
+        }
+        f.store
+            .move_episode(
+                f.practice.id,
+                e.id,
+                EpisodeStatus::Active,
+                EpisodeStatus::Discharged,
+                t0() - Duration::days(10),
+            )
+            .await
+            .unwrap();
+        let body = page(&f).await;
+        if n == 14 {
+            assert!(
+                body.contains("depression: 12 of 14 reliably improved"),
+                "{body}"
+            );
+            assert!(body.contains("not rated (fewer than 15"), "{body}");
+        }
+        if n == 15 {
+            // 12 of 15 = 80 %; the only rated clinician is compared with the
+            // practice's pooled rate (their own), so neutral.
+            assert!(
+                body.contains("depression: 12 of 15 reliably improved (80%, 95% CI 55–93%)"),
+                "{body}"
+            );
+            assert!(body.contains("rating: neutral"), "{body}");
+        }
+    }
 }
