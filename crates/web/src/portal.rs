@@ -1769,7 +1769,7 @@ pub async fn save_settings(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let body = form(body)?;
     let p = a.caller.user.practice_id;
-    for (k, _) in &body {
+    for k in body.keys() {
         if ![SETTING_TIME_ZONE, SETTING_MEASURES, SETTING_CRISIS].contains(&k.as_str()) {
             return Err(ApiError::unprocessable(k.clone(), "not a practice setting"));
         }
