@@ -580,6 +580,18 @@ async fn every_page_as_every_role_stays_on_origin_without_console_errors() {
             b.go(&path).await;
             visited += 1;
             let v = b.client.execute(PAGE_CHECK, vec![]).await.unwrap();
+            let shot = match (role, *page) {
+                ("owner", "/practice") => Some("practice"),
+                ("owner", "/practice/audit") => Some("audit-log"),
+                ("client_a", "/me/access-log") => Some("access-log"),
+                ("treating", "/clients/{a}/notes") => Some("notes"),
+                ("treating", "/clients/{a}/homework") => Some("homework-assign"),
+                ("anonymous", "/sign-in") => Some("sign-in"),
+                _ => None,
+            };
+            if let Some(name) = shot {
+                b.screenshot(name).await;
+            }
             let title = v["title"].as_str().unwrap_or("");
             if v["status"] != json!(200) {
                 failures.push(format!("{role} {path}: status {} ({title})", v["status"]));
