@@ -27,6 +27,7 @@ crate::adapter_schedule::schedule_adapter!(
     false,
     "SELECT pg_advisory_xact_lock($1)"
 );
+crate::adapter_records::records_adapter!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow);
 crate::adapter_jobs::jobs_adapter!(
     PgStore,
     sqlx::Postgres,

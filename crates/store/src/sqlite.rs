@@ -30,6 +30,7 @@ crate::adapter_schedule::schedule_adapter!(
     true,
     ""
 );
+crate::adapter_records::records_adapter!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
 crate::adapter_jobs::jobs_adapter!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
 
 impl SqliteStore {

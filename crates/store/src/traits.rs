@@ -223,6 +223,7 @@ pub trait Store:
     + crate::measurement::MeasurementStore
     + crate::schedule::ScheduleStore
     + crate::jobs::JobStore
+    + crate::records::RecordsStore
     + Send
     + Sync
 {

@@ -159,4 +159,7 @@ pub const SEALED_COLUMNS: &[(&str, &str, &str)] = &[
     ("submissions", "answers", "id"),
     ("user_mfa", "totp_secret", "user_id"),
     ("break_glass_grants", "reason", "id"),
+    ("formulations", "body", "id"),
+    ("plan_versions", "body", "id"),
+    ("session_reviews", "body", "id"),
 ];

@@ -3,5 +3,6 @@
 
 mod conformance;
 mod measurement;
+mod records;
 mod schedule;
 mod security;
