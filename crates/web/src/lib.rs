@@ -12,6 +12,8 @@ pub mod json;
 pub mod metrics;
 pub mod middleware;
 pub mod pages;
+pub mod records;
+pub mod records_pages;
 pub mod routes;
 pub mod server;
 
@@ -25,6 +27,8 @@ use tapestry_domain::clock::Clock;
 use tapestry_domain::identity::csrf::CsrfKey;
 use tapestry_domain::identity::session::SessionPolicy;
 use tapestry_domain::identity::throttle::LoginThrottle;
+use tapestry_domain::instrument::InstrumentRegistry;
+use tapestry_domain::knowledge::Knowledge;
 use tapestry_store::Store;
 use tower_http::timeout::TimeoutLayer;
 
@@ -62,6 +66,10 @@ pub struct AppState {
     pub throttle: LoginThrottle,
     /// A TLS-terminating proxy is in front (trust its X-Forwarded-For).
     pub behind_proxy: bool,
+    /// The instruments this site offers (built-in plus licensed text packs).
+    pub registry: Arc<InstrumentRegistry>,
+    /// The plan engine's knowledge base (`None` only if the embedded one failed to load).
+    pub knowledge: Option<Arc<Knowledge>>,
 }
 
 impl AppState {
@@ -77,7 +85,25 @@ impl AppState {
             sessions: SessionPolicy::default(),
             throttle: LoginThrottle::default(),
             behind_proxy: false,
+            registry: Arc::new(InstrumentRegistry::embedded().unwrap_or_else(|e| {
+                tracing::error!(error = %e, "built-in instruments failed to load");
+                InstrumentRegistry::default()
+            })),
+            knowledge: match Knowledge::embedded() {
+                Ok(k) => Some(Arc::new(k)),
+                Err(e) => {
+                    tracing::error!(error = %e, "knowledge base failed to load");
+                    None
+                }
+            },
         }
+    }
+
+    /// Use the site's validated instruments and knowledge base (from start-up).
+    pub fn with_knowledge(mut self, registry: InstrumentRegistry, knowledge: Knowledge) -> Self {
+        self.registry = Arc::new(registry);
+        self.knowledge = Some(Arc::new(knowledge));
+        self
     }
 
     /// Use the CSRF secret from the key file (tokens survive restarts).
