@@ -142,7 +142,8 @@ pub const RECORDS_ROUTES: &[RouteSpec] = &[
     r(
         "GET",
         "/clients/{id}/review",
-        Access::Action(Action::ReadPlan, ClientInPath),
+        // Session reviews are the clinician's working material: read like the formulation.
+        Access::Action(Action::ReadFormulation, ClientInPath),
     ),
     r(
         "GET",

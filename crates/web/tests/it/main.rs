@@ -6,3 +6,5 @@ mod fixture;
 mod flows;
 mod lifecycle;
 mod matrix;
+mod matrix_records;
+mod records;
