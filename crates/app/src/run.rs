@@ -476,7 +476,7 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
     init_logging(config.log_format);
     // Knowledge and instruments are validated before anything is served.
     let registry = site_instruments(&config)?;
-    Knowledge::embedded().map_err(|e| anyhow!("knowledge base: {e}"))?;
+    let knowledge = Knowledge::embedded().map_err(|e| anyhow!("knowledge base: {e}"))?;
     let unavailable: Vec<String> = registry
         .listing()
         .into_iter()
@@ -530,7 +530,8 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
         clock.clone(),
         config.tls.is_some() || config.behind_proxy,
     )
-    .with_csrf_secret(key_file.csrf_secret());
+    .with_csrf_secret(key_file.csrf_secret())
+    .with_knowledge(registry.clone(), knowledge);
     state.behind_proxy = config.behind_proxy;
     state.sessions = tapestry_domain::identity::session::SessionPolicy {
         staff_idle: chrono::Duration::minutes(i64::from(config.staff_idle_minutes)),

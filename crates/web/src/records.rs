@@ -269,7 +269,7 @@ fn snapshot(registry: &InstrumentRegistry, s: &Submission) -> Option<MeasureSnap
 /// of each instrument as today's measures, and earlier sessions as history
 /// (session n = the n-th administration; techniques from the session reviews
 /// in order).
-pub(crate) fn build_case(
+pub fn build_case(
     registry: &InstrumentRegistry,
     formulation: Formulation,
     submissions: &[Submission],
