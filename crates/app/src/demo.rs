@@ -361,7 +361,16 @@ pub async fn ensure(
 
 /// Case formulations of the first demo clients: (problems, goal, precipitating,
 /// perpetuating, protective, reactance).
-const DEMO_FORMULATIONS: [(&[&str], &str, &str, &str, &str, &str); 6] = [
+type DemoCase = (
+    &'static [&'static str],
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+const DEMO_FORMULATIONS: [DemoCase; 6] = [
     (
         &["depression", "insomnia"],
         "Get back to Sunday football with my brother",
