@@ -465,7 +465,15 @@ async fn decide(
                     Resource::client_record(practice, f.client_id),
                     Some(f.client_id),
                 ),
-                None => return (Some(caller), None, Err(ApiError::not_found())),
+                None => {
+                    // Unknown flag: still no answer before the second factor.
+                    let d = authorize(&caller.actor, action, &Resource::practice(practice));
+                    let e = match d {
+                        Decision::RequiresMfa | Decision::RequiresReauth => decision_error(d),
+                        _ => ApiError::not_found(),
+                    };
+                    return (Some(caller), None, Err(e));
+                }
             }
         }
         Target::OwnClientRecord => match caller.actor.client_id {
