@@ -134,7 +134,10 @@ pub async fn ensure(
         return Ok((existing, false));
     }
     let registry = Arc::new(InstrumentRegistry::embedded().context("built-in instruments")?);
-    let ingestor = crate::ingest::Ingestor::new(store.clone(), registry, IngestSettings::default());
+    let ingestor =
+        crate::ingest::Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
+    let knowledge = tapestry_domain::knowledge::Knowledge::embedded()
+        .map_err(|e| anyhow::anyhow!("knowledge base: {e}"))?;
     let mut rng = StdRng::seed_from_u64(SEED);
     let practice = Practice::new("Tapestry Demo Practice", "Europe/London", now)?;
     store.insert_practice(&practice).await?;
@@ -338,6 +341,12 @@ pub async fn ensure(
         for result in ingestor.submit_batch(&batch).await? {
             result.map_err(|e| anyhow::anyhow!("demo submission: {e}"))?;
         }
+        if !waiting && i < DEMO_FORMULATIONS.len() {
+            seed_record(
+                store, &knowledge, &registry, &practice, &client, &episode, clinician, i, first_at,
+            )
+            .await?;
+        }
         if course == Course::EarlyRecovery && !waiting && sessions >= 6 {
             store
                 .move_episode(
@@ -503,6 +512,141 @@ fn append_room(data_dir: &Path, room: Option<&str>) -> Result<()> {
     );
     std::fs::write(&path, text).with_context(|| format!("{}: cannot write", path.display()))?;
     restrict(&path)
+}
+
+/// Case formulations of the first demo clients: (problems, goal, precipitating,
+/// perpetuating, protective, reactance).
+type DemoCase = (
+    &'static [&'static str],
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+const DEMO_FORMULATIONS: [DemoCase; 6] = [
+    (
+        &["depression", "insomnia"],
+        "Get back to Sunday football with my brother",
+        "Redundancy after twelve years at the firm",
+        "Staying in bed late and cancelling plans",
+        "Close relationship with a sister",
+        "moderate",
+    ),
+    (
+        &["generalized-anxiety"],
+        "Stop checking my phone for bad news every hour",
+        "New management role with tight deadlines",
+        "Reassurance seeking and over-preparing",
+        "Regular swimming",
+        "low",
+    ),
+    (
+        &["panic"],
+        "Take the train to see my parents",
+        "First panic attack on a crowded platform",
+        "Avoiding trains and carrying water everywhere",
+        "Supportive partner",
+        "moderate",
+    ),
+    (
+        &["social-anxiety"],
+        "Speak up once in each team meeting",
+        "Moved city for a new job",
+        "Rehearsing sentences and avoiding eye contact",
+        "Good friends from university",
+        "high",
+    ),
+    (
+        &["depression", "low-self-esteem"],
+        "Be kinder to myself when things go wrong",
+        "End of a long relationship",
+        "Harsh self-criticism and withdrawal",
+        "Enjoys painting",
+        "moderate",
+    ),
+    (
+        &["stress-burnout"],
+        "Leave work by six most days",
+        "Caring for a parent while working full time",
+        "Saying yes to every request",
+        "Sense of humour and a good GP",
+        "low",
+    ),
+];
+
+/// Seeds a formulation, a generated plan and its accepted version for one
+/// demo client, through the store (deterministic content).
+#[allow(clippy::too_many_arguments)]
+async fn seed_record(
+    store: &Arc<dyn Store>,
+    knowledge: &tapestry_domain::knowledge::Knowledge,
+    registry: &InstrumentRegistry,
+    practice: &Practice,
+    client: &Client,
+    episode: &Episode,
+    clinician: &User,
+    i: usize,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    use tapestry_domain::formulation::Formulation;
+    use tapestry_store::{NewFormulation, NewPlanVersion, PlanOrigin, PlanStatus};
+    let Some((problems, goal, precipitating, perpetuating, protective, reactance)) =
+        DEMO_FORMULATIONS.get(i)
+    else {
+        return Ok(());
+    };
+    let mut f = Formulation::new(
+        u16::try_from(28 + i * 5).unwrap_or(30),
+        problems.iter().map(|p| p.to_string()).collect(),
+    );
+    f.goals = vec![goal.to_string()];
+    f.five_ps.precipitating = vec![precipitating.to_string()];
+    f.five_ps.perpetuating = vec![perpetuating.to_string()];
+    f.five_ps.protective = vec![protective.to_string()];
+    f.style = serde_json::from_value(serde_json::json!({ "reactance": reactance }))?;
+    f.validate(knowledge)
+        .map_err(|e| anyhow::anyhow!("demo formulation: {e}"))?;
+    let stored = store
+        .insert_formulation(&NewFormulation {
+            practice_id: practice.id,
+            client_id: client.id,
+            formulation: &f,
+            reason: "initial formulation",
+            author: clinician.id,
+            at,
+        })
+        .await?;
+    let submissions = store
+        .submissions_for_episode(practice.id, episode.id)
+        .await?;
+    let case = tapestry_web::records::build_case(registry, f, &submissions, &[]);
+    let plan = tapestry_domain::plan::generate(knowledge, &case);
+    for (status, origin) in [
+        (PlanStatus::Draft, PlanOrigin::Generated),
+        (
+            PlanStatus::Accepted,
+            PlanOrigin::AcceptedPlan {
+                reason: "Talked through the plan with the client; agreed".into(),
+            },
+        ),
+    ] {
+        store
+            .insert_plan_version(&NewPlanVersion {
+                practice_id: practice.id,
+                client_id: client.id,
+                plan: &plan,
+                formulation_version: Some(stored.version),
+                engine_version: tapestry_web::records::ENGINE_VERSION,
+                status,
+                origin: &origin,
+                created_by: clinician.id,
+                at,
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 fn logins_file(data_dir: &Path) -> std::path::PathBuf {

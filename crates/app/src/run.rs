@@ -476,7 +476,7 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
     init_logging(config.log_format);
     // Knowledge and instruments are validated before anything is served.
     let registry = site_instruments(&config)?;
-    Knowledge::embedded().map_err(|e| anyhow!("knowledge base: {e}"))?;
+    let knowledge = Knowledge::embedded().map_err(|e| anyhow!("knowledge base: {e}"))?;
     let unavailable: Vec<String> = registry
         .listing()
         .into_iter()
@@ -540,7 +540,8 @@ async fn serve(config_path: Option<&Path>, args: &ServeArgs, with_demo: bool) ->
             .as_ref()
             .map(|s| s.expose().to_string()),
         phone_instructions: config.online.phone_dial_in.clone(),
-    });
+    })
+    .with_knowledge(registry.clone(), knowledge);
     state.behind_proxy = config.behind_proxy;
     state.sessions = tapestry_domain::identity::session::SessionPolicy {
         staff_idle: chrono::Duration::minutes(i64::from(config.staff_idle_minutes)),

@@ -36,6 +36,7 @@ crate::adapter_matching::matching_adapter!(
     gate_writes = false
 );
 crate::adapter_messaging::messaging_adapter!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow);
+crate::adapter_records::records_adapter!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow);
 crate::adapter_jobs::jobs_adapter!(
     PgStore,
     sqlx::Postgres,

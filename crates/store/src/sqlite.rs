@@ -39,6 +39,7 @@ crate::adapter_matching::matching_adapter!(
     gate_writes = true
 );
 crate::adapter_messaging::messaging_adapter!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
+crate::adapter_records::records_adapter!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
 crate::adapter_jobs::jobs_adapter!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
 crate::adapter_portal::portal_adapter!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
 

@@ -170,4 +170,7 @@ pub const SEALED_COLUMNS: &[(&str, &str, &str)] = &[
     ("matching_profiles", "profile", "clinician"),
     ("match_requests", "request", "client_id"),
     ("match_offers", "result", "id"),
+    ("formulations", "body", "id"),
+    ("plan_versions", "body", "id"),
+    ("session_reviews", "body", "id"),
 ];

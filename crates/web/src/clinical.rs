@@ -58,18 +58,14 @@ pub async fn client_record(
     Ok(Json(load_client(&state, &a).await?))
 }
 
-/// `GET /clients/{id}`: the same, as a page.
+/// `GET /clients/{id}`: the client chart's overview (episode, phase, open
+/// risk flags first, latest scores with change since intake); the other
+/// sections are the records area's tabs.
 pub async fn client_page(
     State(state): State<AppState>,
     Extension(a): Extension<Authorized>,
 ) -> Response {
-    match load_client(&state, &a).await {
-        Ok(c) => crate::pages::render(&crate::pages::ClientPage {
-            name: c.display_name,
-            id: c.id.to_string(),
-        }),
-        Err(e) => e.to_html(),
-    }
+    crate::records_pages::overview_page(&state, &a).await
 }
 
 #[derive(Serialize)]

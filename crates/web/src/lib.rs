@@ -14,6 +14,8 @@ pub mod metrics;
 pub mod middleware;
 pub mod pages;
 pub mod portal;
+pub mod records;
+pub mod records_pages;
 pub mod routes;
 pub mod server;
 pub mod sessions;
@@ -28,6 +30,8 @@ use tapestry_domain::clock::Clock;
 use tapestry_domain::identity::csrf::CsrfKey;
 use tapestry_domain::identity::session::SessionPolicy;
 use tapestry_domain::identity::throttle::LoginThrottle;
+use tapestry_domain::instrument::InstrumentRegistry;
+use tapestry_domain::knowledge::Knowledge;
 use tapestry_store::Store;
 use tower_http::timeout::TimeoutLayer;
 
@@ -67,6 +71,10 @@ pub struct AppState {
     pub behind_proxy: bool,
     /// Online sessions: configuration, join-token key, live rooms.
     pub online: Arc<sessions::SessionsState>,
+    /// The instruments this site offers (built-in plus licensed text packs).
+    pub registry: Arc<InstrumentRegistry>,
+    /// The plan engine's knowledge base (`None` only if the embedded one failed to load).
+    pub knowledge: Option<Arc<Knowledge>>,
 }
 
 impl AppState {
@@ -83,12 +91,30 @@ impl AppState {
             throttle: LoginThrottle::default(),
             behind_proxy: false,
             online: Arc::new(sessions::SessionsState::default()),
+            registry: Arc::new(InstrumentRegistry::embedded().unwrap_or_else(|e| {
+                tracing::error!(error = %e, "built-in instruments failed to load");
+                InstrumentRegistry::default()
+            })),
+            knowledge: match Knowledge::embedded() {
+                Ok(k) => Some(Arc::new(k)),
+                Err(e) => {
+                    tracing::error!(error = %e, "knowledge base failed to load");
+                    None
+                }
+            },
         }
     }
 
     /// Online-session settings (STUN/TURN, phone dial-in instructions).
     pub fn with_sessions_config(mut self, config: sessions::SessionsConfig) -> Self {
         self.online = Arc::new(sessions::SessionsState::new(config));
+        self
+    }
+
+    /// Use the site's validated instruments and knowledge base (from start-up).
+    pub fn with_knowledge(mut self, registry: InstrumentRegistry, knowledge: Knowledge) -> Self {
+        self.registry = Arc::new(registry);
+        self.knowledge = Some(Arc::new(knowledge));
         self
     }
 

@@ -37,6 +37,9 @@ pub enum Target {
     OwnAccount,
     /// A list filtered item by item (each client checked with `authorize`).
     EachClient,
+    /// The client whose risk flag `{flag}` names (`/api/v1/risk-flags/{flag}/…`);
+    /// a flag of another practice, or none, is the same 404.
+    RiskFlagInPath,
 }
 
 /// Who may call a route.
@@ -108,6 +111,11 @@ pub const AREAS: &[RouteArea] = &[
         name: "sessions",
         routes: crate::sessions::SESSIONS_ROUTES,
         handler: crate::sessions::handler,
+    },
+    RouteArea {
+        name: "records",
+        routes: crate::records::RECORDS_ROUTES,
+        handler: crate::records::handler,
     },
 ];
 
@@ -340,7 +348,16 @@ fn decision_error(d: Decision) -> ApiError {
 /// The client id in the path, if it parses (else the request is a 404 like
 /// any unknown object).
 fn path_client(req: &Request) -> Option<ClientId> {
-    let path = req.uri().path();
+    path_client_of(req.uri().path())
+}
+
+/// The risk flag id in `/api/v1/risk-flags/{flag}/…`, if it parses.
+fn path_flag(req: &Request) -> Option<tapestry_domain::ids::RecordId> {
+    let rest = req.uri().path().strip_prefix("/api/v1/risk-flags/")?;
+    rest.split('/').next()?.parse().ok()
+}
+
+fn path_client_of(path: &str) -> Option<ClientId> {
     let rest = path
         .strip_prefix("/api/v1/clients/")
         .or_else(|| path.strip_prefix("/clients/"))?;
@@ -448,6 +465,30 @@ async fn decide(
                 // Missing here = missing or in another practice: the same 404.
                 Ok(None) => return (Some(caller), Some(id), Err(ApiError::not_found())),
                 Err(e) => return (Some(caller), Some(id), Err(e.into())),
+            }
+        }
+        Target::RiskFlagInPath => {
+            let found = match path_flag(req) {
+                Some(flag) => match state.store.risk_flag(practice, flag).await {
+                    Ok(found) => found,
+                    Err(e) => return (Some(caller), None, Err(e.into())),
+                },
+                None => None,
+            };
+            match found {
+                Some(f) => (
+                    Resource::client_record(practice, f.client_id),
+                    Some(f.client_id),
+                ),
+                None => {
+                    // Unknown flag: still no answer before the second factor.
+                    let d = authorize(&caller.actor, action, &Resource::practice(practice));
+                    let e = match d {
+                        Decision::RequiresMfa | Decision::RequiresReauth => decision_error(d),
+                        _ => ApiError::not_found(),
+                    };
+                    return (Some(caller), None, Err(e));
+                }
             }
         }
         Target::OwnClientRecord => match caller.actor.client_id {

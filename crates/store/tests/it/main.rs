@@ -6,5 +6,6 @@ mod matching;
 mod measurement;
 mod messaging;
 mod portal;
+mod records;
 mod schedule;
 mod security;

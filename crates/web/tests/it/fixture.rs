@@ -277,6 +277,9 @@ pub async fn fingerprint(store: &SqliteStore) -> String {
         "safety_plans",
         "homework",
         "intake_drafts",
+        "formulations",
+        "plan_versions",
+        "session_reviews",
     ] {
         let cols: Vec<String> = sqlx::query(&format!("PRAGMA table_info({table})"))
             .fetch_all(store.pool())
@@ -331,6 +334,9 @@ pub async fn pg_fingerprint(store: &tapestry_store::PgStore) -> String {
         "safety_plans",
         "homework",
         "intake_drafts",
+        "formulations",
+        "plan_versions",
+        "session_reviews",
     ] {
         let row = sqlx::query(&format!(
             "SELECT COUNT(*) AS n, COALESCE(md5(string_agg(t::text, '|' ORDER BY t::text)), '') AS s FROM {table} t"

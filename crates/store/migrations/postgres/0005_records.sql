@@ -1,0 +1,40 @@
+-- Clinical record: versioned case formulations, versioned treatment plans
+-- (with the clinician's decision that made each version) and session
+-- reviews. Every table carries practice_id; the clinical content of each row
+-- lives in `body`, sealed with the practice's data key (vault::SEALED_COLUMNS).
+
+CREATE TABLE formulations (
+    id          UUID PRIMARY KEY,
+    practice_id UUID NOT NULL REFERENCES practices(id),
+    client_id   UUID NOT NULL REFERENCES clients(id),
+    version     BIGINT NOT NULL CHECK (version >= 1),
+    body        TEXT NOT NULL,
+    author      UUID NOT NULL REFERENCES users(id),
+    created_at  TIMESTAMPTZ NOT NULL,
+    UNIQUE (practice_id, client_id, version)
+);
+
+CREATE TABLE plan_versions (
+    id                  UUID PRIMARY KEY,
+    practice_id         UUID NOT NULL REFERENCES practices(id),
+    client_id           UUID NOT NULL REFERENCES clients(id),
+    version             BIGINT NOT NULL CHECK (version >= 1),
+    formulation_version BIGINT CHECK (formulation_version IS NULL OR formulation_version >= 1),
+    engine_version      TEXT NOT NULL,
+    status              TEXT NOT NULL CHECK (status IN ('draft','accepted')),
+    body                TEXT NOT NULL,
+    created_by          UUID NOT NULL REFERENCES users(id),
+    created_at          TIMESTAMPTZ NOT NULL,
+    UNIQUE (practice_id, client_id, version)
+);
+
+CREATE TABLE session_reviews (
+    id           UUID PRIMARY KEY,
+    practice_id  UUID NOT NULL REFERENCES practices(id),
+    client_id    UUID NOT NULL REFERENCES clients(id),
+    plan_version BIGINT CHECK (plan_version IS NULL OR plan_version >= 1),
+    body         TEXT NOT NULL,
+    created_by   UUID NOT NULL REFERENCES users(id),
+    created_at   TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX session_reviews_client ON session_reviews(practice_id, client_id, created_at);
