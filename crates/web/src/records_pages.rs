@@ -50,13 +50,16 @@ pub struct MePage {
 }
 
 /// The chart's sections, in order: (path suffix, label).
-pub const SECTIONS: [(&str, &str); 6] = [
+pub const SECTIONS: [(&str, &str); 9] = [
     ("", "Overview"),
     ("/measures", "Measures"),
     ("/formulation", "Formulation"),
     ("/plan", "Plan"),
     ("/review", "Session review"),
     ("/risk", "Risk"),
+    ("/safety-plan", "Safety plan"),
+    ("/notes", "Notes"),
+    ("/homework", "Homework"),
 ];
 
 fn tabs(client: ClientId, current: &str) -> Vec<Tab> {
