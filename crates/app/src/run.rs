@@ -425,6 +425,24 @@ fn load_keys(config: &Config) -> Result<tapestry_store::crypto::KeyFile> {
         .map_err(|e| anyhow!("key_file: {e}"))
 }
 
+/// The data directory is readable by the service account only: the
+/// database, its WAL and the key file inside it are never world-readable.
+#[cfg(unix)]
+fn restrict_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(|| {
+        format!(
+            "data_dir {}: cannot restrict its permissions",
+            dir.display()
+        )
+    })
+}
+
+#[cfg(not(unix))]
+fn restrict_dir(_dir: &Path) -> Result<()> {
+    Ok(())
+}
+
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     let location = match &config.database {
         Database::Sqlite(dir) => {
@@ -432,6 +450,7 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
             std::fs::create_dir_all(dir).with_context(|| {
                 format!("data_dir {}: cannot create the directory", dir.display())
             })?;
+            restrict_dir(dir)?;
             Location::SqliteDir(dir.clone())
         }
         Database::Postgres(url) => {

@@ -60,20 +60,26 @@ macro_rules! measurement_adapter {
                 })
             }
 
-            fn flag_from(row: &$row) -> StoreResult<StoredRiskFlag> {
+            fn flag_from(row: &$row, keyring: &crate::crypto::Keyring) -> StoreResult<StoredRiskFlag> {
                 let signal: String = row.try_get("signal")?;
                 let signal: RiskSignal = serde_json::from_str(&signal).map_err(|e| corrupt("risk_flags.signal", e))?;
                 let closed_by: Option<Uuid> = row.try_get("closed_by")?;
                 let closed_at: Option<DateTime<Utc>> = row.try_get("closed_at")?;
-                let note: Option<String> = row.try_get("closing_note")?;
+                let id: Uuid = row.try_get("id")?;
+                let practice_id = PracticeId::from_uuid(row.try_get("practice_id")?);
+                // The clinician's closing note is clinical text: sealed at rest.
+                let note: Option<String> = row
+                    .try_get::<Option<String>, _>("closing_note")?
+                    .map(|sealed| crate::vault::Vault::open(keyring, &crate::vault::field(practice_id, "risk_flags", "closing_note", id), &sealed))
+                    .transpose()?;
                 let closure = match (closed_by, closed_at, note) {
                     (Some(by), Some(at), Some(note)) => Some(RiskFlagClosure { by: UserId::from_uuid(by), at, note }),
                     (None, None, None) => None,
                     _ => return Err(corrupt("risk_flags.closed_at", "closure is incomplete")),
                 };
                 Ok(StoredRiskFlag {
-                    id: RecordId::from_uuid(row.try_get("id")?),
-                    practice_id: PracticeId::from_uuid(row.try_get("practice_id")?),
+                    id: RecordId::from_uuid(id),
+                    practice_id,
                     client_id: ClientId::from_uuid(row.try_get("client_id")?),
                     episode_id: EpisodeId::from_uuid(row.try_get("episode_id")?),
                     submission_id: ResponseId::from_uuid(row.try_get("submission_id")?),
@@ -540,14 +546,16 @@ macro_rules! measurement_adapter {
                         .bind(episode.as_uuid())
                         .fetch_all(self.pool())
                         .await?;
-                    rows.iter().map(flag_from).collect()
+                    let keyring = self.keyring(practice).await?;
+                    rows.iter().map(|r| flag_from(r, &keyring)).collect()
                 }
                 async fn open_risk_flags(&self, practice: PracticeId) -> StoreResult<Vec<StoredRiskFlag>> {
                     let rows = sqlx::query("SELECT * FROM risk_flags WHERE practice_id = $1 AND closed_at IS NULL ORDER BY raised_at, id")
                         .bind(practice.as_uuid())
                         .fetch_all(self.pool())
                         .await?;
-                    rows.iter().map(flag_from).collect()
+                    let keyring = self.keyring(practice).await?;
+                    rows.iter().map(|r| flag_from(r, &keyring)).collect()
                 }
                 async fn close_risk_flag(&self, practice: PracticeId, flag: RecordId, by: UserId, note: &str, at: DateTime<Utc>) -> StoreResult<StoredRiskFlag> {
                     let row = sqlx::query("SELECT * FROM risk_flags WHERE practice_id = $1 AND id = $2")
@@ -556,7 +564,8 @@ macro_rules! measurement_adapter {
                         .fetch_optional(self.pool())
                         .await?
                         .ok_or(StoreError::NotFound("risk flag"))?;
-                    let mut stored = flag_from(&row)?;
+                    let keyring = self.keyring(practice).await?;
+                    let mut stored = flag_from(&row, &keyring)?;
                     stored.flag.close(by, note, at).map_err(|e| match e {
                         tapestry_domain::risk::RiskError::NoteRequired => StoreError::Conflict("note: a clinician's note is required to close a risk flag"),
                         tapestry_domain::risk::RiskError::AlreadyClosed => StoreError::Conflict("flag: already closed"),
@@ -570,7 +579,7 @@ macro_rules! measurement_adapter {
                     )
                     .bind(by.as_uuid())
                     .bind(closure.at)
-                    .bind(&closure.note)
+                    .bind(crate::vault::Vault::seal(&keyring, &crate::vault::field(practice, "risk_flags", "closing_note", flag.as_uuid()), &closure.note)?)
                     .bind(practice.as_uuid())
                     .bind(flag.as_uuid())
                     .execute(self.pool())

@@ -576,7 +576,7 @@ macro_rules! security_adapter {
                     let mut reseals = Vec::new();
                     if data_keys {
                         for (table, column, id_col) in vault::SEALED_COLUMNS {
-                            let rows = sqlx::query(&format!("SELECT {id_col} AS row_id, {column} AS sealed FROM {table} WHERE practice_id = $1"))
+                            let rows = sqlx::query(&format!("SELECT {id_col} AS row_id, {column} AS sealed FROM {table} WHERE practice_id = $1 AND {column} IS NOT NULL"))
                                 .bind(p)
                                 .fetch_all(&self.pool)
                                 .await?;

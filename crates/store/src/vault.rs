@@ -157,6 +157,7 @@ pub fn field<'a>(
 /// (table, sealed column, row-id column). New clinical tables add a line.
 pub const SEALED_COLUMNS: &[(&str, &str, &str)] = &[
     ("submissions", "answers", "id"),
+    ("risk_flags", "closing_note", "id"),
     ("user_mfa", "totp_secret", "user_id"),
     ("break_glass_grants", "reason", "id"),
     ("session_notes", "body", "id"),

@@ -52,6 +52,15 @@ async fn demo_serves_keeps_data_and_never_seeds_twice() {
         "SIGTERM should end the server cleanly"
     );
 
+    // The data directory is private to the service account (G6).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data_dir(tmp.path()))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "data directory mode {mode:o}");
+    }
     // The database is SQLite in WAL mode with synchronous=FULL.
     let store = sqlite_at(tmp.path()).await;
     let (practices, clients, submissions) = client_count(&store).await;

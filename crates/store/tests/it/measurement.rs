@@ -277,6 +277,11 @@ async fn closing_a_flag_needs_a_clinician_of_the_practice_and_a_note(s: Arc<dyn 
         all[0].flag.closure.as_ref().unwrap().at,
         t0() + Duration::minutes(20)
     );
+    // The note is sealed at rest and reads back intact.
+    assert_eq!(
+        all[0].flag.closure.as_ref().unwrap().note,
+        "Reviewed in session; safety plan updated."
+    );
     assert!(matches!(
         s.close_risk_flag(f.practice.id, flag, f.clinician.id, "again", t0())
             .await,
