@@ -4,7 +4,6 @@
 //! itself as skipped (and fails in CI, where it is required).
 
 use chrono::{Duration, TimeZone, Utc};
-use std::path::Path;
 use std::sync::Arc;
 use tapestry_domain::care::{CareRelationship, CareRole};
 use tapestry_domain::client::{Client, ClinicianProfile};
@@ -14,49 +13,10 @@ use tapestry_domain::practice::Practice;
 use tapestry_domain::scoring::Answers;
 use tapestry_domain::submission::Submission;
 use tapestry_domain::user::{AccountStatus, Role, User};
-use tapestry_store::{Backend, PgStore, SqliteStore, Store, StoreError, Stored};
+use tapestry_store::{Store, StoreError, Stored};
 
 fn t0() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 2, 2, 9, 0, 0).unwrap()
-}
-
-async fn fresh_sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("tapestry.db"))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    (Arc::new(store), dir)
-}
-
-async fn fresh_postgres() -> Option<Arc<dyn Store>> {
-    let url =
-        tapestry_store::testing::fresh_database(Path::new(env!("CARGO_TARGET_TMPDIR"))).await?;
-    let store = PgStore::open(&url).await.unwrap();
-    store.migrate().await.unwrap();
-    Some(Arc::new(store))
-}
-
-/// Declares each case once and runs it on both backends.
-macro_rules! conformance {
-    ($($case:ident),+ $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let (store, _dir) = super::fresh_sqlite().await;
-                assert_eq!(store.backend(), super::Backend::Sqlite);
-                super::$case(store).await;
-            })+
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(store) = super::fresh_postgres().await else { return };
-                assert_eq!(store.backend(), super::Backend::Postgres);
-                super::$case(store).await;
-            })+
-        }
-    };
 }
 
 conformance!(

@@ -1,5 +1,7 @@
 //! Store tests: one conformance suite that every adapter passes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[macro_use]
+mod backends;
 
 mod conformance;
 mod matching;

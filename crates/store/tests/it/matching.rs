@@ -4,7 +4,6 @@
 //! clinician at once with 3 free places, and exactly 3 succeed.
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use std::path::Path;
 use std::sync::Arc;
 use tapestry_domain::client::Client;
 use tapestry_domain::ids::*;
@@ -17,50 +16,12 @@ use tapestry_domain::practice::Practice;
 use tapestry_domain::risk::RiskLevel;
 use tapestry_domain::user::{Role, User};
 use tapestry_store::{
-    Backend, ClinicianMatch, MatchOffer, MatchRun, MatchSource, PgStore, SqliteStore, Store,
-    StoreError, StoredMatchRequest, StoredMatchingProfile, NO_FREE_PLACE, SWITCH_NEEDS_REASON,
+    ClinicianMatch, MatchOffer, MatchRun, MatchSource, Store, StoreError, StoredMatchRequest,
+    StoredMatchingProfile, NO_FREE_PLACE, SWITCH_NEEDS_REASON,
 };
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 16, 9, 0, 0).unwrap()
-}
-
-async fn fresh_sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("tapestry.db"))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    (Arc::new(store), dir)
-}
-
-async fn fresh_postgres() -> Option<Arc<dyn Store>> {
-    let url =
-        tapestry_store::testing::fresh_database(Path::new(env!("CARGO_TARGET_TMPDIR"))).await?;
-    let store = PgStore::open(&url).await.unwrap();
-    store.migrate().await.unwrap();
-    Some(Arc::new(store))
-}
-
-macro_rules! conformance {
-    ($($case:ident),+ $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let (store, _dir) = super::fresh_sqlite().await;
-                assert_eq!(store.backend(), super::Backend::Sqlite);
-                super::$case(store).await;
-            })+
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(store) = super::fresh_postgres().await else { return };
-                assert_eq!(store.backend(), super::Backend::Postgres);
-                super::$case(store).await;
-            })+
-        }
-    };
 }
 
 conformance!(

@@ -3,7 +3,6 @@
 //! flag closure, measure schedules and versioned expected-recovery curves.
 
 use chrono::{Duration, TimeZone, Utc};
-use std::path::Path;
 use std::sync::Arc;
 use tapestry_domain::client::Client;
 use tapestry_domain::episode::{Episode, EpisodeStatus};
@@ -18,48 +17,10 @@ use tapestry_domain::trajectory::{
     fit_expected_recovery, EmpiricalConfig, ReferenceEpisode, TrackStatus,
 };
 use tapestry_domain::user::{Role, User};
-use tapestry_store::{Backend, IngestSettings, PgStore, SqliteStore, Store, StoreError};
+use tapestry_store::{IngestSettings, Store, StoreError};
 
 fn t0() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 2, 2, 9, 0, 0).unwrap()
-}
-
-async fn fresh_sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("tapestry.db"))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    (Arc::new(store), dir)
-}
-
-async fn fresh_postgres() -> Option<Arc<dyn Store>> {
-    let url =
-        tapestry_store::testing::fresh_database(Path::new(env!("CARGO_TARGET_TMPDIR"))).await?;
-    let store = PgStore::open(&url).await.unwrap();
-    store.migrate().await.unwrap();
-    Some(Arc::new(store))
-}
-
-macro_rules! conformance {
-    ($($case:ident),+ $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let (store, _dir) = super::fresh_sqlite().await;
-                assert_eq!(store.backend(), super::Backend::Sqlite);
-                super::$case(store).await;
-            })+
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(store) = super::fresh_postgres().await else { return };
-                assert_eq!(store.backend(), super::Backend::Postgres);
-                super::$case(store).await;
-            })+
-        }
-    };
 }
 
 conformance!(
