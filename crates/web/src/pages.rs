@@ -32,6 +32,14 @@ pub fn render<T: Template>(t: &T) -> Response {
     }
 }
 
+/// A page, or the error page when building it failed.
+pub fn page<T: Template>(built: Result<T, crate::error::ApiError>) -> Response {
+    match built {
+        Ok(p) => render(&p),
+        Err(e) => e.to_html(),
+    }
+}
+
 #[derive(Template)]
 #[template(path = "error.html")]
 pub struct ErrorPage {

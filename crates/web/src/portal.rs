@@ -575,10 +575,7 @@ pub async fn notes_page(
                 .collect(),
         })
     };
-    match run.await {
-        Ok(p) => render(&p),
-        Err(e) => e.to_html(),
-    }
+    crate::pages::page(run.await)
 }
 
 pub struct SectionView {
@@ -623,11 +620,7 @@ pub async fn note_page(
         let addenda: Vec<Addendum> = state.store.addenda(p, n.id).await?;
         let can_cosign = n.signed_at.is_some()
             && n.cosigned_at.is_none()
-            && authorize(
-                &a.caller.actor,
-                Action::CosignNote,
-                &Resource::client_record(p, id),
-            ) == Decision::Allow;
+            && may(&a.caller, Action::CosignNote, p, id);
         Ok::<_, ApiError>(NotePage {
             nav: nav(&state, &a.caller).await,
             client_id: id.to_string(),
@@ -655,10 +648,7 @@ pub async fn note_page(
             can_cosign,
         })
     };
-    match run.await {
-        Ok(p) => render(&p),
-        Err(e) => e.to_html(),
-    }
+    crate::pages::page(run.await)
 }
 
 /// `POST /api/v1/clients/{id}/notes`: `{kind, template}` → a new draft.
@@ -870,17 +860,16 @@ pub async fn safety_plan_editor(
                 .unwrap_or_default(),
             version: latest.map_or(0, |v| v.version),
             saved: latest.map(|v| when(v.created_at)).unwrap_or_default(),
-            can_write: authorize(
-                &a.caller.actor,
-                Action::WriteSafetyPlan,
-                &Resource::client_record(p, id),
-            ) == Decision::Allow,
+            can_write: may(&a.caller, Action::WriteSafetyPlan, p, id),
         })
     };
-    match run.await {
-        Ok(p) => render(&p),
-        Err(e) => e.to_html(),
-    }
+    crate::pages::page(run.await)
+}
+
+/// Whether the caller may take `action` on client `id`'s record (for showing
+/// or hiding a form; the guard still decides every request).
+fn may(caller: &Caller, action: Action, p: PracticeId, id: ClientId) -> bool {
+    authorize(&caller.actor, action, &Resource::client_record(p, id)) == Decision::Allow
 }
 
 /// `POST /api/v1/clients/{id}/safety-plan`: a new version.
@@ -942,10 +931,7 @@ pub async fn my_safety_plan(
             saved: latest.map(|v| when(v.created_at)).unwrap_or_default(),
         })
     };
-    match run.await {
-        Ok(p) => render(&p),
-        Err(e) => e.to_html(),
-    }
+    crate::pages::page(run.await)
 }
 
 // ---------------------------------------------------------------- homework
@@ -1032,17 +1018,10 @@ pub async fn homework_page(
             client: client_name(&state, p, id).await,
             rows: list.iter().map(|h| homework_row(&k, h)).collect(),
             options,
-            can_assign: authorize(
-                &a.caller.actor,
-                Action::AssignHomework,
-                &Resource::client_record(p, id),
-            ) == Decision::Allow,
+            can_assign: may(&a.caller, Action::AssignHomework, p, id),
         })
     };
-    match run.await {
-        Ok(p) => render(&p),
-        Err(e) => e.to_html(),
-    }
+    crate::pages::page(run.await)
 }
 
 /// `POST /api/v1/clients/{id}/homework`: `{technique}` (code or id).
@@ -1134,10 +1113,7 @@ pub async fn my_homework(
             rows: list.iter().map(|h| homework_row(&k, h)).collect(),
         })
     };
-    match run.await {
-        Ok(p) => render(&p),
-        Err(e) => e.to_html(),
-    }
+    crate::pages::page(run.await)
 }
 
 pub struct FieldView {
@@ -1235,10 +1211,7 @@ pub async fn worksheet_page(
             sleep: sleep_summary(&h.answers),
         })
     };
-    match run.await {
-        Ok(p) => render(&p),
-        Err(e) => e.to_html(),
-    }
+    crate::pages::page(run.await)
 }
 
 /// `POST /api/v1/me/homework/{hw}`: answers, with `send=yes` to send.
@@ -1323,10 +1296,7 @@ pub async fn me_home(
             has_safety_plan: !plans.is_empty(),
         })
     };
-    match run.await {
-        Ok(p) => render(&p),
-        Err(e) => e.to_html(),
-    }
+    crate::pages::page(run.await)
 }
 
 pub struct StepForm {
@@ -1385,10 +1355,7 @@ pub async fn intake_page(
             complete: draft.is_complete(),
         })
     };
-    match run.await {
-        Ok(p) => render(&p),
-        Err(e) => e.to_html(),
-    }
+    crate::pages::page(run.await)
 }
 
 /// `POST /api/v1/me/intake`: `{step, …fields}`: saves one step.
@@ -1502,10 +1469,7 @@ pub async fn measures_page(
                 .collect(),
         })
     };
-    match run.await {
-        Ok(p) => render(&p),
-        Err(e) => e.to_html(),
-    }
+    crate::pages::page(run.await)
 }
 
 pub struct ItemView {
@@ -1575,10 +1539,7 @@ pub async fn measure_form(
             items,
         })
     };
-    match run.await {
-        Ok(p) => render(&p),
-        Err(e) => e.to_html(),
-    }
+    crate::pages::page(run.await)
 }
 
 /// `POST /api/v1/me/measures/{instrument}`: `{item_1: "0", …}` through the
@@ -1701,10 +1662,7 @@ pub async fn access_log_page(
                 .collect(),
         })
     };
-    match run.await {
-        Ok(p) => render(&p),
-        Err(e) => e.to_html(),
-    }
+    crate::pages::page(run.await)
 }
 
 // ---------------------------------------------------------------- practice
@@ -1755,10 +1713,7 @@ pub async fn practice_page(
             crisis: crisis_text(&state, p).await,
         })
     };
-    match run.await {
-        Ok(p) => render(&p),
-        Err(e) => e.to_html(),
-    }
+    crate::pages::page(run.await)
 }
 
 /// `POST /api/v1/practice/settings`: `{time_zone, measure_defaults, crisis_resources}`.
@@ -1862,8 +1817,5 @@ pub async fn audit_page(
             total,
         })
     };
-    match run.await {
-        Ok(p) => render(&p),
-        Err(e) => e.to_html(),
-    }
+    crate::pages::page(run.await)
 }
