@@ -149,6 +149,22 @@ macro_rules! adapter {
             crate::vault::Vault::seal(keyring, &crate::vault::field(s.practice_id, "submissions", "answers", s.id.as_uuid()), &plain)
         }
 
+        /// The insert of one submission, its answers already sealed.
+        fn insert_submission_query<'q>(s: &'q Submission, sealed_answers: &'q str) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
+            sqlx::query(SUBMISSION_INSERT)
+                .bind(s.id.as_uuid())
+                .bind(s.practice_id.as_uuid())
+                .bind(s.client_id.as_uuid())
+                .bind(s.episode_id.as_uuid())
+                .bind(s.instrument.as_str())
+                .bind(s.instrument_version.as_str())
+                .bind(sealed_answers)
+                .bind(s.total)
+                .bind(i64::from(s.session))
+                .bind(s.submitted_at)
+                .bind(s.idempotency_key.as_deref())
+        }
+
         const SUBMISSION_INSERT: &str = "INSERT INTO submissions (id, practice_id, client_id, episode_id, instrument, instrument_version, answers, total, session, submitted_at, idempotency_key) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)";
 
         #[async_trait]
@@ -473,18 +489,7 @@ macro_rules! adapter {
             async fn insert_submission(&self, s: &Submission) -> StoreResult<Stored> {
                 let keyring = self.keyring(s.practice_id).await?;
                 let answers = answers_json(s, &keyring)?;
-                let inserted = sqlx::query(SUBMISSION_INSERT)
-                    .bind(s.id.as_uuid())
-                    .bind(s.practice_id.as_uuid())
-                    .bind(s.client_id.as_uuid())
-                    .bind(s.episode_id.as_uuid())
-                    .bind(&s.instrument)
-                    .bind(&s.instrument_version)
-                    .bind(&answers)
-                    .bind(s.total)
-                    .bind(i64::from(s.session))
-                    .bind(s.submitted_at)
-                    .bind(&s.idempotency_key)
+                let inserted = insert_submission_query(s, &answers)
                     .execute(&self.pool)
                     .await;
                 match inserted {
@@ -522,18 +527,7 @@ macro_rules! adapter {
                 }
                 let mut tx = self.pool.begin().await?;
                 for (s, answers) in batch.iter().zip(sealed) {
-                    sqlx::query(SUBMISSION_INSERT)
-                        .bind(s.id.as_uuid())
-                        .bind(s.practice_id.as_uuid())
-                        .bind(s.client_id.as_uuid())
-                        .bind(s.episode_id.as_uuid())
-                        .bind(&s.instrument)
-                        .bind(&s.instrument_version)
-                        .bind(&answers)
-                        .bind(s.total)
-                        .bind(i64::from(s.session))
-                        .bind(s.submitted_at)
-                        .bind(&s.idempotency_key)
+                    insert_submission_query(s, &answers)
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| StoreError::unique_or(e, "submission already exists"))?;
