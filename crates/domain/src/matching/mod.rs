@@ -9,6 +9,8 @@
 //!   (most clients matched first, then the highest total score), solved exactly by a
 //!   sparse successive-shortest-path min-cost-flow solver.
 //!
+//! * [`rematch`] — early low session feedback with the current clinician suggests
+//!   offering a free switch (thresholds as unverified data).
 //! * [`waitlist`] — people waiting keep being measured and re-screened; risk and
 //!   reliable deterioration alert the intake team and move them up.
 //!
@@ -18,4 +20,5 @@
 pub mod assign;
 pub mod instant;
 pub mod profile;
+pub mod rematch;
 pub mod waitlist;
