@@ -164,6 +164,7 @@ const PLACE_PLANE: usize = RISK_PLANE + 1;
 const INEFFECTIVE_PLANE: usize = PLACE_PLANE + 1;
 const EFFECTIVE_PLANE: usize = INEFFECTIVE_PLANE + ProblemDomain::COUNT;
 const FIXED_PLANES: usize = EFFECTIVE_PLANE + ProblemDomain::COUNT;
+const HOURS_PER_WEEK: usize = 168;
 
 /// The clinicians licensed in one jurisdiction, in profile order (one entry per
 /// clinician; with two licences there, the later expiry), as a struct of arrays: every
@@ -187,8 +188,9 @@ struct JurisdictionList {
     /// Domain-major: `points[d * len + e]` = the unweighted outcome points of entry `e`
     /// on domain `d` (specialty 4 + effective 6 or neutral 1).
     points: Vec<u8>,
-    /// Entry → weekly availability in UTC hours.
-    hours: Vec<WeekHours>,
+    /// One plane per UTC hour of the week (168): who is available then. A match
+    /// reads only the planes of the client's preferred hours.
+    hours: Planes,
 }
 
 impl JurisdictionList {
@@ -290,7 +292,8 @@ pub struct PreparedRequest<'a> {
     rest_bound: u32,
     approaches: Vec<&'a [u64]>,
     characteristics: Vec<&'a [u64]>,
-    hours: Option<WeekHours>,
+    /// The planes of the client's preferred UTC hours (`None`: no preferred times).
+    hours: Option<Vec<&'a [u64]>>,
     /// Most points the preferences can add.
     max_rest: u32,
 }
@@ -394,6 +397,7 @@ impl MatchIndex {
                 languages: Planes::new(language_ids.len(), words),
                 approaches: Planes::new(approach_ids.len(), words),
                 characteristics: Planes::new(characteristic_ids.len(), words),
+                hours: Planes::new(HOURS_PER_WEEK, words),
                 ..JurisdictionList::default()
             };
             for (e, &(i, last_day)) in list_entries.iter().enumerate() {
@@ -408,7 +412,15 @@ impl MatchIndex {
                 }
                 list.clinician.push(i);
                 list.last_day.push(last_day);
-                list.hours.push(hours.get(ci).copied().unwrap_or_default());
+                let week = hours.get(ci).copied().unwrap_or_default();
+                for (wi, &bits) in week.iter().enumerate() {
+                    let mut bits = bits;
+                    while bits != 0 {
+                        list.hours
+                            .set(wi * 64 + bits.trailing_zeros() as usize, e, true);
+                        bits &= bits - 1;
+                    }
+                }
                 for f in &p.formats {
                     list.fixed.set(FORMAT_PLANE + f.index(), e, true);
                 }
@@ -568,7 +580,10 @@ impl MatchIndex {
                 data: Vec::new(),
             },
             points: Vec::new(),
-            hours: Vec::new(),
+            hours: Planes {
+                words: 0,
+                data: Vec::new(),
+            },
         };
         let jurisdiction = Jurisdiction::from_code(&req.jurisdiction)
             .ok_or_else(|| InstantMatchError::UnknownJurisdiction(req.jurisdiction.clone()))?;
@@ -683,7 +698,17 @@ impl MatchIndex {
                 &list.characteristics,
                 &req.preferences.characteristics,
             ),
-            hours: req.preferences.times.as_ref().map(|t| t.utc_hours()),
+            hours: req.preferences.times.as_ref().map(|t| {
+                let mut planes = Vec::new();
+                for (wi, &bits) in t.utc_hours().iter().enumerate() {
+                    let mut bits = bits;
+                    while bits != 0 {
+                        planes.push(list.hours.plane(wi * 64 + bits.trailing_zeros() as usize));
+                        bits &= bits - 1;
+                    }
+                }
+                planes
+            }),
             max_rest: APPROACH_POINTS * req.preferences.approaches.len() as u32
                 + CHARACTERISTIC_POINTS * req.preferences.characteristics.len() as u32
                 + if req.preferences.times.is_some() {
@@ -769,22 +794,20 @@ impl MatchIndex {
                     if !beats(kth, score + hour_points, e) {
                         continue;
                     }
-                    score += hour_score(list, e, q);
+                    score += hour_score(e, q);
                     if !beats(kth, score, e) {
                         continue;
                     }
-                    let index = list.clinician.get(e).copied().unwrap_or(0) as usize;
-                    push_top(out, k, Candidate { index, score });
+                    // During the scan `index` holds the entry (same order).
+                    push_top(out, k, Candidate { index: e, score });
                     if out.len() == k {
-                        kth = Some((score, e));
-                        if let Some(last) = out.last() {
-                            if last.index != index {
-                                kth = Some((last.score, entry_of(list, last.index)));
-                            }
-                        }
+                        kth = out.last().map(|c| (c.score, c.index));
                     }
                 }
             }
+        }
+        for c in out.iter_mut() {
+            c.index = list.clinician.get(c.index).copied().unwrap_or(0) as usize;
         }
         Funnel {
             total: self.profiles.len() as u32,
@@ -1001,22 +1024,18 @@ fn bit_preference_score(e: usize, q: &PreparedRequest<'_>) -> u32 {
 /// Score from the overlap with the client's preferred times for entry `e` (whole
 /// hours, at most `MAX_HOUR_POINTS`).
 #[inline]
-fn hour_score(list: &JurisdictionList, e: usize, q: &PreparedRequest<'_>) -> u32 {
+fn hour_score(e: usize, q: &PreparedRequest<'_>) -> u32 {
     let Some(want) = &q.hours else {
         return 0;
     };
-    let have = list.hours.get(e).copied().unwrap_or_default();
-    let overlap: u32 = want
-        .iter()
-        .zip(&have)
-        .map(|(a, b)| (a & b).count_ones())
-        .sum();
-    overlap.min(MAX_HOUR_POINTS)
-}
-
-/// The entry of clinician `index` in a list (entries are in profile order).
-fn entry_of(list: &JurisdictionList, index: usize) -> usize {
-    list.clinician.partition_point(|&c| (c as usize) < index)
+    let mut overlap = 0;
+    for plane in want {
+        overlap += u32::from(has_bit(plane, e));
+        if overlap == MAX_HOUR_POINTS {
+            break;
+        }
+    }
+    overlap
 }
 
 /// Urgent referrals and clients at moderate or higher risk go only to clinicians who
