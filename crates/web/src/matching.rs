@@ -32,11 +32,11 @@ use tapestry_domain::matching::assign::{AssignOptions, AssignmentGraph, Assignme
 use tapestry_domain::matching::instant::{
     ClientRequest, MatchExplanation, MatchIndex, MatchResult, Preferences,
 };
+use tapestry_domain::matching::outcomes::{self, FinishedEpisode};
 use tapestry_domain::matching::profile::{
     Capacity, ClinicianProfile, DomainOutcome, Format, IdentityCharacteristics, Licence,
     OutcomeNorms, OutcomeRating, Population, ProblemDomain, WeeklyAvailability,
 };
-use tapestry_domain::matching::outcomes::{self, FinishedEpisode};
 use tapestry_domain::matching::rematch::{self, Feedback, RematchRule, RematchSuggestion};
 use tapestry_domain::matching::waitlist::{self, QueueEntry, Reading, Waiting, WaitlistPolicy};
 use tapestry_domain::risk::RiskLevel;

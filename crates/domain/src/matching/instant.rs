@@ -402,8 +402,7 @@ impl MatchIndex {
             };
             for (e, &(i, last_day)) in list_entries.iter().enumerate() {
                 let ci = i as usize;
-                let (Some(p), Some(&[_, eff, _, inef])) =
-                    (profiles.get(ci), outcome_masks.get(ci))
+                let (Some(p), Some(&[_, eff, _, inef])) = (profiles.get(ci), outcome_masks.get(ci))
                 else {
                     continue;
                 };
@@ -769,7 +768,11 @@ impl MatchIndex {
         let beats = |kth: Option<(u32, usize)>, score: u32, e: usize| {
             kth.is_none_or(|(s, ke)| score > s || (score == s && e < ke))
         };
-        let hour_points = if q.hours.is_some() { MAX_HOUR_POINTS } else { 0 };
+        let hour_points = if q.hours.is_some() {
+            MAX_HOUR_POINTS
+        } else {
+            0
+        };
         for promising_pass in [true, false] {
             if !promising_pass && !beats(kth, q.rest_bound + q.max_rest, 0) {
                 break;

@@ -66,11 +66,7 @@ pub fn episode_outcome(e: &FinishedEpisode) -> Option<(ProblemDomain, bool)> {
         .presenting_problem
         .as_deref()
         .and_then(domain_of_problem)
-        .or_else(|| {
-            e.changes
-                .iter()
-                .find_map(|(i, _)| domain_of_instrument(i))
-        })?;
+        .or_else(|| e.changes.iter().find_map(|(i, _)| domain_of_instrument(i)))?;
     let change = e
         .changes
         .iter()
@@ -137,10 +133,16 @@ mod tests {
     fn presenting_problem_decides_the_domain_and_its_instrument_the_change() {
         // Panic disorder measured with PHQ-9 (no change) and GAD-7 (improved): it
         // counts for anxiety, judged on GAD-7.
-        let e = ep(Some("panic"), &[("phq9", NoReliableChange), ("gad7", Improved)]);
+        let e = ep(
+            Some("panic"),
+            &[("phq9", NoReliableChange), ("gad7", Improved)],
+        );
         assert_eq!(episode_outcome(&e), Some((ProblemDomain::Anxiety, true)));
         // PTSD without a PCL-5: judged on the general measure, not on PHQ-9.
-        let e = ep(Some("ptsd"), &[("phq9", Improved), ("core10", Deteriorated)]);
+        let e = ep(
+            Some("ptsd"),
+            &[("phq9", Improved), ("core10", Deteriorated)],
+        );
         assert_eq!(episode_outcome(&e), Some((ProblemDomain::Trauma, false)));
         // Nothing fitting: the first measure decides.
         let e = ep(Some("insomnia"), &[("phq9", Improved)]);
@@ -153,7 +155,10 @@ mod tests {
         assert_eq!(episode_outcome(&e), Some((ProblemDomain::Anxiety, true)));
         // An unknown presenting problem also falls back to the instrument.
         let e = ep(Some("sadness"), &[("phq9", NoReliableChange)]);
-        assert_eq!(episode_outcome(&e), Some((ProblemDomain::Depression, false)));
+        assert_eq!(
+            episode_outcome(&e),
+            Some((ProblemDomain::Depression, false))
+        );
         // Only a general measure and no problem: no domain, not counted.
         assert_eq!(episode_outcome(&ep(None, &[("core10", Improved)])), None);
         // Nothing measured: not counted, even with a problem.
@@ -184,7 +189,10 @@ mod tests {
         }
         episodes.push(("b", ep(None, &[])));
         let t = tally(episodes);
-        assert!(!t.contains_key("b"), "an episode without a domain is not counted");
+        assert!(
+            !t.contains_key("b"),
+            "an episode without a domain is not counted"
+        );
         let a = &t["a"];
         assert_eq!(a.len(), 2);
         assert_eq!(a[0].domain, ProblemDomain::Depression);

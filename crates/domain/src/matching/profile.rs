@@ -104,8 +104,7 @@ impl Jurisdiction {
         fn key(code: &str) -> Option<[u8; 8]> {
             let bytes = code.as_bytes();
             let mut k = [0u8; 8];
-            k.get_mut(..bytes.len())?
-                .copy_from_slice(bytes);
+            k.get_mut(..bytes.len())?.copy_from_slice(bytes);
             k.make_ascii_uppercase();
             Some(k)
         }

@@ -183,8 +183,12 @@ mod tests {
     #[test]
     fn two_low_early_sessions_suggest_a_rematch_with_the_reason() {
         // Worked case: sessions 1–3 score 7, 13, 9 → two below 12 in the first four.
-        let s = suggest(&rule(), at(1), &[fb(2, Some(7)), fb(9, Some(13)), fb(16, Some(9))])
-            .unwrap();
+        let s = suggest(
+            &rule(),
+            at(1),
+            &[fb(2, Some(7)), fb(9, Some(13)), fb(16, Some(9))],
+        )
+        .unwrap();
         assert_eq!(s.low_totals, vec![7, 9]);
         assert_eq!(s.considered, 3);
         assert_eq!(
@@ -196,8 +200,14 @@ mod tests {
 
     #[test]
     fn one_low_session_is_not_enough_and_twelve_is_not_low() {
-        assert_eq!(suggest(&rule(), at(1), &[fb(2, Some(3)), fb(9, Some(12))]), None);
-        assert_eq!(suggest(&rule(), at(1), &[fb(2, Some(12)), fb(9, Some(12))]), None);
+        assert_eq!(
+            suggest(&rule(), at(1), &[fb(2, Some(3)), fb(9, Some(12))]),
+            None
+        );
+        assert_eq!(
+            suggest(&rule(), at(1), &[fb(2, Some(12)), fb(9, Some(12))]),
+            None
+        );
     }
 
     #[test]
@@ -219,7 +229,12 @@ mod tests {
 
     #[test]
     fn order_of_input_does_not_matter_and_missing_totals_are_skipped() {
-        let shuffled = [fb(16, Some(9)), fb(2, None), fb(9, Some(5)), fb(3, Some(14))];
+        let shuffled = [
+            fb(16, Some(9)),
+            fb(2, None),
+            fb(9, Some(5)),
+            fb(3, Some(14)),
+        ];
         let s = suggest(&rule(), at(1), &shuffled).unwrap();
         assert_eq!(s.low_totals, vec![5, 9]);
         assert_eq!(s.considered, 3);

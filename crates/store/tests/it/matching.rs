@@ -379,9 +379,13 @@ mod sealed {
         first.reasons = vec!["works with trauma".into()];
         s.accept_match(&first, t0(), None).await.unwrap();
         let second = accepted(&f, a.id, t0() + Duration::hours(2));
-        s.accept_match(&second, t0(), Some("talking about the assault was too hard"))
-            .await
-            .unwrap();
+        s.accept_match(
+            &second,
+            t0(),
+            Some("talking about the assault was too hard"),
+        )
+        .await
+        .unwrap();
         let run = MatchRun {
             id: uuid::Uuid::new_v4(),
             practice_id: f.practice.id,

@@ -58,7 +58,8 @@ pub(crate) struct Backend {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) raw: Raw,
     pub(crate) keys: KeyFile,
-    pub(crate) reopen: Box<dyn Fn(KeyFile) -> futures_like::BoxFuture<Arc<dyn Store>> + Send + Sync>,
+    pub(crate) reopen:
+        Box<dyn Fn(KeyFile) -> futures_like::BoxFuture<Arc<dyn Store>> + Send + Sync>,
     _dir: Option<tempfile::TempDir>,
 }
 

@@ -602,7 +602,11 @@ async fn early_low_session_feedback_suggests_a_rematch() {
     };
     // Session 1: 7 of 16 (low). One low form is not enough.
     f.store
-        .ingest(&registry, &IngestSettings::default(), &[feedback([2, 2, 2, 1], 1)])
+        .ingest(
+            &registry,
+            &IngestSettings::default(),
+            &[feedback([2, 2, 2, 1], 1)],
+        )
         .await
         .unwrap();
     let waitlist = get("owner", "/practice/waitlist").await;
