@@ -39,41 +39,61 @@ macro_rules! matching_adapter {
                 i32::try_from(v).map_err(|e| corrupt(what, e))
             }
 
-            fn match_from(row: &$row) -> StoreResult<ClinicianMatch> {
-                let reasons: String = row.try_get("reasons")?;
-                let source: String = row.try_get("source")?;
-                Ok(ClinicianMatch {
-                    id: row.try_get("id")?,
-                    practice_id: PracticeId::from_uuid(row.try_get("practice_id")?),
-                    client_id: ClientId::from_uuid(row.try_get("client_id")?),
-                    clinician: UserId::from_uuid(row.try_get("clinician")?),
-                    score: row.try_get("score")?,
-                    reasons: serde_json::from_str(&reasons).map_err(|e| corrupt("clinician_matches.reasons", e))?,
-                    source: MatchSource::parse(&source).ok_or_else(|| corrupt("clinician_matches.source", &source))?,
-                    accepted_at: row.try_get("accepted_at")?,
-                    ended_at: row.try_get("ended_at")?,
-                    end_reason: row.try_get("end_reason")?,
-                })
-            }
-
-            fn run_from(row: &$row) -> StoreResult<MatchRun> {
-                let result: String = row.try_get("result")?;
-                Ok(MatchRun {
-                    id: row.try_get("id")?,
-                    practice_id: PracticeId::from_uuid(row.try_get("practice_id")?),
-                    run_by: UserId::from_uuid(row.try_get("run_by")?),
-                    clients: row.try_get("clients")?,
-                    assigned: row.try_get("assigned")?,
-                    total_score: row.try_get("total_score")?,
-                    result: serde_json::from_str(&result).map_err(|e| corrupt("match_runs.result", e))?,
-                    created_at: row.try_get("created_at")?,
-                })
-            }
-
             const LOAD: &str = "SELECT COUNT(*) FROM clinician_matches WHERE practice_id = $1 AND clinician = $2 AND ended_at IS NULL";
             const WEEK: &str = "SELECT COUNT(*) FROM clinician_matches WHERE practice_id = $1 AND clinician = $2 AND accepted_at >= $3";
 
             impl $store {
+                /// A match row, its reasons and switch reason opened from the vault.
+                async fn match_from(&self, row: &$row) -> StoreResult<ClinicianMatch> {
+                    let id: Uuid = row.try_get("id")?;
+                    let practice_id = PracticeId::from_uuid(row.try_get("practice_id")?);
+                    let sealed: String = row.try_get("reasons")?;
+                    let reasons = self.open_text(practice_id, "clinician_matches", "reasons", id, &sealed).await?;
+                    let end_reason = match row.try_get::<Option<String>, _>("end_reason")? {
+                        Some(sealed) => Some(self.open_text(practice_id, "clinician_matches", "end_reason", id, &sealed).await?),
+                        None => None,
+                    };
+                    let source: String = row.try_get("source")?;
+                    Ok(ClinicianMatch {
+                        id,
+                        practice_id,
+                        client_id: ClientId::from_uuid(row.try_get("client_id")?),
+                        clinician: UserId::from_uuid(row.try_get("clinician")?),
+                        score: row.try_get("score")?,
+                        reasons: serde_json::from_str(&reasons).map_err(|e| corrupt("clinician_matches.reasons", e))?,
+                        source: MatchSource::parse(&source).ok_or_else(|| corrupt("clinician_matches.source", &source))?,
+                        accepted_at: row.try_get("accepted_at")?,
+                        ended_at: row.try_get("ended_at")?,
+                        end_reason,
+                    })
+                }
+
+                async fn matches_from(&self, rows: &[$row]) -> StoreResult<Vec<ClinicianMatch>> {
+                    let mut out = Vec::with_capacity(rows.len());
+                    for row in rows {
+                        out.push(self.match_from(row).await?);
+                    }
+                    Ok(out)
+                }
+
+                /// A batch run row, its per-client lines opened from the vault.
+                async fn run_from(&self, row: &$row) -> StoreResult<MatchRun> {
+                    let id: Uuid = row.try_get("id")?;
+                    let practice_id = PracticeId::from_uuid(row.try_get("practice_id")?);
+                    let sealed: String = row.try_get("result")?;
+                    let result = self.open_text(practice_id, "match_runs", "result", id, &sealed).await?;
+                    Ok(MatchRun {
+                        id,
+                        practice_id,
+                        run_by: UserId::from_uuid(row.try_get("run_by")?),
+                        clients: row.try_get("clients")?,
+                        assigned: row.try_get("assigned")?,
+                        total_score: row.try_get("total_score")?,
+                        result: serde_json::from_str(&result).map_err(|e| corrupt("match_runs.result", e))?,
+                        created_at: row.try_get("created_at")?,
+                    })
+                }
+
                 /// The profile with its load and this week's new clients
                 /// recomputed from accepted matches.
                 async fn profile_from(&self, row: &$row, week_start: DateTime<Utc>) -> StoreResult<StoredMatchingProfile> {
@@ -105,6 +125,12 @@ macro_rules! matching_adapter {
                 }
 
                 async fn accept_once(&self, m: &ClinicianMatch, week_start: DateTime<Utc>, switch_reason: Option<&str>) -> StoreResult<()> {
+                    // The keyring is loaded (or created) before the transaction takes the
+                    // write lock; sealing inside it is then pure computation.
+                    let keyring = self.keyring(m.practice_id).await?;
+                    let seal = |table: &str, column: &str, row: Uuid, plain: &str| {
+                        crate::vault::Vault::seal(&keyring, &crate::vault::field(m.practice_id, table, column, row), plain)
+                    };
                     let _gate = gate().await;
                     let mut tx = self.pool().begin_with($begin).await?;
                     let limits = sqlx::query(concat!(
@@ -143,6 +169,7 @@ macro_rules! matching_adapter {
                         let Some(reason) = switch_reason.map(str::trim).filter(|r| !r.is_empty()) else {
                             return Err(StoreError::Conflict(SWITCH_NEEDS_REASON));
                         };
+                        let reason = seal("clinician_matches", "end_reason", current, reason)?;
                         sqlx::query("UPDATE clinician_matches SET ended_at = $1, end_reason = $2 WHERE id = $3")
                             .bind(m.accepted_at)
                             .bind(reason)
@@ -150,7 +177,8 @@ macro_rules! matching_adapter {
                             .execute(&mut *tx)
                             .await?;
                     }
-                    let reasons = serde_json::to_string(&m.reasons).map_err(|e| corrupt("clinician_matches.reasons", e))?;
+                    let plain = serde_json::to_string(&m.reasons).map_err(|e| corrupt("clinician_matches.reasons", e))?;
+                    let reasons = seal("clinician_matches", "reasons", m.id, &plain)?;
                     sqlx::query("INSERT INTO clinician_matches (id, practice_id, client_id, clinician, score, reasons, source, accepted_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)")
                         .bind(m.id)
                         .bind(m.practice_id.as_uuid())
@@ -316,7 +344,10 @@ macro_rules! matching_adapter {
                         .bind(client.as_uuid())
                         .fetch_optional(self.pool())
                         .await?;
-                    row.as_ref().map(match_from).transpose()
+                    match row {
+                        Some(row) => Ok(Some(self.match_from(&row).await?)),
+                        None => Ok(None),
+                    }
                 }
 
                 async fn matches_for_client(&self, practice: PracticeId, client: ClientId) -> StoreResult<Vec<ClinicianMatch>> {
@@ -325,11 +356,12 @@ macro_rules! matching_adapter {
                         .bind(client.as_uuid())
                         .fetch_all(self.pool())
                         .await?;
-                    rows.iter().map(match_from).collect()
+                    self.matches_from(&rows).await
                 }
 
                 async fn insert_match_run(&self, run: &MatchRun) -> StoreResult<()> {
-                    let text = serde_json::to_string(&run.result).map_err(|e| corrupt("match_runs.result", e))?;
+                    let plain = serde_json::to_string(&run.result).map_err(|e| corrupt("match_runs.result", e))?;
+                    let text = self.seal_text(run.practice_id, "match_runs", "result", run.id, &plain).await?;
                     sqlx::query("INSERT INTO match_runs (id, practice_id, run_by, clients, assigned, total_score, result, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)")
                         .bind(run.id)
                         .bind(run.practice_id.as_uuid())
@@ -351,7 +383,11 @@ macro_rules! matching_adapter {
                         .bind(i64::from(limit))
                         .fetch_all(self.pool())
                         .await?;
-                    rows.iter().map(run_from).collect()
+                    let mut out = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        out.push(self.run_from(row).await?);
+                    }
+                    Ok(out)
                 }
             }
         }

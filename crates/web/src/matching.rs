@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use tapestry_domain::access::Action;
 use tapestry_domain::care::{CareRelationship, CareRole};
-use tapestry_domain::change::{classify_reliable_change, ReliableChange};
+use tapestry_domain::change::classify_reliable_change;
 use tapestry_domain::episode::EpisodeStatus;
 use tapestry_domain::ids::{ClientId, ClinicianId, PracticeId, UserId};
 use tapestry_domain::instrument::InstrumentRegistry;
@@ -32,10 +32,12 @@ use tapestry_domain::matching::assign::{AssignOptions, AssignmentGraph, Assignme
 use tapestry_domain::matching::instant::{
     ClientRequest, MatchExplanation, MatchIndex, MatchResult, Preferences,
 };
+use tapestry_domain::matching::outcomes::{self, FinishedEpisode};
 use tapestry_domain::matching::profile::{
     Capacity, ClinicianProfile, DomainOutcome, Format, IdentityCharacteristics, Licence,
     OutcomeNorms, OutcomeRating, Population, ProblemDomain, WeeklyAvailability,
 };
+use tapestry_domain::matching::rematch::{self, Feedback, RematchRule, RematchSuggestion};
 use tapestry_domain::matching::waitlist::{self, QueueEntry, Reading, Waiting, WaitlistPolicy};
 use tapestry_domain::risk::RiskLevel;
 use tapestry_domain::user::Role;
@@ -362,69 +364,62 @@ fn outcome_line(o: &DomainOutcome, expected: f64) -> String {
 
 // ------------------------------------------------------ measured outcomes
 
-/// The domain an instrument measures, when the episode names no presenting
-/// problem: PHQ-9 → depression, GAD-7 → anxiety.
-fn domain_of_instrument(instrument: &str) -> Option<ProblemDomain> {
-    match instrument {
-        "phq9" => Some(ProblemDomain::Depression),
-        "gad7" => Some(ProblemDomain::Anxiety),
-        _ => None,
-    }
-}
-
-/// Every clinician's measured outcomes by domain from the practice's own
-/// finished (discharged) episodes: a completed episode counts when it has a
-/// first and a last total on the instrument, and it reliably improved when
-/// the change passes the instrument's reliable-change threshold.
+/// Every clinician's measured outcomes by presenting problem from the
+/// practice's own finished (discharged) episodes: each episode counts once, for
+/// the domain of the client's formulated primary problem (or, without one, the
+/// domain its instrument measures), and it reliably improved when the first-to-last
+/// change on the deciding instrument passes its reliable-change threshold
+/// (`matching::outcomes`).
 async fn measured_outcomes(
     state: &AppState,
     practice: PracticeId,
 ) -> Result<HashMap<UserId, Vec<DomainOutcome>>, ApiError> {
-    let mut counts: HashMap<(UserId, ProblemDomain), (u32, u32)> = HashMap::new();
     let Some(registry) = registry() else {
         return Ok(HashMap::new());
     };
+    let mut finished = Vec::new();
     for client in state.store.clients_in_practice(practice).await? {
+        let mut problem: Option<Option<String>> = None;
         for episode in state.store.episodes_for_client(practice, client.id).await? {
             let (EpisodeStatus::Discharged, Some(clinician)) =
                 (episode.status, episode.primary_clinician)
             else {
                 continue;
             };
+            if problem.is_none() {
+                problem = Some(
+                    state
+                        .store
+                        .latest_formulation(practice, client.id)
+                        .await?
+                        .and_then(|f| f.formulation.primary().map(str::to_string)),
+                );
+            }
+            let mut changes = Vec::new();
             for m in state.store.episode_measures(practice, episode.id).await? {
-                let (Some(domain), Some(first), Some(last)) =
-                    (domain_of_instrument(&m.instrument), m.baseline, m.latest)
+                let (Some(first), Some(last), Some(def)) =
+                    (m.baseline, m.latest, registry.get(&m.instrument))
                 else {
-                    continue;
-                };
-                let Some(def) = registry.get(&m.instrument) else {
                     continue;
                 };
                 let Some(threshold) = def.reliable_change_threshold() else {
                     continue;
                 };
-                let entry = counts.entry((clinician, domain)).or_insert((0, 0));
-                entry.0 += 1;
-                if classify_reliable_change(first, last, threshold, def.higher_is_better)
-                    == ReliableChange::Improved
-                {
-                    entry.1 += 1;
-                }
+                changes.push((
+                    m.instrument.clone(),
+                    classify_reliable_change(first, last, threshold, def.higher_is_better),
+                ));
             }
+            finished.push((
+                clinician,
+                FinishedEpisode {
+                    presenting_problem: problem.clone().flatten(),
+                    changes,
+                },
+            ));
         }
     }
-    let mut out: HashMap<UserId, Vec<DomainOutcome>> = HashMap::new();
-    for ((clinician, domain), (n, improved)) in counts {
-        out.entry(clinician).or_default().push(DomainOutcome {
-            domain,
-            completed_episodes: n,
-            reliably_improved: improved,
-        });
-    }
-    for list in out.values_mut() {
-        list.sort_by_key(|o| o.domain);
-    }
-    Ok(out)
+    Ok(outcomes::tally(finished))
 }
 
 /// The practice's profiles with current load and measured outcomes, in a
@@ -534,6 +529,8 @@ async fn match_client(
 #[derive(Template)]
 #[template(path = "matching_choice.html")]
 struct ChoicePage {
+    /// Early session feedback suggests this clinician may not be the right fit.
+    rematch_suggested: bool,
     has_request: bool,
     current: Option<String>,
     current_reasons: String,
@@ -589,7 +586,15 @@ async fn my_match_page(
     };
     let names = staff_names(&state, practice).await.unwrap_or_default();
     let current_id = current.as_ref().map(|m| m.clinician.as_uuid());
+    let rematch_suggested = match &current {
+        Some(m) => match rematch_for(&state, practice, client, m).await {
+            Ok(s) => s.is_some(),
+            Err(e) => return e.to_html(),
+        },
+        None => false,
+    };
     let page = ChoicePage {
+        rematch_suggested,
         has_request: result.is_some(),
         current: current
             .as_ref()
@@ -961,6 +966,15 @@ async fn run_batch(
 #[template(path = "matching_waitlist.html")]
 struct WaitlistPage {
     rows: Vec<WaitlistRow>,
+    rematch: Vec<RematchRow>,
+}
+
+/// A client whose early session feedback suggests offering a free switch.
+struct RematchRow {
+    client_id: String,
+    name: String,
+    clinician: String,
+    reason: String,
 }
 
 struct WaitlistRow {
@@ -1093,6 +1107,102 @@ async fn alert_intake_team(
     Ok(())
 }
 
+// ------------------------------------------------------ re-match suggestions
+
+/// The alert kind raised when early session feedback suggests a re-match.
+pub const ALERT_REMATCH_SUGGESTED: &str = "rematch_suggested";
+/// The instrument whose totals the re-match rule reads.
+const SESSION_FEEDBACK: &str = "session_feedback";
+
+fn rematch_rule() -> Option<&'static RematchRule> {
+    static RULE: OnceLock<Option<RematchRule>> = OnceLock::new();
+    RULE.get_or_init(|| RematchRule::embedded().ok()).as_ref()
+}
+
+/// Whether the client's early session feedback with their current clinician
+/// suggests offering a free switch (`None` without a current match).
+async fn rematch_for(
+    state: &AppState,
+    practice: PracticeId,
+    client: ClientId,
+    current: &ClinicianMatch,
+) -> Result<Option<RematchSuggestion>, ApiError> {
+    let Some(rule) = rematch_rule() else {
+        return Ok(None);
+    };
+    let mut feedback = Vec::new();
+    for episode in state.store.episodes_for_client(practice, client).await? {
+        for s in state
+            .store
+            .submissions_for_episode(practice, episode.id)
+            .await?
+        {
+            if s.instrument == SESSION_FEEDBACK {
+                feedback.push(Feedback {
+                    submitted_at: s.submitted_at,
+                    total: s.total.map(|t| t.max(0.0).round() as u32),
+                });
+            }
+        }
+    }
+    Ok(rematch::suggest(rule, current.accepted_at, &feedback))
+}
+
+/// Every current match whose early feedback suggests a re-match, with the
+/// suggestion; the current clinician and the intake team are alerted once per
+/// client.
+async fn rematch_suggestions(
+    state: &AppState,
+    practice: PracticeId,
+    now: DateTime<Utc>,
+) -> Result<Vec<(ClientId, ClinicianMatch, RematchSuggestion)>, ApiError> {
+    let mut out = Vec::new();
+    for client in state.store.clients_in_practice(practice).await? {
+        let Some(current) = state.store.current_match(practice, client.id).await? else {
+            continue;
+        };
+        if let Some(s) = rematch_for(state, practice, client.id, &current).await? {
+            out.push((client.id, current, s));
+        }
+    }
+    let team: Vec<UserId> = state
+        .store
+        .users_in_practice(practice)
+        .await?
+        .into_iter()
+        .filter(|u| u.role.is_practice_admin())
+        .map(|u| u.id)
+        .collect();
+    for (client, current, _) in &out {
+        let mut recipients = team.clone();
+        if !recipients.contains(&current.clinician) {
+            recipients.push(current.clinician);
+        }
+        for recipient in recipients {
+            let object = Some(client.as_uuid());
+            let existing = state.store.alerts_for(practice, recipient).await?;
+            if existing
+                .iter()
+                .any(|e| e.kind == ALERT_REMATCH_SUGGESTED && e.object_id == object)
+            {
+                continue;
+            }
+            state
+                .store
+                .insert_alert(&tapestry_store::Alert {
+                    id: Uuid::new_v4(),
+                    practice_id: practice,
+                    recipient,
+                    kind: ALERT_REMATCH_SUGGESTED.to_string(),
+                    object_id: object,
+                    created_at: now,
+                })
+                .await?;
+        }
+    }
+    Ok(out)
+}
+
 async fn waitlist_page(
     State(state): State<AppState>,
     Extension(a): Extension<Authorized>,
@@ -1123,5 +1233,27 @@ async fn waitlist_page(
                 .join(", "),
         })
         .collect();
-    crate::pages::render(&WaitlistPage { rows })
+    let suggestions = match rematch_suggestions(&state, practice, now).await {
+        Ok(s) => s,
+        Err(e) => return e.to_html(),
+    };
+    let staff = staff_names(&state, practice).await.unwrap_or_default();
+    let clients: HashMap<ClientId, String> = state
+        .store
+        .clients_in_practice(practice)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| (c.id, c.display_name))
+        .collect();
+    let rematch = suggestions
+        .iter()
+        .map(|(client, current, s)| RematchRow {
+            client_id: client.to_string(),
+            name: clients.get(client).cloned().unwrap_or_default(),
+            clinician: staff.get(&current.clinician).cloned().unwrap_or_default(),
+            reason: s.reason.clone(),
+        })
+        .collect();
+    crate::pages::render(&WaitlistPage { rows, rematch })
 }

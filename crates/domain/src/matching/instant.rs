@@ -121,55 +121,98 @@ pub enum InstantMatchError {
     NoFreePlace(usize),
 }
 
-type Bits = Vec<u64>;
-
-/// Languages with an id below this are held in each clinician's record; any further
-/// ones in a bitset over clinicians.
-const PACKED_LANGUAGES: usize = 64;
-const RISK_BIT: u32 = 1 << 31;
-
-/// One clinician's filter and outcome facts, packed for the scan.
-#[derive(Debug, Clone, Copy, Default)]
-struct Packed {
-    /// Bit l: speaks language id l (ids < 64).
-    languages: u64,
-    /// Bits 0–3 formats, 8–13 populations, 31 accepts risk.
-    attrs: u32,
-    free_slots: u32,
-    specialties: u16,
-    effective: u16,
-    neutral: u16,
-    ineffective: u16,
+/// Bit planes over a list of clinicians: plane `p` holds `words` 64-bit words, bit `i`
+/// set when entry `i` has the property. A plane id past the end reads as all zeros.
+#[derive(Debug, Clone, Default)]
+struct Planes {
+    words: usize,
+    data: Vec<u64>,
 }
 
-/// A clinician licensed in a jurisdiction, with the licence's last valid day and a
-/// copy of the clinician's packed record, so a match reads its posting list
-/// sequentially (56 bytes per clinician) instead of jumping around memory.
-#[derive(Debug, Clone, Copy)]
-struct Posting {
-    rec: Packed,
-    clinician: u32,
-    last_day: i32,
-    /// Weekly availability in UTC hours, for the preferred-times score.
-    hours: WeekHours,
+impl Planes {
+    fn new(planes: usize, words: usize) -> Self {
+        Planes {
+            words,
+            data: vec![0; planes * words],
+        }
+    }
+
+    #[inline]
+    fn plane(&self, p: usize) -> &[u64] {
+        self.data
+            .get(p * self.words..(p + 1) * self.words)
+            .unwrap_or(&[])
+    }
+
+    fn set(&mut self, p: usize, i: usize, on: bool) {
+        if let Some(w) = self.data.get_mut(p * self.words + i / 64) {
+            if on {
+                *w |= 1u64 << (i % 64);
+            } else {
+                *w &= !(1u64 << (i % 64));
+            }
+        }
+    }
 }
 
-/// Precomputed, scan-friendly view of all clinicians for instant matching.
+/// Fixed planes of a jurisdiction's list: formats, populations, risk acceptance, a
+/// free place, and "rated ineffective" and "rated effective" per problem domain.
+const FORMAT_PLANE: usize = 0;
+const POPULATION_PLANE: usize = FORMAT_PLANE + Format::ALL.len();
+const RISK_PLANE: usize = POPULATION_PLANE + Population::ALL.len();
+const PLACE_PLANE: usize = RISK_PLANE + 1;
+const INEFFECTIVE_PLANE: usize = PLACE_PLANE + 1;
+const EFFECTIVE_PLANE: usize = INEFFECTIVE_PLANE + ProblemDomain::COUNT;
+const FIXED_PLANES: usize = EFFECTIVE_PLANE + ProblemDomain::COUNT;
+const HOURS_PER_WEEK: usize = 168;
+
+/// The clinicians licensed in one jurisdiction, in profile order (one entry per
+/// clinician; with two licences there, the later expiry), as a struct of arrays: every
+/// hard filter is a bit plane, so a match ANDs a few words per 64 clinicians and
+/// touches per-clinician data only for the eligible ones.
+#[derive(Debug, Clone, Default)]
+struct JurisdictionList {
+    /// Entry → clinician index.
+    clinician: Vec<u32>,
+    /// Entry → last valid day of the licence (days from CE).
+    last_day: Vec<i32>,
+    /// Entries ordered by `last_day` (ascending): the expired ones on a date are a prefix.
+    by_expiry: Vec<u32>,
+    fixed: Planes,
+    /// One plane per language id of the index.
+    languages: Planes,
+    /// One plane per approach id.
+    approaches: Planes,
+    /// One plane per consented characteristic id.
+    characteristics: Planes,
+    /// Domain-major: `points[d * len + e]` = the unweighted outcome points of entry `e`
+    /// on domain `d` (specialty 4 + effective 6 or neutral 1).
+    points: Vec<u8>,
+    /// One plane per UTC hour of the week (168): who is available then. A match
+    /// reads only the planes of the client's preferred hours.
+    hours: Planes,
+}
+
+impl JurisdictionList {
+    fn len(&self) -> usize {
+        self.clinician.len()
+    }
+}
+
+/// Precomputed, scan-friendly view of all clinicians for instant matching, built once
+/// when the profiles load.
 #[derive(Debug, Clone)]
 pub struct MatchIndex {
     profiles: Vec<ClinicianProfile>,
     norms: OutcomeNorms,
-    /// Per jurisdiction, in clinician order, one entry per clinician (latest expiry).
-    postings: Vec<Vec<Posting>>,
-    /// The authoritative record per clinician (postings hold copies).
-    packed: Vec<Packed>,
-    /// Where each clinician's copies are: (jurisdiction, position in its list).
+    lists: Vec<JurisdictionList>,
+    /// Free places per clinician (the lists hold a "has a place" bit).
+    free: Vec<u32>,
+    /// Where each clinician appears: (jurisdiction, entry).
     copies: Vec<Vec<(u16, u32)>>,
     language_ids: HashMap<String, usize>,
-    /// Bitsets over clinicians for languages with id ≥ 64.
-    overflow_languages: HashMap<String, Bits>,
-    approaches: HashMap<String, Bits>,
-    characteristics: HashMap<String, Bits>,
+    approach_ids: HashMap<String, usize>,
+    characteristic_ids: HashMap<String, usize>,
     hours: Vec<WeekHours>,
 }
 
@@ -226,23 +269,31 @@ pub struct MatchResult {
     pub funnel: Funnel,
 }
 
-/// A request resolved against an index: masks to test, weights to add.
+/// A request resolved against an index: the planes to AND, weights to add.
 #[derive(Debug, Clone)]
 pub struct PreparedRequest<'a> {
     date_days: i32,
-    postings: &'a [Posting],
-    language_mask: u64,
-    overflow_languages: Vec<&'a [u64]>,
-    format_bit: u32,
-    population_bit: u32,
-    /// `RISK_BIT` when the client must go to a clinician accepting risk, else 0.
-    risk_bit: u32,
-    /// (domain bit, weight) for the most elevated domains.
-    top: Vec<(u16, u32)>,
-    top_mask: u16,
+    list: &'a JurisdictionList,
+    /// The planes of the client's languages (one in common is enough).
+    languages: Vec<&'a [u64]>,
+    format: &'a [u64],
+    population: &'a [u64],
+    /// Present when the client must go to a clinician accepting risk.
+    risk: Option<&'a [u64]>,
+    place: &'a [u64],
+    /// "Rated ineffective" planes of the most elevated domains.
+    ineffective: Vec<&'a [u64]>,
+    /// (outcome points of the domain, weight) for the most elevated domains.
+    top: Vec<(&'a [u8], u32)>,
+    /// "Rated effective" planes of the two most elevated domains: the clinicians worth
+    /// scoring first.
+    promising: Vec<&'a [u64]>,
+    /// Most outcome points a clinician outside `promising` can have.
+    rest_bound: u32,
     approaches: Vec<&'a [u64]>,
     characteristics: Vec<&'a [u64]>,
-    hours: Option<WeekHours>,
+    /// The planes of the client's preferred UTC hours (`None`: no preferred times).
+    hours: Option<Vec<&'a [u64]>>,
     /// Most points the preferences can add.
     max_rest: u32,
 }
@@ -259,10 +310,15 @@ fn has_bit(bits: &[u64], i: usize) -> bool {
     bits.get(i / 64).copied().unwrap_or(0) >> (i % 64) & 1 == 1
 }
 
-fn set_bit(bits: &mut [u64], i: usize) {
-    if let Some(w) = bits.get_mut(i / 64) {
-        *w |= 1u64 << (i % 64);
-    }
+#[inline]
+fn word(bits: &[u64], w: usize) -> u64 {
+    bits.get(w).copied().unwrap_or(0)
+}
+
+/// Gives `key` the next free id in `ids` (or its existing one).
+fn intern(ids: &mut HashMap<String, usize>, key: &str) -> usize {
+    let next = ids.len();
+    *ids.entry(key.to_string()).or_insert(next)
 }
 
 fn date_days(date: NaiveDate) -> i32 {
@@ -280,101 +336,153 @@ impl MatchIndex {
         if u32::try_from(n).is_err() {
             return Err(InstantMatchError::TooManyClinicians(n));
         }
-        let words = n.div_ceil(64);
-        let mut index = MatchIndex {
-            norms,
-            postings: vec![Vec::new(); JURISDICTIONS.len()],
-            packed: Vec::with_capacity(n),
-            copies: vec![Vec::new(); n],
-            language_ids: HashMap::new(),
-            overflow_languages: HashMap::new(),
-            approaches: HashMap::new(),
-            characteristics: HashMap::new(),
-            hours: Vec::with_capacity(n),
-            profiles: Vec::new(),
-        };
+        let mut language_ids = HashMap::new();
+        let mut approach_ids = HashMap::new();
+        let mut characteristic_ids = HashMap::new();
+        // Pass 1: validate, give every language, approach and characteristic an id,
+        // and collect each jurisdiction's entries (clinician, last valid day).
+        let mut entries: Vec<Vec<(u32, i32)>> = vec![Vec::new(); JURISDICTIONS.len()];
         for (i, p) in profiles.iter().enumerate() {
             p.validate()
                 .map_err(|source| InstantMatchError::InvalidProfile { index: i, source })?;
-            let mut rec = Packed::default();
-            let hours = p.availability.utc_hours();
             for code in &p.languages {
-                let next = index.language_ids.len();
-                let id = *index.language_ids.entry(code.clone()).or_insert(next);
-                if id < PACKED_LANGUAGES {
-                    rec.languages |= 1 << id;
-                } else {
-                    let bits = index
-                        .overflow_languages
-                        .entry(code.clone())
-                        .or_insert_with(|| vec![0; words]);
-                    set_bit(bits, i);
-                }
+                intern(&mut language_ids, code);
             }
-            for f in &p.formats {
-                rec.attrs |= 1 << f.index();
-            }
-            for pop in &p.populations {
-                rec.attrs |= 1 << (8 + pop.index());
-            }
-            if p.accepts_risk {
-                rec.attrs |= RISK_BIT;
-            }
-            rec.free_slots = p.capacity.free_slots();
             for a in &p.approaches {
-                let bits = index
-                    .approaches
-                    .entry(a.clone())
-                    .or_insert_with(|| vec![0; words]);
-                set_bit(bits, i);
+                intern(&mut approach_ids, a);
             }
             for c in p.shareable_characteristics() {
-                let bits = index
-                    .characteristics
-                    .entry(c.clone())
-                    .or_insert_with(|| vec![0; words]);
-                set_bit(bits, i);
-            }
-            rec.specialties = p.specialties.iter().fold(0, |m, d| m | d.bit());
-            for o in &p.outcomes {
-                match o.rating(norms.expected(o.domain)) {
-                    OutcomeRating::Effective => rec.effective |= o.domain.bit(),
-                    OutcomeRating::Neutral => rec.neutral |= o.domain.bit(),
-                    OutcomeRating::Ineffective => rec.ineffective |= o.domain.bit(),
-                    OutcomeRating::InsufficientData => {}
-                }
+                intern(&mut characteristic_ids, c);
             }
             for l in &p.licences {
-                let Some(j) = Jurisdiction::from_code(&l.jurisdiction) else {
-                    continue;
-                };
-                let Some(list) = index.postings.get_mut(j.index()) else {
+                let Some(list) = Jurisdiction::from_code(&l.jurisdiction)
+                    .and_then(|j| entries.get_mut(j.index()))
+                else {
                     continue;
                 };
                 let last_day = date_days(l.expires_on);
                 match list.last_mut() {
                     // Two licences in one jurisdiction: keep the later expiry.
-                    Some(prev) if prev.clinician == i as u32 => {
-                        prev.last_day = prev.last_day.max(last_day)
+                    Some(prev) if prev.0 == i as u32 => prev.1 = prev.1.max(last_day),
+                    _ => list.push((i as u32, last_day)),
+                }
+            }
+        }
+        // Per clinician: the packed outcome masks and UTC week.
+        let mut outcome_masks = Vec::with_capacity(n);
+        let mut hours = Vec::with_capacity(n);
+        let mut free = Vec::with_capacity(n);
+        for p in &profiles {
+            let (mut eff, mut neu, mut inef) = (0u16, 0u16, 0u16);
+            for o in &p.outcomes {
+                match o.rating(norms.expected(o.domain)) {
+                    OutcomeRating::Effective => eff |= o.domain.bit(),
+                    OutcomeRating::Neutral => neu |= o.domain.bit(),
+                    OutcomeRating::Ineffective => inef |= o.domain.bit(),
+                    OutcomeRating::InsufficientData => {}
+                }
+            }
+            let spec = p.specialties.iter().fold(0u16, |m, d| m | d.bit());
+            outcome_masks.push([spec, eff, neu, inef]);
+            hours.push(p.availability.utc_hours());
+            free.push(p.capacity.free_slots());
+        }
+        // Pass 2: one struct-of-arrays list per jurisdiction.
+        let mut copies = vec![Vec::new(); n];
+        let mut lists = Vec::with_capacity(entries.len());
+        for (j, list_entries) in entries.iter().enumerate() {
+            let words = list_entries.len().div_ceil(64);
+            let mut list = JurisdictionList {
+                fixed: Planes::new(FIXED_PLANES, words),
+                languages: Planes::new(language_ids.len(), words),
+                approaches: Planes::new(approach_ids.len(), words),
+                characteristics: Planes::new(characteristic_ids.len(), words),
+                hours: Planes::new(HOURS_PER_WEEK, words),
+                ..JurisdictionList::default()
+            };
+            for (e, &(i, last_day)) in list_entries.iter().enumerate() {
+                let ci = i as usize;
+                let (Some(p), Some(&[_, eff, _, inef])) = (profiles.get(ci), outcome_masks.get(ci))
+                else {
+                    continue;
+                };
+                if let Some(c) = copies.get_mut(ci) {
+                    c.push((j as u16, e as u32));
+                }
+                list.clinician.push(i);
+                list.last_day.push(last_day);
+                let week = hours.get(ci).copied().unwrap_or_default();
+                for (wi, &bits) in week.iter().enumerate() {
+                    let mut bits = bits;
+                    while bits != 0 {
+                        list.hours
+                            .set(wi * 64 + bits.trailing_zeros() as usize, e, true);
+                        bits &= bits - 1;
                     }
-                    _ => {
-                        if let Some(copies) = index.copies.get_mut(i) {
-                            copies.push((j.index() as u16, list.len() as u32));
-                        }
-                        list.push(Posting {
-                            rec,
-                            clinician: i as u32,
-                            last_day,
-                            hours,
-                        });
+                }
+                for f in &p.formats {
+                    list.fixed.set(FORMAT_PLANE + f.index(), e, true);
+                }
+                for pop in &p.populations {
+                    list.fixed.set(POPULATION_PLANE + pop.index(), e, true);
+                }
+                list.fixed.set(RISK_PLANE, e, p.accepts_risk);
+                list.fixed
+                    .set(PLACE_PLANE, e, free.get(ci).is_some_and(|&f| f > 0));
+                for d in ProblemDomain::ALL {
+                    list.fixed
+                        .set(INEFFECTIVE_PLANE + d.index(), e, inef & d.bit() != 0);
+                    list.fixed
+                        .set(EFFECTIVE_PLANE + d.index(), e, eff & d.bit() != 0);
+                }
+                for code in &p.languages {
+                    if let Some(&id) = language_ids.get(code) {
+                        list.languages.set(id, e, true);
+                    }
+                }
+                for a in &p.approaches {
+                    if let Some(&id) = approach_ids.get(a) {
+                        list.approaches.set(id, e, true);
+                    }
+                }
+                for c in p.shareable_characteristics() {
+                    if let Some(&id) = characteristic_ids.get(c) {
+                        list.characteristics.set(id, e, true);
                     }
                 }
             }
-            index.packed.push(rec);
-            index.hours.push(hours);
+            let len = list.len();
+            list.points = vec![0; ProblemDomain::COUNT * len];
+            for (e, &(i, _)) in list_entries.iter().enumerate() {
+                let Some(&[spec, eff, neu, _]) = outcome_masks.get(i as usize) else {
+                    continue;
+                };
+                for d in ProblemDomain::ALL {
+                    let bit = d.bit();
+                    let points = SPECIALTY_POINTS * u32::from(spec & bit != 0)
+                        + EFFECTIVE_POINTS * u32::from(eff & bit != 0)
+                        + NEUTRAL_POINTS * u32::from(neu & bit != 0);
+                    if let Some(slot) = list.points.get_mut(d.index() * len + e) {
+                        *slot = points as u8;
+                    }
+                }
+            }
+            let mut by_expiry: Vec<u32> = (0..list.len() as u32).collect();
+            by_expiry.sort_by_key(|&e| list.last_day.get(e as usize).copied());
+            list.by_expiry = by_expiry;
+            lists.push(list);
         }
-        index.profiles = profiles;
-        Ok(index)
+        Ok(MatchIndex {
+            profiles,
+            norms,
+            lists,
+            free,
+            copies,
+            language_ids,
+            approach_ids,
+            characteristic_ids,
+            hours,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -395,7 +503,7 @@ impl MatchIndex {
 
     /// Free places left for a clinician.
     pub fn free_slots(&self, index: usize) -> Option<u32> {
-        self.packed.get(index).map(|p| p.free_slots)
+        self.free.get(index).copied()
     }
 
     /// The clinician's rating on a domain against this index's norms.
@@ -412,40 +520,36 @@ impl MatchIndex {
     /// being offered when no place is left. The durable, concurrency-safe hold is the
     /// store's job; this keeps the in-memory index in step with it.
     pub fn reserve(&mut self, index: usize) -> Result<u32, InstantMatchError> {
-        let rec = self
-            .packed
+        let free = self
+            .free
             .get_mut(index)
             .ok_or(InstantMatchError::UnknownClinician(index))?;
-        if rec.free_slots == 0 {
+        if *free == 0 {
             return Err(InstantMatchError::NoFreePlace(index));
         }
-        rec.free_slots -= 1;
-        let left = rec.free_slots;
-        self.sync_copies(index, left);
+        *free -= 1;
+        let left = *free;
+        self.sync_place(index, left > 0);
         Ok(left)
     }
 
-    fn sync_copies(&mut self, index: usize, free_slots: u32) {
-        for &(j, pos) in self.copies.get(index).map_or(&[][..], |c| c.as_slice()) {
-            if let Some(post) = self
-                .postings
-                .get_mut(usize::from(j))
-                .and_then(|list| list.get_mut(pos as usize))
-            {
-                post.rec.free_slots = free_slots;
+    fn sync_place(&mut self, index: usize, has_place: bool) {
+        for &(j, e) in self.copies.get(index).map_or(&[][..], |c| c.as_slice()) {
+            if let Some(list) = self.lists.get_mut(usize::from(j)) {
+                list.fixed.set(PLACE_PLANE, e as usize, has_place);
             }
         }
     }
 
     /// Gives a place back (a client switched or withdrew).
     pub fn release(&mut self, index: usize) -> Result<u32, InstantMatchError> {
-        let rec = self
-            .packed
+        let free = self
+            .free
             .get_mut(index)
             .ok_or(InstantMatchError::UnknownClinician(index))?;
-        rec.free_slots = rec.free_slots.saturating_add(1);
-        let left = rec.free_slots;
-        self.sync_copies(index, left);
+        *free = free.saturating_add(1);
+        let left = *free;
+        self.sync_place(index, true);
         Ok(left)
     }
 
@@ -454,14 +558,39 @@ impl MatchIndex {
         &'a self,
         req: &ClientRequest,
     ) -> Result<PreparedRequest<'a>, InstantMatchError> {
-        static NONE: [u64; 0] = [];
+        static EMPTY_LIST: JurisdictionList = JurisdictionList {
+            clinician: Vec::new(),
+            last_day: Vec::new(),
+            by_expiry: Vec::new(),
+            fixed: Planes {
+                words: 0,
+                data: Vec::new(),
+            },
+            languages: Planes {
+                words: 0,
+                data: Vec::new(),
+            },
+            approaches: Planes {
+                words: 0,
+                data: Vec::new(),
+            },
+            characteristics: Planes {
+                words: 0,
+                data: Vec::new(),
+            },
+            points: Vec::new(),
+            hours: Planes {
+                words: 0,
+                data: Vec::new(),
+            },
+        };
         let jurisdiction = Jurisdiction::from_code(&req.jurisdiction)
             .ok_or_else(|| InstantMatchError::UnknownJurisdiction(req.jurisdiction.clone()))?;
+        let list = self.lists.get(jurisdiction.index()).unwrap_or(&EMPTY_LIST);
         if req.languages.is_empty() {
             return Err(InstantMatchError::NoLanguage);
         }
-        let mut language_mask = 0u64;
-        let mut overflow_languages = Vec::new();
+        let mut languages = Vec::with_capacity(req.languages.len());
         for (index, code) in req.languages.iter().enumerate() {
             if !is_language_code(code) {
                 return Err(InstantMatchError::InvalidLanguage {
@@ -469,14 +598,8 @@ impl MatchIndex {
                     code: code.clone(),
                 });
             }
-            match self.language_ids.get(code) {
-                Some(&id) if id < PACKED_LANGUAGES => language_mask |= 1 << id,
-                Some(_) => {
-                    if let Some(bits) = self.overflow_languages.get(code) {
-                        overflow_languages.push(bits.as_slice());
-                    }
-                }
-                None => {}
+            if let Some(&id) = self.language_ids.get(code) {
+                languages.push(list.languages.plane(id));
             }
         }
         let mut seen = 0u16;
@@ -507,42 +630,84 @@ impl MatchIndex {
                 .validate("preferences.times")
                 .map_err(InstantMatchError::InvalidTimes)?;
         }
-        let lookup = |map: &'a HashMap<String, Bits>, key: &str| -> &'a [u64] {
-            map.get(key).map_or(&NONE[..], |b| b.as_slice())
+        let planes = |ids: &HashMap<String, usize>, planes: &'a Planes, keys: &[String]| {
+            keys.iter()
+                .map(|key| ids.get(key).map_or(&[][..], |&id| planes.plane(id)))
+                .collect::<Vec<&'a [u64]>>()
         };
-        let top: Vec<(u16, u32)> = req
+        let domains: Vec<ProblemDomain> = req
             .elevated_domains
             .iter()
             .take(ELEVATED_DOMAINS_CONSIDERED)
-            .zip(RANK_WEIGHTS)
-            .map(|(d, w)| (d.bit(), w))
+            .copied()
             .collect();
+        let len = list.len();
+        let top = domains
+            .iter()
+            .zip(RANK_WEIGHTS)
+            .map(|(d, w)| {
+                let points = list
+                    .points
+                    .get(d.index() * len..(d.index() + 1) * len)
+                    .unwrap_or(&[]);
+                (points, w)
+            })
+            .collect();
+        // Outside `promising` (not effective on the first two domains) a clinician
+        // gets at most specialty + neutral there, the full points on the third, and
+        // never the top-level bonus.
+        let rest_bound = RANK_WEIGHTS
+            .iter()
+            .take(domains.len())
+            .enumerate()
+            .map(|(i, w)| {
+                w * if i < 2 {
+                    SPECIALTY_POINTS + NEUTRAL_POINTS
+                } else {
+                    SPECIALTY_POINTS + EFFECTIVE_POINTS
+                }
+            })
+            .sum();
         Ok(PreparedRequest {
             date_days: date_days(req.date),
-            postings: self
-                .postings
-                .get(jurisdiction.index())
-                .map_or(&[][..], |p| p.as_slice()),
-            language_mask,
-            overflow_languages,
-            format_bit: 1 << req.format.index(),
-            population_bit: 1 << (8 + req.population.index()),
-            risk_bit: if needs_risk_routing(req) { RISK_BIT } else { 0 },
-            top_mask: top.iter().fold(0, |m, (b, _)| m | b),
+            list,
+            languages,
+            format: list.fixed.plane(FORMAT_PLANE + req.format.index()),
+            population: list.fixed.plane(POPULATION_PLANE + req.population.index()),
+            risk: needs_risk_routing(req).then(|| list.fixed.plane(RISK_PLANE)),
+            place: list.fixed.plane(PLACE_PLANE),
+            ineffective: domains
+                .iter()
+                .map(|d| list.fixed.plane(INEFFECTIVE_PLANE + d.index()))
+                .collect(),
+            promising: domains
+                .iter()
+                .take(2)
+                .map(|d| list.fixed.plane(EFFECTIVE_PLANE + d.index()))
+                .collect(),
+            rest_bound,
             top,
-            approaches: req
-                .preferences
-                .approaches
-                .iter()
-                .map(|a| lookup(&self.approaches, a))
-                .collect(),
-            characteristics: req
-                .preferences
-                .characteristics
-                .iter()
-                .map(|c| lookup(&self.characteristics, c))
-                .collect(),
-            hours: req.preferences.times.as_ref().map(|t| t.utc_hours()),
+            approaches: planes(
+                &self.approach_ids,
+                &list.approaches,
+                &req.preferences.approaches,
+            ),
+            characteristics: planes(
+                &self.characteristic_ids,
+                &list.characteristics,
+                &req.preferences.characteristics,
+            ),
+            hours: req.preferences.times.as_ref().map(|t| {
+                let mut planes = Vec::new();
+                for (wi, &bits) in t.utc_hours().iter().enumerate() {
+                    let mut bits = bits;
+                    while bits != 0 {
+                        planes.push(list.hours.plane(wi * 64 + bits.trailing_zeros() as usize));
+                        bits &= bits - 1;
+                    }
+                }
+                planes
+            }),
             max_rest: APPROACH_POINTS * req.preferences.approaches.len() as u32
                 + CHARACTERISTIC_POINTS * req.preferences.characteristics.len() as u32
                 + if req.preferences.times.is_some() {
@@ -557,63 +722,106 @@ impl MatchIndex {
     /// first), best first; ties go to the lower index. Returns the filter funnel.
     pub fn rank(&self, q: &PreparedRequest<'_>, k: usize, out: &mut Vec<Candidate>) -> Funnel {
         out.clear();
-        // Pass 1, branch-free: every hard filter for every licensed clinician, the
-        // funnel counts in registers, and the positions of the eligible ones written
-        // unconditionally into a compact list (the cursor advances only when eligible).
+        let list = q.list;
+        // Pass 1, 64 clinicians per step: AND the filter planes in order, count what
+        // each filter leaves (the funnel), keep the survivors' word.
         let (mut language_n, mut format_n, mut population_n, mut capacity_n) = (0u32, 0, 0, 0);
-        let (mut risk_n, mut outcomes_n, mut current_n) = (0u32, 0, 0);
-        let mut eligible = vec![0u32; q.postings.len() + 1];
-        let mut found = 0usize;
-        let no_overflow = q.overflow_languages.is_empty();
-        for (pos, post) in q.postings.iter().enumerate() {
-            let c = &post.rec;
-            let mut language = c.languages & q.language_mask != 0;
-            if !no_overflow {
-                let i = post.clinician as usize;
-                language |= q.overflow_languages.iter().any(|b| has_bit(b, i));
-            }
-            let format = language & (c.attrs & q.format_bit != 0);
-            let population = format & (c.attrs & q.population_bit != 0);
-            let capacity = population & (c.free_slots > 0);
-            let risk = capacity & (c.attrs & q.risk_bit == q.risk_bit);
-            let outcomes = risk & (c.ineffective & q.top_mask == 0);
-            let current = outcomes & (post.last_day >= q.date_days);
-            language_n += u32::from(language);
-            format_n += u32::from(format);
-            population_n += u32::from(population);
-            capacity_n += u32::from(capacity);
-            risk_n += u32::from(risk);
-            outcomes_n += u32::from(outcomes);
-            current_n += u32::from(current);
-            if let Some(slot) = eligible.get_mut(found) {
-                *slot = pos as u32;
-            }
-            found += usize::from(current);
+        let (mut risk_n, mut outcomes_n) = (0u32, 0);
+        let words = list.fixed.words;
+        let mut eligible = vec![0u64; words];
+        for (w, slot) in eligible.iter_mut().enumerate() {
+            let language = q.languages.iter().fold(0, |m, l| m | word(l, w));
+            let format = language & word(q.format, w);
+            let population = format & word(q.population, w);
+            let capacity = population & word(q.place, w);
+            let risk = q.risk.map_or(capacity, |r| capacity & word(r, w));
+            let ineffective = q.ineffective.iter().fold(0, |m, p| m | word(p, w));
+            let outcomes = risk & !ineffective;
+            language_n += language.count_ones();
+            format_n += format.count_ones();
+            population_n += population.count_ones();
+            capacity_n += capacity.count_ones();
+            risk_n += risk.count_ones();
+            outcomes_n += outcomes.count_ones();
+            *slot = outcomes;
         }
-        // Pass 2: score the eligible ones, cheap part first; skip the rest when even
-        // its maximum cannot beat the current k-th choice (ties keep the earlier one).
-        for &pos in eligible.get(..found).unwrap_or(&[]) {
-            let Some(post) = q.postings.get(pos as usize) else {
-                continue;
-            };
-            let base = outcome_score(&post.rec, q);
-            if out.len() == k && out.last().is_some_and(|l| base + q.max_rest <= l.score) {
-                continue;
+        // Licences expired on the match date are a prefix of the expiry order.
+        let mut expired_n = 0u32;
+        for &e in &list.by_expiry {
+            let e = e as usize;
+            if list.last_day.get(e).is_none_or(|&d| d >= q.date_days) {
+                break;
             }
-            let i = post.clinician as usize;
-            let score = base + preference_score(i, post, q);
-            push_top(out, k, Candidate { index: i, score });
+            if let Some(w) = eligible.get_mut(e / 64) {
+                let bit = 1u64 << (e % 64);
+                expired_n += u32::from(*w & bit != 0);
+                *w &= !bit;
+            }
+        }
+        // Pass 2: score the eligible ones, outcomes first, the promising ones
+        // (effective on one of the two most elevated domains) before the rest; skip
+        // the preference part when even its maximum cannot beat the current k-th
+        // choice, and the whole rest when its bound cannot.
+        // The k-th choice so far as (score, entry); entries are in profile order, so
+        // comparing entries compares profiles.
+        let mut kth: Option<(u32, usize)> = None;
+        let beats = |kth: Option<(u32, usize)>, score: u32, e: usize| {
+            kth.is_none_or(|(s, ke)| score > s || (score == s && e < ke))
+        };
+        let hour_points = if q.hours.is_some() {
+            MAX_HOUR_POINTS
+        } else {
+            0
+        };
+        for promising_pass in [true, false] {
+            if !promising_pass && !beats(kth, q.rest_bound + q.max_rest, 0) {
+                break;
+            }
+            for (w, &bits) in eligible.iter().enumerate() {
+                let promising = q.promising.iter().fold(0, |m, p| m | word(p, w));
+                let mut bits = if promising_pass {
+                    bits & promising
+                } else {
+                    bits & !promising
+                };
+                while bits != 0 {
+                    let e = w * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let base = outcome_score(e, q);
+                    if !beats(kth, base + q.max_rest, e) {
+                        continue;
+                    }
+                    // Approaches and characteristics come from the planes (cheap);
+                    // the week is read only when it can still make a difference.
+                    let mut score = base + bit_preference_score(e, q);
+                    if !beats(kth, score + hour_points, e) {
+                        continue;
+                    }
+                    score += hour_score(e, q);
+                    if !beats(kth, score, e) {
+                        continue;
+                    }
+                    // During the scan `index` holds the entry (same order).
+                    push_top(out, k, Candidate { index: e, score });
+                    if out.len() == k {
+                        kth = out.last().map(|c| (c.score, c.index));
+                    }
+                }
+            }
+        }
+        for c in out.iter_mut() {
+            c.index = list.clinician.get(c.index).copied().unwrap_or(0) as usize;
         }
         Funnel {
             total: self.profiles.len() as u32,
-            licensed: q.postings.len() as u32,
+            licensed: list.len() as u32,
             language: language_n,
             format: format_n,
             population: population_n,
             capacity: capacity_n,
             risk: risk_n,
             outcomes: outcomes_n,
-            licence_current: current_n,
+            licence_current: outcomes_n - expired_n,
         }
     }
 
@@ -787,42 +995,50 @@ impl MatchIndex {
     }
 }
 
-/// Score from specialty and measured outcomes on the elevated domains.
+/// Score from specialty and measured outcomes on the elevated domains for entry `e`.
 #[inline]
-fn outcome_score(c: &Packed, q: &PreparedRequest<'_>) -> u32 {
+fn outcome_score(e: usize, q: &PreparedRequest<'_>) -> u32 {
     let mut s = 0u32;
-    for &(bit, w) in &q.top {
-        let points = SPECIALTY_POINTS * u32::from(c.specialties & bit != 0)
-            + EFFECTIVE_POINTS * u32::from(c.effective & bit != 0)
-            + NEUTRAL_POINTS * u32::from(c.neutral & bit != 0);
-        s += w * points;
+    let mut all_effective = !q.top.is_empty();
+    for &(points, w) in &q.top {
+        let p = u32::from(points.get(e).copied().unwrap_or(0));
+        s += w * p;
+        all_effective &= p >= EFFECTIVE_POINTS;
     }
-    if q.top_mask != 0 && c.effective & q.top_mask == q.top_mask {
+    if all_effective {
         s += TOP_LEVEL_BONUS;
     }
     s
 }
 
-/// Score from the client's preferences (approach, characteristics, times); at most
-/// `PreparedRequest::max_rest`.
+/// Score from the client's preferred approaches and characteristics for entry `e`.
 #[inline]
-fn preference_score(i: usize, post: &Posting, q: &PreparedRequest<'_>) -> u32 {
+fn bit_preference_score(e: usize, q: &PreparedRequest<'_>) -> u32 {
     let mut s = 0u32;
     for a in &q.approaches {
-        s += APPROACH_POINTS * u32::from(has_bit(a, i));
+        s += APPROACH_POINTS * u32::from(has_bit(a, e));
     }
     for ch in &q.characteristics {
-        s += CHARACTERISTIC_POINTS * u32::from(has_bit(ch, i));
-    }
-    if let Some(want) = &q.hours {
-        let overlap: u32 = want
-            .iter()
-            .zip(&post.hours)
-            .map(|(a, b)| (a & b).count_ones())
-            .sum();
-        s += overlap.min(MAX_HOUR_POINTS);
+        s += CHARACTERISTIC_POINTS * u32::from(has_bit(ch, e));
     }
     s
+}
+
+/// Score from the overlap with the client's preferred times for entry `e` (whole
+/// hours, at most `MAX_HOUR_POINTS`).
+#[inline]
+fn hour_score(e: usize, q: &PreparedRequest<'_>) -> u32 {
+    let Some(want) = &q.hours else {
+        return 0;
+    };
+    let mut overlap = 0;
+    for plane in want {
+        overlap += u32::from(has_bit(plane, e));
+        if overlap == MAX_HOUR_POINTS {
+            break;
+        }
+    }
+    overlap
 }
 
 /// Urgent referrals and clients at moderate or higher risk go only to clinicians who
@@ -831,19 +1047,28 @@ pub fn needs_risk_routing(req: &ClientRequest) -> bool {
     req.urgent || req.risk >= RiskLevel::Moderate
 }
 
-/// Inserts into a best-first buffer of at most `k`. Candidates arrive in increasing
-/// index order, so an equal score never displaces an earlier clinician.
+impl Candidate {
+    /// Whether a clinician with `score` at `index` ranks above this one: a higher
+    /// score, or an equal score and an earlier profile.
+    #[inline]
+    fn beaten_by(&self, score: u32, index: usize) -> bool {
+        score > self.score || (score == self.score && index < self.index)
+    }
+}
+
+/// Inserts into a best-first buffer of at most `k` (best score first, then the
+/// earlier profile). Candidates may arrive in any order.
 #[inline]
 fn push_top(out: &mut Vec<Candidate>, k: usize, c: Candidate) {
     if out.len() == k {
         match out.last() {
-            Some(last) if c.score > last.score => {
+            Some(last) if last.beaten_by(c.score, c.index) => {
                 out.pop();
             }
             _ => return,
         }
     }
-    let pos = out.partition_point(|x| x.score >= c.score);
+    let pos = out.partition_point(|x| !x.beaten_by(c.score, c.index));
     out.insert(pos, c);
 }
 
@@ -862,5 +1087,17 @@ mod tests {
         push_top(&mut out, 3, Candidate { index: 6, score: 9 });
         assert_eq!(out.len(), 3);
         assert_eq!(out.last().map(|c| c.index), Some(5));
+    }
+
+    #[test]
+    fn top_buffer_order_does_not_depend_on_arrival() {
+        // The same candidates in reverse index order give the same buffer: equal
+        // scores still go to the earlier profile.
+        let mut out = Vec::new();
+        for (index, score) in [(5, 9), (4, 7), (3, 9), (2, 5), (1, 9), (0, 5)] {
+            push_top(&mut out, 3, Candidate { index, score });
+        }
+        let got: Vec<_> = out.iter().map(|c| (c.index, c.score)).collect();
+        assert_eq!(got, vec![(1, 9), (3, 9), (5, 9)]);
     }
 }

@@ -9,6 +9,10 @@
 //!   (most clients matched first, then the highest total score), solved exactly by a
 //!   sparse successive-shortest-path min-cost-flow solver.
 //!
+//! * [`outcomes`] — each finished episode counted once, for its presenting problem's
+//!   domain, as reliably improved or not (the clinician's report card).
+//! * [`rematch`] — early low session feedback with the current clinician suggests
+//!   offering a free switch (thresholds as unverified data).
 //! * [`waitlist`] — people waiting keep being measured and re-screened; risk and
 //!   reliable deterioration alert the intake team and move them up.
 //!
@@ -17,5 +21,7 @@
 
 pub mod assign;
 pub mod instant;
+pub mod outcomes;
 pub mod profile;
+pub mod rematch;
 pub mod waitlist;

@@ -97,11 +97,25 @@ pub struct Jurisdiction(u16);
 impl Jurisdiction {
     /// Looks a code up (case-insensitive, e.g. `CA-ON`); `None` if it is not known.
     pub fn from_code(code: &str) -> Option<Self> {
-        JURISDICTIONS
-            .iter()
-            .position(|(c, _)| c.eq_ignore_ascii_case(code.trim()))
-            .and_then(|i| u16::try_from(i).ok())
-            .map(Jurisdiction)
+        // Codes are at most 8 bytes; an upper-cased fixed key makes the lookup one
+        // hash probe instead of a scan (it runs for every instant match).
+        static BY_CODE: std::sync::OnceLock<std::collections::HashMap<[u8; 8], u16>> =
+            std::sync::OnceLock::new();
+        fn key(code: &str) -> Option<[u8; 8]> {
+            let bytes = code.as_bytes();
+            let mut k = [0u8; 8];
+            k.get_mut(..bytes.len())?.copy_from_slice(bytes);
+            k.make_ascii_uppercase();
+            Some(k)
+        }
+        let table = BY_CODE.get_or_init(|| {
+            JURISDICTIONS
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (c, _))| Some((key(c)?, u16::try_from(i).ok()?)))
+                .collect()
+        });
+        table.get(&key(code.trim())?).copied().map(Jurisdiction)
     }
     /// Position in [`JURISDICTIONS`].
     pub fn index(self) -> usize {

@@ -349,3 +349,86 @@ async fn requests_offers_and_runs_round_trip(s: Arc<dyn Store>) {
     assert_eq!(s.match_runs(f.practice.id, 10).await.unwrap(), vec![run]);
     assert!(s.match_runs(f.other.id, 10).await.unwrap().is_empty());
 }
+
+mod sealed {
+    //! The stored explanations (a match's reasons, the switch reason, a batch run's
+    //! lines) name a client's problems, so they are sealed at rest and key rotation
+    //! re-encrypts them (runs on both backends with raw SQL access).
+    use super::*;
+    use crate::security::Backend;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        explanations_are_sealed_at_rest_and_rotate(crate::security::sqlite().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(b) = crate::security::postgres().await else {
+            return;
+        };
+        explanations_are_sealed_at_rest_and_rotate(b).await;
+    }
+
+    async fn explanations_are_sealed_at_rest_and_rotate(b: Backend) {
+        let s = b.store.clone();
+        let f = fixture(&s).await;
+        put_profile(&s, &f, 10, 10).await;
+        let a = new_client(&s, &f, 1).await;
+        let mut first = accepted(&f, a.id, t0());
+        first.reasons = vec!["works with trauma".into()];
+        s.accept_match(&first, t0(), None).await.unwrap();
+        let second = accepted(&f, a.id, t0() + Duration::hours(2));
+        s.accept_match(
+            &second,
+            t0(),
+            Some("talking about the assault was too hard"),
+        )
+        .await
+        .unwrap();
+        let run = MatchRun {
+            id: uuid::Uuid::new_v4(),
+            practice_id: f.practice.id,
+            run_by: f.clinician.id,
+            clients: 1,
+            assigned: 0,
+            total_score: 0,
+            result: serde_json::json!([{"client": "a", "reasons": ["works with eating"]}]),
+            created_at: t0(),
+        };
+        s.insert_match_run(&run).await.unwrap();
+        for sql in [
+            "SELECT reasons FROM clinician_matches ORDER BY accepted_at LIMIT 1",
+            "SELECT end_reason FROM clinician_matches WHERE end_reason IS NOT NULL",
+            "SELECT result FROM match_runs",
+        ] {
+            let raw = b.raw.text(sql).await;
+            for secret in ["trauma", "assault", "eating"] {
+                assert!(!raw.contains(secret), "{sql} holds plain text: {raw}");
+            }
+        }
+        let before = b.raw.text("SELECT result FROM match_runs").await;
+        let mut keys = b.keys.clone();
+        keys.add_master_key();
+        let report = s.rotate_keys(&keys, true).await.unwrap();
+        // Two reasons, one switch reason, one run, plus the sealed profile.
+        assert!(report.reencrypted >= 4, "{report:?}");
+        assert_ne!(before, b.raw.text("SELECT result FROM match_runs").await);
+        keys.retire_master_key(1).unwrap();
+        let reopened = (b.reopen)(keys).await;
+        let history = reopened
+            .matches_for_client(f.practice.id, a.id)
+            .await
+            .unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[1].reasons, vec!["works with trauma".to_string()]);
+        assert_eq!(
+            history[1].end_reason.as_deref(),
+            Some("talking about the assault was too hard")
+        );
+        assert_eq!(
+            reopened.match_runs(f.practice.id, 10).await.unwrap(),
+            vec![run]
+        );
+    }
+}

@@ -25,19 +25,19 @@ fn t0() -> chrono::DateTime<Utc> {
 }
 
 /// Raw SQL on the same database, to play the attacker or the auditor.
-enum Raw {
+pub(crate) enum Raw {
     Sqlite(sqlx::SqlitePool),
     Pg(sqlx::PgPool),
 }
 
 impl Raw {
-    async fn exec(&self, sql: &str) -> Result<u64, sqlx::Error> {
+    pub(crate) async fn exec(&self, sql: &str) -> Result<u64, sqlx::Error> {
         match self {
             Raw::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()),
             Raw::Pg(p) => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()),
         }
     }
-    async fn text(&self, sql: &str) -> String {
+    pub(crate) async fn text(&self, sql: &str) -> String {
         use sqlx::Row;
         match self {
             Raw::Sqlite(p) => sqlx::query(sql)
@@ -54,19 +54,20 @@ impl Raw {
     }
 }
 
-struct Backend {
-    store: Arc<dyn Store>,
-    raw: Raw,
-    keys: KeyFile,
-    reopen: Box<dyn Fn(KeyFile) -> futures_like::BoxFuture<Arc<dyn Store>> + Send + Sync>,
+pub(crate) struct Backend {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) raw: Raw,
+    pub(crate) keys: KeyFile,
+    pub(crate) reopen:
+        Box<dyn Fn(KeyFile) -> futures_like::BoxFuture<Arc<dyn Store>> + Send + Sync>,
     _dir: Option<tempfile::TempDir>,
 }
 
-mod futures_like {
+pub(crate) mod futures_like {
     pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 }
 
-async fn sqlite() -> Backend {
+pub(crate) async fn sqlite() -> Backend {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tapestry.db");
     let keys = KeyFile::generate();
@@ -90,7 +91,7 @@ async fn sqlite() -> Backend {
     }
 }
 
-async fn postgres() -> Option<Backend> {
+pub(crate) async fn postgres() -> Option<Backend> {
     let url =
         tapestry_store::testing::fresh_database(Path::new(env!("CARGO_TARGET_TMPDIR"))).await?;
     let keys = KeyFile::generate();

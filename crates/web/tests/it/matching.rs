@@ -527,4 +527,127 @@ async fn measured_outcomes_come_from_finished_episodes_and_are_rated_from_15() {
             assert!(body.contains("rating: neutral"), "{body}");
         }
     }
+    // A formulation whose primary problem is PTSD moves that client's episode
+    // from depression (its instrument) to trauma (its presenting problem); it
+    // is still judged on PHQ-9, the only measure it has. Each episode counts once.
+    let past1 = f
+        .store
+        .clients_in_practice(f.practice.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.display_name == "Past 1")
+        .unwrap();
+    let formulation =
+        tapestry_domain::formulation::Formulation::new(34, vec!["ptsd".into(), "insomnia".into()]);
+    f.store
+        .insert_formulation(&tapestry_store::NewFormulation {
+            practice_id: f.practice.id,
+            client_id: past1.id,
+            formulation: &formulation,
+            reason: "first formulation",
+            author: treating,
+            at: t0() - Duration::days(115),
+        })
+        .await
+        .unwrap();
+    let body = page(&f).await;
+    assert!(
+        body.contains("depression: 11 of 14 reliably improved"),
+        "{body}"
+    );
+    assert!(body.contains("trauma: 1 of 1 reliably improved"), "{body}");
+}
+
+/// Early low session feedback with the current clinician: the intake team sees
+/// the suggestion on the waitlist page, the clinician and the team are alerted
+/// once, and the client's page offers the free switch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_low_session_feedback_suggests_a_rematch() {
+    let f = fixture().await;
+    let registry = InstrumentRegistry::embedded().unwrap();
+    for who in ["treating", "owner"] {
+        let a = post(&f, who, "/api/v1/me/matching-profile", SPANISH_PROFILE).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let path = format!("/api/v1/clients/{}/match", f.client_b.id);
+    assert_eq!(post(&f, "owner", &path, SPANISH_REQUEST).await.status, 200);
+    let treating = f.user("treating").id;
+    let a = post(
+        &f,
+        "client_b",
+        "/api/v1/me/match/choice",
+        &format!(r#"{{"clinician":"{treating}"}}"#),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let get = |role: &'static str, path: &'static str| {
+        let state = f.state.clone();
+        let login = f.login(role).map(|l| Login {
+            cookie: l.cookie.clone(),
+            csrf: l.csrf.clone(),
+        });
+        async move { call(&state, "GET", path, login.as_ref(), None).await.body }
+    };
+    let episode = Episode::open(f.practice.id, f.client_b.id, t0());
+    f.store.insert_episode(&episode).await.unwrap();
+    let feedback = |values: [i32; 4], day: i64| IngestRequest {
+        practice_id: f.practice.id,
+        client_id: f.client_b.id,
+        episode_id: episode.id,
+        instrument: "session_feedback".into(),
+        answers: Answers::from_values(&values),
+        idempotency_key: None,
+        submitted_at: t0() + Duration::days(day),
+    };
+    // Session 1: 7 of 16 (low). One low form is not enough.
+    f.store
+        .ingest(
+            &registry,
+            &IngestSettings::default(),
+            &[feedback([2, 2, 2, 1], 1)],
+        )
+        .await
+        .unwrap();
+    let waitlist = get("owner", "/practice/waitlist").await;
+    assert!(
+        waitlist.contains("No early feedback suggests a re-match"),
+        "{waitlist}"
+    );
+    // Session 2: 14 (fine); session 3: 9 (low) → 2 of the first 3 are low.
+    f.store
+        .ingest(
+            &registry,
+            &IngestSettings::default(),
+            &[feedback([4, 4, 3, 3], 8), feedback([3, 2, 2, 2], 15)],
+        )
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let waitlist = get("owner", "/practice/waitlist").await;
+        assert!(
+            waitlist.contains(
+                "2 of the first 3 session-feedback forms with this clinician scored below 12 of 16 (7, 9)"
+            ),
+            "{waitlist}"
+        );
+    }
+    // Alerted once each (the page was opened twice): the clinician and the owner.
+    for who in ["treating", "owner"] {
+        let alerts = f
+            .store
+            .alerts_for(f.practice.id, f.user(who).id)
+            .await
+            .unwrap();
+        let n = alerts
+            .iter()
+            .filter(|a| {
+                a.kind == "rematch_suggested" && a.object_id == Some(f.client_b.id.as_uuid())
+            })
+            .count();
+        assert_eq!(n, 1, "{who}: {alerts:?}");
+    }
+    let mine = get("client_b", "/me/match").await;
+    assert!(mine.contains("may not be the right fit yet"), "{mine}");
+    assert!(mine.contains("Switching is free"), "{mine}");
 }
