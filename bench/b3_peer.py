@@ -64,6 +64,7 @@ def connect(path, synchronous):
     con.execute("PRAGMA synchronous=%s" % ("FULL" if synchronous == "full" else "NORMAL"))
     con.execute("PRAGMA foreign_keys=ON")
     con.execute("PRAGMA busy_timeout=10000")
+    con.execute("PRAGMA cache_size=-32768")  # as crates/store/src/sqlite.rs PAGE_CACHE
     return con
 
 

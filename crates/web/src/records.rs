@@ -685,6 +685,7 @@ pub async fn remove_measure_schedule(
     State(state): State<AppState>,
     Extension(a): Extension<Authorized>,
     Path((_, episode, instrument)): Path<(String, String, String)>,
+    ApiJson(crate::auth::Empty {}): ApiJson<crate::auth::Empty>,
 ) -> Result<StatusCode, ApiError> {
     let episode = client_episode(&state, &a, &episode).await?;
     state

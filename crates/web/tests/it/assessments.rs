@@ -322,19 +322,19 @@ async fn measure_schedules_are_assigned_listed_replaced_and_removed() {
     // Removing: once, then it is gone (404 the second time).
     let remove = format!("{path}/phq9/remove");
     assert_eq!(
-        send(&f, "POST", &remove, "supervisor", None, None)
+        send(&f, "POST", &remove, "supervisor", Some("{}"), None)
             .await
             .status,
         403
     );
     assert_eq!(
-        send(&f, "POST", &remove, "treating", None, None)
+        send(&f, "POST", &remove, "treating", Some("{}"), None)
             .await
             .status,
         204
     );
     assert_eq!(
-        send(&f, "POST", &remove, "treating", None, None)
+        send(&f, "POST", &remove, "treating", Some("{}"), None)
             .await
             .status,
         404
