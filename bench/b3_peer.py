@@ -10,7 +10,7 @@ rational not-on-track rules, risk flag + clinician task for PHQ-9 item 9 > 0, th
 INSERTs of submissions, measure state (upsert), flags and tasks, COMMIT.
 
 Subcommands (all print one JSON object on stdout):
-  ingest DIR --count N --batch B --clients C --synchronous full|normal
+  ingest DIR --count N --batch B --clients C --round-seconds S --synchronous full|normal
   fsync DIR --count N             raw write+os.fsync loop of a 64-byte record (hardware ceiling)
   check DB                        rows and checksums of a database, for the equal-results check
 """
@@ -64,6 +64,7 @@ def connect(path, synchronous):
     con.execute("PRAGMA synchronous=%s" % ("FULL" if synchronous == "full" else "NORMAL"))
     con.execute("PRAGMA foreign_keys=ON")
     con.execute("PRAGMA busy_timeout=10000")
+    con.execute("PRAGMA cache_size=-32768")  # as crates/store/src/sqlite.rs PAGE_CACHE
     return con
 
 
@@ -129,7 +130,7 @@ def ingest(args):
     while i < args.count:
         n = min(args.batch, args.count - i)
         t0 = time.perf_counter()
-        flags_total += commit_batch(con, practice, episodes, args.clients, range(i, i + n))
+        flags_total += commit_batch(con, practice, episodes, args.clients, args.round_seconds, range(i, i + n))
         latencies.append(time.perf_counter() - t0)
         i += n
     elapsed = time.perf_counter() - start
@@ -155,7 +156,12 @@ def placeholders(rows, cols):
     return ",".join([one] * rows)
 
 
-def commit_batch(con, practice, episodes, clients, indices):
+def synthetic_time(i, clients, round_seconds):
+    """As `synthetic_time` in crates/app/src/ingest.rs: round i // clients, i % clients ms."""
+    return BASE + dt.timedelta(seconds=(i // clients) * round_seconds, milliseconds=i % clients)
+
+
+def commit_batch(con, practice, episodes, clients, round_seconds, indices):
     reqs = []
     for i in indices:
         instrument, values = synthetic_answers(i, clients)
@@ -190,7 +196,8 @@ def commit_batch(con, practice, episodes, clients, indices):
         if len(values) != defn["items"] or any(not (0 <= v <= defn["max"]) for v in values):
             continue
         total = float(sum(values))
-        at = ts(BASE + dt.timedelta(milliseconds=i))
+        when = synthetic_time(i, clients, round_seconds)
+        at = ts(when)
         prior = states.get((episode, instrument))
         session = (prior["sessions"] if prior else 0) + 1
         baseline = prior["baseline"] if prior and prior["baseline"] is not None else total
@@ -198,9 +205,10 @@ def commit_batch(con, practice, episodes, clients, indices):
         track = json.dumps({"session": session, "status": status, "not_on_track": not_on_track,
                             "reason": reason, "curve_version": None, "curve_n": None, "boundary": None},
                            separators=(",", ":"))
-        sub_id = uuid7(BASE + dt.timedelta(milliseconds=i))
+        sub_id = uuid7(when)
+        week = int(when.timestamp()) // 604800  # migration 0009: submitted_week
         subs.append((sub_id, practice, client, episode, instrument, defn["version"],
-                     json.dumps(values, separators=(",", ":")), total, session, at, None))
+                     json.dumps(values, separators=(",", ":")), total, session, at, None, week))
         state = {"baseline": baseline, "latest": total, "sessions": session}
         states[(episode, instrument)] = state
         measures[(episode, instrument)] = (practice, episode, instrument, baseline, total, session,
@@ -216,11 +224,11 @@ def commit_batch(con, practice, episodes, clients, indices):
             tasks.append((uuid.uuid4().bytes, practice, client, episode, "risk_review", flag_id, known[episode][1],
                           "Risk review: phq9 item 9 answered %d" % values[8],
                           "Structured risk inquiry before the session ends; safety plan if ideation is confirmed. (rule %s)" % rule,
-                          "amber", ts(BASE + dt.timedelta(milliseconds=i, hours=due)), at, None))
+                          "amber", ts(when + dt.timedelta(hours=due)), at, None))
     for chunk in chunks(subs, 200):
         con.execute(
-            "INSERT INTO submissions (id, practice_id, client_id, episode_id, instrument, instrument_version, answers, total, session, submitted_at, idempotency_key) VALUES "
-            + placeholders(len(chunk), 11), [v for row in chunk for v in row])
+            "INSERT INTO submissions (id, practice_id, client_id, episode_id, instrument, instrument_version, answers, total, session, submitted_at, idempotency_key, submitted_week) VALUES "
+            + placeholders(len(chunk), 12), [v for row in chunk for v in row])
     for chunk in chunks(list(measures.values()), 200):
         con.execute(
             "INSERT INTO episode_measures (practice_id, episode_id, instrument, baseline, latest, sessions, track_status, not_on_track, track, updated_at) VALUES "
@@ -279,6 +287,7 @@ def check(args):
         "submissions": q("SELECT COUNT(*) FROM submissions"),
         "totals_checksum": q("SELECT COALESCE(SUM(total), 0) FROM submissions"),
         "sessions_checksum": q("SELECT COALESCE(SUM(session), 0) FROM submissions"),
+        "weeks_checksum": q("SELECT COALESCE(SUM(submitted_week), 0) FROM submissions"),
         "episode_measures": q("SELECT COUNT(*) FROM episode_measures"),
         "not_on_track": q("SELECT COUNT(*) FROM episode_measures WHERE not_on_track"),
         "risk_flags": q("SELECT COUNT(*) FROM risk_flags"),
@@ -294,6 +303,7 @@ def main():
     a.add_argument("--count", type=int, default=20000)
     a.add_argument("--batch", type=int, default=1)
     a.add_argument("--clients", type=int, default=100)
+    a.add_argument("--round-seconds", type=int, default=604800)
     a.add_argument("--synchronous", choices=["full", "normal"], default="full")
     f = sub.add_parser("fsync")
     f.add_argument("dir")

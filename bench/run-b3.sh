@@ -16,14 +16,18 @@
 # polluted by dirty pages otherwise); each configuration runs RUNS times and the median is kept.
 #
 # Environment (defaults in brackets): SINGLE [20000] single commits per run, GROUP [200000]
-# group-committed submissions per run, CLIENTS [2000], RUNS [3], FSYNC [5000] fsync writes,
-# STEP_TIMEOUT [600] seconds per step, B3_DIR [target/b3] where the databases live.
+# group-committed submissions per run, GROUP_BATCH [4096] largest group, CLIENTS [2000],
+# ROUND_SECONDS [604800] seconds between a client's submissions (weekly; 0 = all at once),
+# RUNS [3], FSYNC [5000] fsync writes, STEP_TIMEOUT [600] seconds per step, B3_DIR
+# [target/b3] where the databases live.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SINGLE=${SINGLE:-20000}
 GROUP=${GROUP:-200000}
 CLIENTS=${CLIENTS:-2000}
+GROUP_BATCH=${GROUP_BATCH:-4096}
+ROUND_SECONDS=${ROUND_SECONDS:-604800}
 RUNS=${RUNS:-3}
 FSYNC=${FSYNC:-5000}
 STEP_TIMEOUT=${STEP_TIMEOUT:-600}
@@ -49,7 +53,7 @@ ours() {
   settle
   env -u DATABASE_URL TAPESTRY_LOG=warn timeout "$STEP_TIMEOUT" \
     "$BIN" bench ingest --data-dir "$dir" --count "$3" --batch "$4" --clients "$CLIENTS" \
-    --synchronous "$2" > "$WORK/ids" 2> "$WORK/err" || { cat "$WORK/err" >&2; exit 1; }
+    --round-seconds "$ROUND_SECONDS" --synchronous "$2" > "$WORK/ids" 2> "$WORK/err" || { cat "$WORK/err" >&2; exit 1; }
   local acked
   acked=$(wc -l < "$WORK/ids")
   [ "$acked" -eq "$3" ] || { echo "B3: $1 acknowledged $acked of $3" >&2; exit 1; }
@@ -67,7 +71,7 @@ peer() {
   settle
   local line
   line=$(timeout "$STEP_TIMEOUT" python3 bench/b3_peer.py ingest "$dir" --count "$3" --batch "$4" \
-    --clients "$CLIENTS" --synchronous "$2")
+    --clients "$CLIENTS" --round-seconds "$ROUND_SECONDS" --synchronous "$2")
   local check
   check=$(python3 bench/b3_peer.py check "$dir/tapestry.db")
   echo "{\"config\":\"$1\",\"side\":\"peer\",\"run\":$5,\"result\":$line,\"check\":$check}" >> "$RESULTS"
@@ -83,8 +87,8 @@ for run in $(seq 1 "$RUNS"); do
   peer  single_full   full   "$SINGLE" 1   "$run"
   ours  single_normal normal "$SINGLE" 1   "$run"
   peer  single_normal normal "$SINGLE" 1   "$run"
-  ours  group_full    full   "$GROUP"  256 "$run"
-  peer  group_full    full   "$GROUP"  256 "$run"
+  ours  group_full    full   "$GROUP"  "$GROUP_BATCH" "$run"
+  peer  group_full    full   "$GROUP"  "$GROUP_BATCH" "$run"
 done
 
 SCORE_LINE=$(timeout "$STEP_TIMEOUT" "$SCORE_BIN" 2000000)

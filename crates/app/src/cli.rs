@@ -143,6 +143,10 @@ pub enum BenchCommand {
         /// Synthetic clients (each with one episode) the submissions are spread over.
         #[arg(long, default_value_t = 100)]
         clients: u64,
+        /// Seconds between a client's submissions (one round of all clients per interval):
+        /// 604800 = weekly, as in session-by-session measurement; 0 = every round at once.
+        #[arg(long, default_value_t = 604_800)]
+        round_seconds: u64,
         /// SQLite `synchronous` setting: full (the product's setting) or normal (B3 comparison only).
         #[arg(long, default_value = "full")]
         synchronous: String,

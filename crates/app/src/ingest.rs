@@ -172,13 +172,19 @@ pub fn synthetic_answers(i: u64, clients: u64) -> (&'static str, Vec<i32>) {
     }
 }
 
-/// Fixed timestamps for the synthetic stream (deterministic, as the peer's).
-fn synthetic_time(i: u64) -> DateTime<Utc> {
+/// Fixed timestamps for the synthetic stream (deterministic, as the peer's): submission `i`
+/// is client `i % clients`'s answer of round `i / clients`, at 2026-01-05 09:00 UTC plus
+/// `round × round_seconds` seconds plus `i % clients` milliseconds. Weekly rounds
+/// (604,800 s) model session-by-session measurement; 0 puts every round in one moment.
+fn synthetic_time(i: u64, clients: u64, round_seconds: u64) -> DateTime<Utc> {
     let base = Utc
         .with_ymd_and_hms(2026, 1, 5, 9, 0, 0)
         .single()
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    base + chrono::Duration::milliseconds(i64::try_from(i).unwrap_or(0))
+    let clients = clients.max(1);
+    let seconds = (i / clients).saturating_mul(round_seconds);
+    base + chrono::Duration::seconds(i64::try_from(seconds).unwrap_or(0))
+        + chrono::Duration::milliseconds(i64::try_from(i % clients).unwrap_or(0))
 }
 
 /// Options of `tapestry bench ingest`.
@@ -188,6 +194,8 @@ pub struct BenchOptions {
     /// 1 = one commit per submission; more = group commit of up to this many (or 1 ms).
     pub batch: u64,
     pub clients: u64,
+    /// Seconds between a client's submissions (see [`synthetic_time`]).
+    pub round_seconds: u64,
 }
 
 /// Durable ingest of the synthetic stream through the full pipeline. Prints each id
@@ -198,6 +206,7 @@ pub async fn bench(store: Arc<dyn Store>, options: BenchOptions) -> Result<()> {
         count,
         batch,
         clients,
+        round_seconds,
     } = options;
     if batch == 0 {
         bail!("--batch: must be at least 1");
@@ -206,7 +215,7 @@ pub async fn bench(store: Arc<dyn Store>, options: BenchOptions) -> Result<()> {
         bail!("--clients: must be at least 1");
     }
     let registry = Arc::new(InstrumentRegistry::embedded().context("built-in instruments")?);
-    let at = synthetic_time(0);
+    let at = synthetic_time(0, clients, round_seconds);
     let practice = Practice::new("Ingest benchmark", "UTC", at)?;
     store.insert_practice(&practice).await?;
     let mut episodes: Vec<(ClientId, EpisodeId)> = Vec::new();
@@ -237,7 +246,7 @@ pub async fn bench(store: Arc<dyn Store>, options: BenchOptions) -> Result<()> {
             instrument: instrument.to_string(),
             answers: Answers::from_values(&values),
             idempotency_key: None,
-            submitted_at: synthetic_time(i),
+            submitted_at: synthetic_time(i, clients, round_seconds),
         }
     };
     // Buffered: an id is written only after its commit, and flushed before waiting for the
@@ -339,7 +348,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn group_commit_answers_every_caller_and_stores_an_idempotent_retry_once() {
         let (store, _dir) = sqlite().await;
-        let at = synthetic_time(0);
+        let at = synthetic_time(0, 1, 0);
         let practice = Practice::new("Group", "UTC", at).unwrap();
         store.insert_practice(&practice).await.unwrap();
         let client = Client::new(practice.id, "C", None, None, at).unwrap();

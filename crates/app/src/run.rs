@@ -243,6 +243,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             count,
             batch,
             clients,
+            round_seconds,
             synchronous,
             serve,
         }) => {
@@ -273,6 +274,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     count,
                     batch,
                     clients,
+                    round_seconds,
                 },
             )
             .await

@@ -258,6 +258,9 @@ pub enum Action {
     ReadMeasures,
     /// Assign measures, enter scores on the client's behalf.
     WriteMeasures,
+    /// Administer a clinician-rated form on the client's record (the structured
+    /// risk assessment): the treating clinician or the client's supervisor.
+    AdministerMeasures,
     /// Read the treatment plan.
     ReadPlan,
     /// Change the treatment plan.
@@ -338,7 +341,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for exhaustive tests.
-    pub const ALL: [Action; 44] = [
+    pub const ALL: [Action; 45] = [
         Action::ReadClinicalRecord,
         Action::WriteClinicalRecord,
         Action::ReadNotes,
@@ -347,6 +350,7 @@ impl Action {
         Action::AddendNote,
         Action::ReadMeasures,
         Action::WriteMeasures,
+        Action::AdministerMeasures,
         Action::ReadPlan,
         Action::WritePlan,
         Action::ReadFormulation,
@@ -397,6 +401,7 @@ impl Action {
             | AddendNote
             | ReadMeasures
             | WriteMeasures
+            | AdministerMeasures
             | ReadPlan
             | WritePlan
             | ReadFormulation
@@ -480,6 +485,7 @@ impl Action {
             AddendNote => "addend_note",
             ReadMeasures => "read_measures",
             WriteMeasures => "write_measures",
+            AdministerMeasures => "administer_measures",
             ReadPlan => "read_plan",
             WritePlan => "write_plan",
             ReadFormulation => "read_formulation",
@@ -722,7 +728,11 @@ fn clinical(actor: &Actor, action: Action, resource: &Resource) -> Decision {
                     // co-signature is the supervisor's.
                     allow_if(!matches!(action, BreakGlassOpen | CosignNote))
                 }
-                Some(CareRole::Supervising) => allow_if(action.is_read() || action == CosignNote),
+                // A supervisor reads, co-signs and may administer a clinician-rated
+                // form (a risk assessment cannot wait for the treating clinician).
+                Some(CareRole::Supervising) => {
+                    allow_if(action.is_read() || matches!(action, CosignNote | AdministerMeasures))
+                }
                 None if action == BreakGlassOpen => Decision::Allow,
                 None if actor.has_break_glass(client) => allow_if(
                     action.is_read() && action != ReadRecordAccessLedger
@@ -948,7 +958,7 @@ mod tests {
     /// non_treating, break_glass, expired_glass, other_practice, admin,
     /// admin_granted, owner, operator, treating_no_mfa.
     /// A = allow, D = deny (403), N = not found (404), M = requires MFA.
-    const CLIENT_RECORD_MATRIX: [(Action, &str); 26] = [
+    const CLIENT_RECORD_MATRIX: [(Action, &str); 27] = [
         (Action::ReadClinicalRecord, /*     */ "DNAADADNDADNM"),
         (Action::WriteClinicalRecord, /*    */ "DNADDADNDDDNM"),
         (Action::ReadNotes, /*              */ "DNAADADNDDDNM"),
@@ -957,6 +967,7 @@ mod tests {
         (Action::AddendNote, /*             */ "DNADDDDNDDDNM"),
         (Action::ReadMeasures, /*           */ "ANAADADNDADNM"),
         (Action::WriteMeasures, /*          */ "DNADDDDNDDDNM"),
+        (Action::AdministerMeasures, /*     */ "DNAADDDNDDDNM"),
         (Action::ReadPlan, /*               */ "ANAADADNDADNM"),
         (Action::WritePlan, /*              */ "DNADDDDNDDDNM"),
         (Action::ReadFormulation, /*        */ "DNAADADNDADNM"),
@@ -1432,6 +1443,45 @@ mod tests {
             open_break_glass(&stale, w.p, w.a, reason, &[]),
             Err(BreakGlassError::NotPermitted("requires_reauth"))
         );
+    }
+
+    #[test]
+    fn only_the_care_team_administers_clinician_rated_forms() {
+        let w = world();
+        let resource = Resource::client_record(w.p, w.a);
+        let decide = |name: &str, action| authorize(&persona(&w, name), action, &resource);
+        // Treating clinician and supervisor administer (a risk assessment cannot wait) ...
+        for name in ["treating", "supervisor"] {
+            assert_eq!(
+                decide(name, Action::AdministerMeasures),
+                Decision::Allow,
+                "{name}"
+            );
+        }
+        // ... but only the treating clinician assigns measure schedules.
+        assert_eq!(decide("supervisor", Action::WriteMeasures), Decision::Deny);
+        // Nobody outside the care team: not the client, a colleague, break-glass, the
+        // owner or an admin; another practice or another client sees nothing.
+        for name in [
+            "client_a",
+            "non_treating",
+            "break_glass",
+            "owner",
+            "admin_granted",
+        ] {
+            assert_eq!(
+                decide(name, Action::AdministerMeasures),
+                Decision::Deny,
+                "{name}"
+            );
+        }
+        for name in ["client_b", "other_practice"] {
+            assert_eq!(
+                decide(name, Action::AdministerMeasures),
+                Decision::NotFound,
+                "{name}"
+            );
+        }
     }
 
     #[test]

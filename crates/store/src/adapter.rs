@@ -163,9 +163,10 @@ macro_rules! adapter {
                 .bind(i64::from(s.session))
                 .bind(s.submitted_at)
                 .bind(s.idempotency_key.as_deref())
+                .bind(s.week())
         }
 
-        const SUBMISSION_INSERT: &str = "INSERT INTO submissions (id, practice_id, client_id, episode_id, instrument, instrument_version, answers, total, session, submitted_at, idempotency_key) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)";
+        const SUBMISSION_INSERT: &str = "INSERT INTO submissions (id, practice_id, client_id, episode_id, instrument, instrument_version, answers, total, session, submitted_at, idempotency_key, submitted_week) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)";
 
         #[async_trait]
         impl PracticeStore for $store {
@@ -545,7 +546,17 @@ macro_rules! adapter {
                 row.as_ref().map(|r| submission_from(r, &keyring)).transpose()
             }
             async fn submissions_for_episode(&self, practice: PracticeId, episode: EpisodeId) -> StoreResult<Vec<Submission>> {
-                let rows = sqlx::query("SELECT * FROM submissions WHERE practice_id = $1 AND episode_id = $2 ORDER BY submitted_at, id")
+                // The index is led by the week (migration 0009): walk the practice's weeks,
+                // one index seek each, and take the episode's rows in every week.
+                let rows = sqlx::query(
+                    "WITH RECURSIVE weeks(w) AS ( \
+                       SELECT (SELECT submitted_week FROM submissions WHERE practice_id = $1 ORDER BY submitted_week LIMIT 1) \
+                       UNION ALL \
+                       SELECT (SELECT submitted_week FROM submissions WHERE practice_id = $1 AND submitted_week > weeks.w ORDER BY submitted_week LIMIT 1) \
+                       FROM weeks WHERE weeks.w IS NOT NULL) \
+                     SELECT s.* FROM weeks JOIN submissions s ON s.practice_id = $1 AND s.submitted_week = weeks.w AND s.episode_id = $2 \
+                     ORDER BY s.submitted_at, s.id",
+                )
                     .bind(practice.as_uuid())
                     .bind(episode.as_uuid())
                     .fetch_all(&self.pool)

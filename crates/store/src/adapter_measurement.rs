@@ -374,7 +374,7 @@ macro_rules! measurement_adapter {
                             })
                             .collect::<StoreResult<_>>()?;
                         // Same columns as the base adapter's SUBMISSION_INSERT.
-                        let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO submissions (id, practice_id, client_id, episode_id, instrument, instrument_version, answers, total, session, submitted_at, idempotency_key) ");
+                        let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO submissions (id, practice_id, client_id, episode_id, instrument, instrument_version, answers, total, session, submitted_at, idempotency_key, submitted_week) ");
                         q.push_values(chunk.iter().zip(answers), |mut b, (s, a)| {
                             b.push_bind(s.id.as_uuid())
                                 .push_bind(s.practice_id.as_uuid())
@@ -386,7 +386,8 @@ macro_rules! measurement_adapter {
                                 .push_bind(s.total)
                                 .push_bind(i64::from(s.session))
                                 .push_bind(s.submitted_at)
-                                .push_bind(s.idempotency_key.clone());
+                                .push_bind(s.idempotency_key.clone())
+                                .push_bind(s.week());
                         });
                         q.build()
                             .execute(&mut **tx)

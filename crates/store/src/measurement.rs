@@ -172,6 +172,7 @@ pub async fn open_sqlite_for_benchmark(
             SqliteSynchronous::Normal
         })
         .foreign_keys(true)
+        .pragma("cache_size", crate::sqlite::PAGE_CACHE)
         .busy_timeout(std::time::Duration::from_secs(10));
     let pool = SqlitePoolOptions::new()
         .max_connections(2)

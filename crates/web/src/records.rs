@@ -24,8 +24,9 @@ use tapestry_domain::adapt::{ChecklistItem, Suggestion};
 use tapestry_domain::formulation::{Formulation, FormulationVersion};
 use tapestry_domain::ids::{ClientId, EpisodeId, PracticeId, RecordId};
 use tapestry_domain::ingest::{IngestError, IngestRequest, StoredRiskFlag};
-use tapestry_domain::instrument::InstrumentRegistry;
+use tapestry_domain::instrument::{AdministeredBy, InstrumentRegistry};
 use tapestry_domain::knowledge::{Knowledge, Phase};
+use tapestry_domain::measure_schedule::{MeasureSchedule, ScheduleError, ScheduleRule};
 use tapestry_domain::measurement_cli::{change_command, ChangeReport};
 use tapestry_domain::plan::{
     apply_decision, diff, generate, Case, Decision, MeasureScorer, MeasureSnapshot, Plan, PlanDiff,
@@ -58,6 +59,26 @@ pub const RECORDS_ROUTES: &[RouteSpec] = &[
         "POST",
         "/api/v1/clients/{id}/episodes/{episode}/submissions",
         Access::Action(Action::SubmitOwnMeasures, ClientInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/clients/{id}/episodes/{episode}/assessments",
+        Access::Action(Action::AdministerMeasures, ClientInPath),
+    ),
+    r(
+        "GET",
+        "/api/v1/clients/{id}/episodes/{episode}/measure-schedules",
+        Access::Action(Action::ReadMeasures, ClientInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/clients/{id}/episodes/{episode}/measure-schedules",
+        Access::Action(Action::WriteMeasures, ClientInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/clients/{id}/episodes/{episode}/measure-schedules/{instrument}/remove",
+        Access::Action(Action::WriteMeasures, ClientInPath),
     ),
     r(
         "GET",
@@ -169,6 +190,17 @@ pub fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
     use crate::records_pages as pages;
     Some(match (spec.method, spec.path) {
         ("POST", "/api/v1/clients/{id}/episodes/{episode}/submissions") => post(submit),
+        ("POST", "/api/v1/clients/{id}/episodes/{episode}/assessments") => post(administer),
+        ("GET", "/api/v1/clients/{id}/episodes/{episode}/measure-schedules") => {
+            get(measure_schedules)
+        }
+        ("POST", "/api/v1/clients/{id}/episodes/{episode}/measure-schedules") => {
+            post(assign_measure_schedule)
+        }
+        (
+            "POST",
+            "/api/v1/clients/{id}/episodes/{episode}/measure-schedules/{instrument}/remove",
+        ) => post(remove_measure_schedule),
         ("GET", "/api/v1/clients/{id}/measures") => get(measures),
         ("GET", "/api/v1/clients/{id}/measures/fhir") => get(measures_fhir),
         ("GET", "/api/v1/clients/{id}/risk-flags") => get(risk_flags),
@@ -398,43 +430,93 @@ pub async fn submit(
     headers: HeaderMap,
     ApiJson(body): ApiJson<SubmissionBody>,
 ) -> Result<Response, ApiError> {
-    let client = client_of(&a)?;
+    record_answers(&state, &a, &episode, &headers, body, AdministeredBy::Client).await
+}
+
+/// `POST /api/v1/clients/{id}/episodes/{episode}/assessments`: the treating
+/// clinician or the client's supervisor records a clinician-administered form
+/// (the structured risk assessment) for the episode. The same pipeline as the
+/// client's own submissions: validated and scored, stored with the episode's
+/// measure state, and a high or imminent level raises a red risk flag and an
+/// immediate clinician task in the same transaction. `Idempotency-Key` as for
+/// submissions.
+pub async fn administer(
+    State(state): State<AppState>,
+    Extension(a): Extension<Authorized>,
+    Path((_, episode)): Path<(String, String)>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<SubmissionBody>,
+) -> Result<Response, ApiError> {
+    record_answers(
+        &state,
+        &a,
+        &episode,
+        &headers,
+        body,
+        AdministeredBy::Clinician,
+    )
+    .await
+}
+
+/// The `Idempotency-Key` header: 1 to 200 visible ASCII characters, or none.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let k = v
+        .to_str()
+        .map_err(|_| ApiError::unprocessable("Idempotency-Key", "must be visible ASCII"))?;
+    if k.is_empty() || k.len() > 200 {
+        return Err(ApiError::unprocessable(
+            "Idempotency-Key",
+            "must be 1 to 200 characters",
+        ));
+    }
+    Ok(Some(k.to_string()))
+}
+
+/// One set of answers through the submission pipeline. `by` says who answers on
+/// this route: a client answers self-report forms only, a clinician records
+/// clinician-administered forms only; the other kind is refused naming the
+/// `instrument`, with nothing stored.
+async fn record_answers(
+    state: &AppState,
+    a: &Authorized,
+    episode: &str,
+    headers: &HeaderMap,
+    body: SubmissionBody,
+    by: AdministeredBy,
+) -> Result<Response, ApiError> {
+    let client = client_of(a)?;
     let practice = a.caller.user.practice_id;
     let episode: EpisodeId = episode.parse().map_err(|_| ApiError::not_found())?;
+    let name: String = body.instrument.chars().take(40).collect();
     let def = state.registry.get(body.instrument.trim()).ok_or_else(|| {
-        ApiError::unprocessable(
-            "instrument",
-            format!(
-                "`{}` is not a known instrument",
-                body.instrument.chars().take(40).collect::<String>()
-            ),
-        )
+        ApiError::unprocessable("instrument", format!("`{name}` is not a known instrument"))
     })?;
+    if def.administered_by != by {
+        return Err(ApiError::unprocessable(
+            "instrument",
+            match by {
+                AdministeredBy::Client => format!(
+                    "`{name}` is administered by a clinician: record it under the episode's assessments"
+                ),
+                AdministeredBy::Clinician => format!(
+                    "`{name}` is answered by the client: it is not a clinician-administered form"
+                ),
+            },
+        ));
+    }
     let answers = parse_answers(&body.answers)?;
     // Validate before anything is stored: an error names the item.
     let scored = score_answers(def, &answers).map_err(|e| scoring_error(&e))?;
-    let key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => {
-            let k = v
-                .to_str()
-                .map_err(|_| ApiError::unprocessable("Idempotency-Key", "must be visible ASCII"))?;
-            if k.is_empty() || k.len() > 200 {
-                return Err(ApiError::unprocessable(
-                    "Idempotency-Key",
-                    "must be 1 to 200 characters",
-                ));
-            }
-            Some(k.to_string())
-        }
-    };
     let request = IngestRequest {
         practice_id: practice,
         client_id: client,
         episode_id: episode,
         instrument: def.id.clone(),
         answers,
-        idempotency_key: key,
+        idempotency_key: idempotency_key(headers)?,
         submitted_at: state.clock.now(),
     };
     let mut results = state
@@ -478,6 +560,139 @@ pub async fn submit(
         }),
     )
         .into_response())
+}
+
+// ------------------------------------------------------------------ measure schedules
+
+/// The episode in the path, if it is one of the client's (404 otherwise: another
+/// client's episode is as invisible as a missing one).
+async fn client_episode(
+    state: &AppState,
+    a: &Authorized,
+    episode: &str,
+) -> Result<tapestry_domain::episode::Episode, ApiError> {
+    let client = client_of(a)?;
+    let practice = a.caller.user.practice_id;
+    let id: EpisodeId = episode.parse().map_err(|_| ApiError::not_found())?;
+    state
+        .store
+        .episode(practice, id)
+        .await?
+        .filter(|e| e.client_id == client)
+        .ok_or_else(ApiError::not_found)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleBody {
+    pub instrument: String,
+    /// `before_every_session`, `every_n_days` or `intake_and_discharge`.
+    pub rule: String,
+    /// For `every_n_days`: 1 to 366.
+    #[serde(default)]
+    pub every_days: Option<i64>,
+}
+
+#[derive(Serialize)]
+pub struct ScheduleView {
+    pub id: String,
+    pub episode_id: String,
+    pub instrument: String,
+    pub rule: &'static str,
+    pub every_days: Option<u32>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&MeasureSchedule> for ScheduleView {
+    fn from(s: &MeasureSchedule) -> Self {
+        ScheduleView {
+            id: s.id.to_string(),
+            episode_id: s.episode_id.to_string(),
+            instrument: s.instrument.clone(),
+            rule: s.rule.as_str(),
+            every_days: s.rule.days(),
+            created_at: s.created_at,
+        }
+    }
+}
+
+/// `GET …/episodes/{episode}/measure-schedules`: the instruments assigned to the
+/// episode and their rules, by instrument.
+pub async fn measure_schedules(
+    State(state): State<AppState>,
+    Extension(a): Extension<Authorized>,
+    Path((_, episode)): Path<(String, String)>,
+) -> Result<Json<Vec<ScheduleView>>, ApiError> {
+    let episode = client_episode(&state, &a, &episode).await?;
+    let schedules = state
+        .store
+        .measure_schedules(episode.practice_id, episode.id)
+        .await?;
+    Ok(Json(schedules.iter().map(ScheduleView::from).collect()))
+}
+
+/// `POST …/episodes/{episode}/measure-schedules`: assigns an instrument to the
+/// episode (re-assigning replaces its rule). Errors name the field; nothing is
+/// stored then.
+pub async fn assign_measure_schedule(
+    State(state): State<AppState>,
+    Extension(a): Extension<Authorized>,
+    Path((_, episode)): Path<(String, String)>,
+    ApiJson(body): ApiJson<ScheduleBody>,
+) -> Result<Response, ApiError> {
+    let episode = client_episode(&state, &a, &episode).await?;
+    let def = state.registry.get(body.instrument.trim()).ok_or_else(|| {
+        ApiError::unprocessable(
+            "instrument",
+            ScheduleError::UnknownInstrument(body.instrument.clone()).to_string(),
+        )
+    })?;
+    let days = match body.every_days {
+        None => None,
+        Some(d) => Some(u32::try_from(d).map_err(|_| {
+            ApiError::unprocessable("every_days", format!("{d} is not between 1 and 366"))
+        })?),
+    };
+    if body.rule != "every_n_days" && days.is_some() {
+        return Err(ApiError::unprocessable(
+            "every_days",
+            format!("only for the every_n_days rule, not `{}`", body.rule),
+        ));
+    }
+    let rule = ScheduleRule::parse(body.rule.trim(), days).map_err(|e| {
+        let field = match e {
+            ScheduleError::Days(_) => "every_days",
+            ScheduleError::UnknownRule(_) => "rule",
+            ScheduleError::UnknownInstrument(_) => "instrument",
+        };
+        ApiError::unprocessable(field, e.to_string())
+    })?;
+    let schedule = MeasureSchedule::new(
+        episode.practice_id,
+        episode.id,
+        &def.id,
+        rule,
+        state.clock.now(),
+    );
+    state.store.set_measure_schedule(&schedule).await?;
+    Ok((StatusCode::CREATED, Json(ScheduleView::from(&schedule))).into_response())
+}
+
+/// `POST …/episodes/{episode}/measure-schedules/{instrument}/remove`: the
+/// instrument is no longer asked for in this episode (its answers stay). 404
+/// when it was not assigned.
+pub async fn remove_measure_schedule(
+    State(state): State<AppState>,
+    Extension(a): Extension<Authorized>,
+    Path((_, episode, instrument)): Path<(String, String, String)>,
+    ApiJson(crate::auth::Empty {}): ApiJson<crate::auth::Empty>,
+) -> Result<StatusCode, ApiError> {
+    let episode = client_episode(&state, &a, &episode).await?;
+    state
+        .store
+        .remove_measure_schedule(episode.practice_id, episode.id, &instrument)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Serialize, Clone)]

@@ -953,6 +953,9 @@ pub async fn risk_page(
             r#"<section class="card" aria-labelledby="flags-h"><h2 id="flags-h">Risk flags</h2><p class="muted">Flags are never closed automatically; an improving total does not hide them. Close a flag only with a note.</p>{}</section>"#,
             flags_html(&flags, false, true)
         );
+        if let Some(episode) = &data.episode {
+            h.push_str(&assessment_form(&state, client, episode.id));
+        }
         h.push_str(r#"<section class="card" aria-labelledby="tasks-h"><h2 id="tasks-h">Open tasks</h2>"#);
         if tasks.is_empty() {
             h.push_str(r#"<p class="muted">No open tasks for you on this record.</p>"#);
@@ -975,6 +978,48 @@ pub async fn risk_page(
     }
     .await;
     chart(&state, &a, "/risk", body).await
+}
+
+/// The structured risk assessment as a form, posted to the episode's assessments
+/// (`records.js` sends `answers` as a list of numbers, in item order).
+fn assessment_form(
+    state: &AppState,
+    client: tapestry_domain::ids::ClientId,
+    episode: tapestry_domain::ids::EpisodeId,
+) -> String {
+    let Some(def) = state.registry.get("risk_assessment") else {
+        return String::new();
+    };
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        r#"<section class="card" aria-labelledby="assess-h"><h2 id="assess-h">Structured risk assessment</h2><p class="muted">{} A high or imminent result raises a red flag and an immediate task.</p><form class="stack" data-records="assessment" method="post" action="/api/v1/clients/{client}/episodes/{episode}/assessments"><input type="hidden" name="instrument" value="{}">"#,
+        e(def.stem.as_deref().unwrap_or("")),
+        e(&def.id)
+    );
+    for item in &def.items {
+        let n = item.number;
+        let _ = write!(
+            h,
+            r#"<label for="ra-{n}">{}</label><select id="ra-{n}" name="answers" required>"#,
+            e(item.text.as_deref().unwrap_or(&item.id))
+        );
+        for o in def
+            .answer_set_of(item)
+            .map(|s| s.options.as_slice())
+            .unwrap_or(&[])
+        {
+            let _ = write!(
+                h,
+                r#"<option value="{}">{}</option>"#,
+                o.value,
+                e(o.text.as_deref().unwrap_or(""))
+            );
+        }
+        h.push_str("</select>");
+    }
+    h.push_str(r#"<button type="submit">Record the assessment</button></form><p class="muted">Tapestry's own form, not a validated instrument: your clinical judgement decides.</p></section>"#);
+    h
 }
 
 fn me_page(title: &str, subtitle: &str, body: Result<String, ApiError>) -> Response {

@@ -71,6 +71,12 @@
     let body;
     if (kind === "formulation") {
       body = formulation(form);
+    } else if (kind === "assessment") {
+      const data = new FormData(form);
+      body = {
+        instrument: data.get("instrument"),
+        answers: data.getAll("answers").map(function (v) { return parseInt(v, 10); }),
+      };
     } else if (kind === "review") {
       body = { techniques: list((new FormData(form).get("techniques") || "").replace(/,/g, "\n")) };
     } else {

@@ -29,6 +29,7 @@ conformance!(
     concurrent_episode_moves_let_exactly_one_win,
     care_relationships_are_unique_while_current,
     submissions_are_idempotent_and_keep_raw_answers,
+    an_episodes_submissions_are_found_across_weeks_in_time_order,
     group_commit_is_all_or_nothing,
     bootstrap_token_is_single_use,
 );
@@ -85,6 +86,61 @@ fn submission(f: &Fixture, raw: Vec<Option<u8>>, key: Option<&str>) -> Submissio
         submitted_at: t0(),
         idempotency_key: key.map(str::to_string),
     }
+}
+
+/// Migration 0009 files submissions under their week: an episode's submissions over many
+/// weeks (including weeks where only another episode answered, and two in one week) come
+/// back complete, in time order, and never with another episode's.
+async fn an_episodes_submissions_are_found_across_weeks_in_time_order(s: Arc<dyn Store>) {
+    let f = fixture(&s).await;
+    // Empty: no submissions at all.
+    assert!(s
+        .submissions_for_episode(f.practice.id, f.episode.id)
+        .await
+        .unwrap()
+        .is_empty());
+    let second = Episode::open(f.practice.id, f.client.id, t0());
+    s.insert_episode(&second).await.unwrap();
+    let mut ours = Vec::new();
+    for (days, mine) in [
+        (0, true),
+        (3, true),
+        (9, false),
+        (30, true),
+        (200, false),
+        (365, true),
+    ] {
+        let mut sub = submission(&f, vec![Some(1); 9], None);
+        sub.submitted_at = t0() + Duration::days(days);
+        if !mine {
+            sub.episode_id = second.id;
+        }
+        s.insert_submission(&sub).await.unwrap();
+        if mine {
+            ours.push(sub.id);
+        }
+    }
+    let got: Vec<ResponseId> = s
+        .submissions_for_episode(f.practice.id, f.episode.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|x| x.id)
+        .collect();
+    assert_eq!(got, ours);
+    assert_eq!(
+        s.submissions_for_episode(f.practice.id, second.id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // Another practice sees nothing of it.
+    assert!(s
+        .submissions_for_episode(f.other.id, f.episode.id)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn practices_and_settings(s: Arc<dyn Store>) {

@@ -280,6 +280,10 @@ pub async fn fingerprint(store: &SqliteStore) -> String {
         "formulations",
         "plan_versions",
         "session_reviews",
+        "episode_measures",
+        "risk_flags",
+        "clinician_tasks",
+        "measure_schedules",
     ] {
         let cols: Vec<String> = sqlx::query(&format!("PRAGMA table_info({table})"))
             .fetch_all(store.pool())
@@ -294,7 +298,7 @@ pub async fn fingerprint(store: &SqliteStore) -> String {
             .collect::<Vec<_>>()
             .join("||','||");
         let row = sqlx::query(&format!(
-            "SELECT COUNT(*) AS n, COALESCE(group_concat(x, '|'), '') AS s FROM (SELECT {expr} AS x FROM {table} ORDER BY rowid)"
+            "SELECT COUNT(*) AS n, COALESCE(group_concat(x, '|'), '') AS s FROM (SELECT {expr} AS x FROM {table} ORDER BY x)"
         ))
         .fetch_one(store.pool())
         .await
@@ -337,6 +341,10 @@ pub async fn pg_fingerprint(store: &tapestry_store::PgStore) -> String {
         "formulations",
         "plan_versions",
         "session_reviews",
+        "episode_measures",
+        "risk_flags",
+        "clinician_tasks",
+        "measure_schedules",
     ] {
         let row = sqlx::query(&format!(
             "SELECT COUNT(*) AS n, COALESCE(md5(string_agg(t::text, '|' ORDER BY t::text)), '') AS s FROM {table} t"

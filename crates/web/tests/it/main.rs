@@ -1,6 +1,7 @@
 //! Web integration tests: the security spine through the real router.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod assessments;
 mod browser;
 mod canary;
 mod fixture;

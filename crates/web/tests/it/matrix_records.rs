@@ -22,6 +22,19 @@ pub fn expected(spec: &RouteSpec) -> Option<[u16; 9]> {
         ("POST", "/api/v1/clients/{id}/episodes/{episode}/submissions") => {
             [401, 404, 404, 403, 403, 404, 403, 403, 403]
         }
+        // Clinician-administered forms: the treating clinician and the supervisor.
+        ("POST", "/api/v1/clients/{id}/episodes/{episode}/assessments") => {
+            [401, 403, 404, 404, 403, 404, 404, 403, 403]
+        }
+        // Read like the measures; assigned and removed by the treating clinician only.
+        ("GET", "/api/v1/clients/{id}/episodes/{episode}/measure-schedules") => {
+            [401, 404, 404, 404, 403, 404, 404, 403, 403]
+        }
+        (
+            "POST",
+            "/api/v1/clients/{id}/episodes/{episode}/measure-schedules"
+            | "/api/v1/clients/{id}/episodes/{episode}/measure-schedules/{instrument}/remove",
+        ) => [401, 403, 404, 404, 403, 404, 403, 403, 403],
         ("GET", "/api/v1/clients/{id}/measures" | "/api/v1/clients/{id}/measures/fhir") => {
             CLIENT_AND_TEAM
         }
@@ -65,6 +78,13 @@ pub fn body_for(spec: &RouteSpec) -> Option<&'static str> {
         "/api/v1/clients/{id}/episodes/{episode}/submissions" => {
             r#"{"instrument":"phq9","answers":[1,1,1,1,1,1,1,1,0]}"#
         }
+        "/api/v1/clients/{id}/episodes/{episode}/assessments" => {
+            r#"{"instrument":"risk_assessment","answers":[2,1,2,2,1,1]}"#
+        }
+        "/api/v1/clients/{id}/episodes/{episode}/measure-schedules" => {
+            r#"{"instrument":"phq9","rule":"every_n_days","every_days":14}"#
+        }
+        "/api/v1/clients/{id}/episodes/{episode}/measure-schedules/{instrument}/remove" => "{}",
         "/api/v1/risk-flags/{flag}/close" => {
             r#"{"note":"Spoke with the client; safety plan reviewed"}"#
         }

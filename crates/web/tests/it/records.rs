@@ -8,18 +8,18 @@ use axum::body::Body;
 use axum::http::Request;
 use tower::ServiceExt;
 
-struct Reply {
-    status: u16,
-    body: String,
+pub(crate) struct Reply {
+    pub status: u16,
+    pub body: String,
 }
 
 impl Reply {
-    fn json(&self) -> serde_json::Value {
+    pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
     }
 }
 
-async fn send(
+pub(crate) async fn send(
     f: &Fixture,
     method: &str,
     path: &str,
@@ -56,7 +56,7 @@ async fn send(
     }
 }
 
-async fn episode(f: &Fixture) -> String {
+pub(crate) async fn episode(f: &Fixture) -> String {
     f.store
         .episodes_for_client(f.practice.id, f.client_a.id)
         .await
