@@ -46,6 +46,21 @@ pub struct ErrorPage {
     pub status: u16,
     pub title: String,
     pub message: String,
+    /// The fields the error names, with their problem.
+    pub fields: Vec<(String, String)>,
+    /// Where "Back" goes (a path on this site).
+    pub back: String,
+}
+
+/// A page for something shown once after a form post without JavaScript
+/// (recovery codes, a one-time link).
+#[derive(Template)]
+#[template(path = "once_only.html")]
+pub struct OnceOnlyPage {
+    pub title: String,
+    pub lead: String,
+    pub items: Vec<String>,
+    pub next: String,
 }
 
 #[derive(Template)]
@@ -129,11 +144,46 @@ pub async fn script() -> Response {
 
 #[derive(Template)]
 #[template(path = "mfa.html")]
-pub struct MfaPage;
+pub struct MfaPage {
+    /// `?step=enrol`: the enrolment step is shown instead of the code step.
+    pub enrol: bool,
+    /// The pending enrolment's QR code (SVG drawn by the server) and key,
+    /// when one has been started; without it the page offers to start.
+    pub pending: Option<(String, String)>,
+}
 
-/// Second factor: verify a code, or (`#enrol`) set one up with a QR code.
-pub async fn mfa_page() -> Response {
-    render(&MfaPage)
+#[derive(serde::Deserialize)]
+pub struct MfaQuery {
+    #[serde(default)]
+    pub step: Option<String>,
+}
+
+/// Second factor: verify a code, or (`?step=enrol`, or `#enrol` with
+/// JavaScript) set one up with a QR code. Without JavaScript the enrolment
+/// is started by a form post and its QR code is drawn here from the pending
+/// secret (only an unconfirmed one, only for the signed-in account).
+pub async fn mfa_page(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<MfaQuery>,
+) -> Response {
+    let enrol = q.step.as_deref() == Some("enrol");
+    let mut pending = None;
+    if enrol {
+        if let Ok(Some(caller)) = crate::auth::authenticate(&state, &headers).await {
+            let (practice, user) = (caller.user.practice_id, caller.user.id);
+            if let Ok(Some(m)) = state.store.mfa(practice, user).await {
+                if m.confirmed_at.is_none() {
+                    use tapestry_domain::identity::totp;
+                    let uri = totp::otpauth_uri(&m.secret, caller.user.email.as_str());
+                    if let Ok(svg) = totp::qr_svg(&uri) {
+                        pending = Some((svg, m.secret.to_base32()));
+                    }
+                }
+            }
+        }
+    }
+    render(&MfaPage { enrol, pending })
 }
 
 #[derive(Template)]
