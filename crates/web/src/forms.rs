@@ -24,7 +24,7 @@
 //! the value: `:number` (empty = left out), `:bool` (checkbox: `on`, `true`,
 //! `yes`, `1` are true; several values: true if any is), `:lines` (one item
 //! per line, blank lines dropped), `:csv` (items separated by commas or
-//! lines). Without a suffix the value is a string, kept as typed (empty
+//! lines), `:opt` (a string left out when empty: "not chosen"). Without a suffix the value is a string, kept as typed (empty
 //! included). A plain name given twice is an error, and so is any other
 //! name starting with `_`.
 
@@ -108,6 +108,7 @@ enum Kind {
     Bool,
     Lines,
     Csv,
+    Optional,
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body.
@@ -149,6 +150,7 @@ pub fn fields_to_json(pairs: &[(String, String)]) -> Result<Value, FormError> {
             Some((p, "bool")) => (p, Kind::Bool),
             Some((p, "lines")) => (p, Kind::Lines),
             Some((p, "csv")) => (p, Kind::Csv),
+            Some((p, "opt")) => (p, Kind::Optional),
             Some(_) => return Err(FormError::BadName(name.clone())),
             None => (name.as_str(), Kind::Text),
         };
@@ -230,6 +232,9 @@ fn typed(name: &str, kind: Kind, value: &str) -> Result<Option<Value>, FormError
     };
     Ok(match kind {
         Kind::Text => Some(Value::String(value.to_string())),
+        Kind::Optional => Some(value.trim())
+            .filter(|v| !v.is_empty())
+            .map(|v| Value::String(v.to_string())),
         Kind::Number => {
             let v = value.trim();
             if v.is_empty() {
@@ -300,21 +305,24 @@ fn back_path(headers: &HeaderMap) -> String {
 /// `Origin`; either is refused. Posts to public routes (no session yet, so
 /// no CSRF token: sign-in, invitation, reset) must carry one of the two.
 fn from_this_site(headers: &HeaderMap, public: bool) -> bool {
-    let fetch_site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok());
-    if let Some(site) = fetch_site {
-        if !matches!(site, "same-origin" | "none") {
-            return false;
-        }
-    }
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    if let Some(origin) = origin {
-        if local_part(origin, headers).is_none() {
-            return false;
-        }
-    }
-    !public || fetch_site.is_some() || origin.is_some()
+    // Every copy of each header must agree (a repeated header is not a
+    // way round the check).
+    let values = |name: &str| -> Vec<Option<&str>> {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().ok())
+            .collect()
+    };
+    let sites = values("sec-fetch-site");
+    let origins = values("origin");
+    let same_site = sites
+        .iter()
+        .all(|s| matches!(s, Some("same-origin" | "none")));
+    let same_origin = origins
+        .iter()
+        .all(|o| o.is_some_and(|o| local_part(o, headers).is_some()));
+    same_site && same_origin && (!public || !sites.is_empty() || !origins.is_empty())
 }
 
 fn is_form_post(req: &Request) -> bool {
@@ -575,6 +583,8 @@ mod tests {
             ("consent:bool", "false"),
             ("consent:bool", "on"),
             ("techniques:csv", "T06, T12\nT01"),
+            ("formulation.style.coping:opt", ""),
+            ("reason:opt", " new scores "),
         ]))
         .unwrap();
         assert_eq!(
@@ -588,6 +598,7 @@ mod tests {
                 },
                 "consent": true,
                 "techniques": ["T06", "T12", "T01"],
+                "reason": "new scores",
             })
         );
     }

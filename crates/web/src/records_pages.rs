@@ -1,7 +1,8 @@
 //! The clinician's chart pages (overview, measures, formulation, plan,
 //! session review, risk) and the client's "my progress" and "my plan".
-//! Server-rendered and readable without JavaScript; the forms are sent as
-//! JSON to the records API by `/static/records.js` (same origin, CSP-safe).
+//! Server-rendered; the forms are ordinary `<form method="post">` forms
+//! named by the form convention (crate::forms), so they work with and
+//! without JavaScript.
 //! Every piece of stored text is escaped with [`charts::escape`].
 
 use crate::charts::{self, escape as e, ChartPoint, ChartSpec};
@@ -168,7 +169,7 @@ fn flags_html(flags: &[crate::records::FlagView], open_only: bool, with_forms: b
         if f.open && with_forms {
             let _ = write!(
                 h,
-                r#"<form class="stack" data-records="json" method="post" action="/api/v1/risk-flags/{id}/close"><label for="note-{id}">Closing note (required)</label><textarea id="note-{id}" name="note" required rows="3"></textarea><button type="submit">Close flag with this note</button></form>"#,
+                r#"<form class="stack" data-json="true" method="post" action="/api/v1/risk-flags/{id}/close"><label for="note-{id}">Closing note (required)</label><textarea id="note-{id}" name="note" required rows="3"></textarea><button type="submit">Close flag with this note</button></form>"#,
                 id = e(&f.id)
             );
         } else if let (Some(at), Some(note)) = (f.closed_at, &f.closing_note) {
@@ -423,14 +424,14 @@ pub async fn formulation_page(
         );
         let _ = write!(
             h,
-            r#"<form class="stack formulation" data-records="formulation" method="post" action="/api/v1/clients/{client}/formulations"><fieldset><legend>Client</legend><label for="f-age">Age</label><input id="f-age" name="age" type="number" min="0" max="120" value="{age}" required></fieldset><fieldset><legend>Presenting problems</legend><p class="hint">The first ticked problem is the primary focus.</p>"#,
+            r#"<form class="stack formulation" data-json="true" method="post" action="/api/v1/clients/{client}/formulations"><fieldset><legend>Client</legend><label for="f-age">Age</label><input id="f-age" name="formulation.age:number" type="number" min="0" max="120" value="{age}" required></fieldset><fieldset><legend>Presenting problems</legend><p class="hint">The first ticked problem is the primary focus.</p><input type="hidden" name="formulation.presenting_problems[]" value="">"#,
             age = f.age
         );
         for p in &k.vocabulary.problems {
             let checked = f.presenting_problems.contains(&p.id);
             let _ = write!(
                 h,
-                r#"<label class="check"><input type="checkbox" name="presenting_problems" value="{id}"{c}> {label}</label>"#,
+                r#"<label class="check"><input type="checkbox" name="formulation.presenting_problems[]" value="{id}"{c}> {label}</label>"#,
                 id = e(&p.id),
                 c = if checked { " checked" } else { "" },
                 label = e(&p.label)
@@ -446,7 +447,7 @@ pub async fn formulation_page(
         ] {
             let _ = write!(
                 h,
-                r#"<label for="f-{name}">{label}</label><textarea id="f-{name}" name="five_ps.{name}" rows="3">{v}</textarea>"#,
+                r#"<label for="f-{name}">{label}</label><textarea id="f-{name}" name="formulation.five_ps.{name}:lines" rows="3">{v}</textarea>"#,
                 v = lines(list)
             );
         }
@@ -455,7 +456,7 @@ pub async fn formulation_page(
             let v = f.dimension_ratings.get(&d.id).copied();
             let _ = write!(
                 h,
-                r#"<label for="d-{id}">{label}<input id="d-{id}" name="dimension_ratings.{id}" type="number" min="0" max="10" value="{v}"></label>"#,
+                r#"<label for="d-{id}">{label}<input id="d-{id}" name="formulation.dimension_ratings.{id}:number" type="number" min="0" max="10" value="{v}"></label>"#,
                 id = e(&d.id),
                 label = e(&d.label),
                 v = v.map(|x| x.to_string()).unwrap_or_default()
@@ -463,7 +464,7 @@ pub async fn formulation_page(
         }
         let _ = write!(
             h,
-            r#"</div></fieldset><fieldset><legend>Client's goals and strengths</legend><label for="f-goals">Goals, in the client's words (one per line)</label><textarea id="f-goals" name="goals" rows="3">{}</textarea><label for="f-strengths">Strengths</label><textarea id="f-strengths" name="strengths" rows="2">{}</textarea><label for="f-prefer">Preferences: prefer (one per line)</label><textarea id="f-prefer" name="preferences.prefer" rows="2">{}</textarea><label for="f-avoid">Preferences: avoid</label><textarea id="f-avoid" name="preferences.avoid" rows="2">{}</textarea><label for="f-cultural">Cultural notes, as the client describes them</label><textarea id="f-cultural" name="cultural_notes" rows="2">{}</textarea></fieldset>"#,
+            r#"</div></fieldset><fieldset><legend>Client's goals and strengths</legend><label for="f-goals">Goals, in the client's words (one per line)</label><textarea id="f-goals" name="formulation.goals:lines" rows="3">{}</textarea><label for="f-strengths">Strengths</label><textarea id="f-strengths" name="formulation.strengths:lines" rows="2">{}</textarea><label for="f-prefer">Preferences: prefer (one per line)</label><textarea id="f-prefer" name="formulation.preferences.prefer:lines" rows="2">{}</textarea><label for="f-avoid">Preferences: avoid</label><textarea id="f-avoid" name="formulation.preferences.avoid:lines" rows="2">{}</textarea><label for="f-cultural">Cultural notes, as the client describes them</label><textarea id="f-cultural" name="formulation.cultural_notes:lines" rows="2">{}</textarea></fieldset>"#,
             lines(&f.goals),
             lines(&f.strengths),
             lines(&f.preferences.prefer),
@@ -474,7 +475,7 @@ pub async fn formulation_page(
         let sel = |name: &str, options: &[&str]| {
             let cur = style.get(name).and_then(|v| v.as_str()).unwrap_or("");
             let mut s = format!(
-                r#"<label for="s-{name}">{}</label><select id="s-{name}" name="style.{name}"><option value="">not assessed</option>"#,
+                r#"<label for="s-{name}">{}</label><select id="s-{name}" name="formulation.style.{name}:opt"><option value="">not assessed</option>"#,
                 name.replace('_', " ")
             );
             for o in options {
@@ -497,14 +498,14 @@ pub async fn formulation_page(
         for fl in &k.vocabulary.flags {
             let _ = write!(
                 h,
-                r#"<label class="check"><input type="checkbox" name="flags" value="{id}"{c}> {label}</label>"#,
+                r#"<label class="check"><input type="checkbox" name="formulation.flags[]" value="{id}"{c}> {label}</label>"#,
                 id = e(&fl.id),
                 c = if f.flags.contains(&fl.id) { " checked" } else { "" },
                 label = e(&fl.label)
             );
         }
         let risk = f.risk.level.as_str();
-        h.push_str(r#"</fieldset><fieldset><legend>Risk</legend><label for="f-risk">Assessed risk level</label><select id="f-risk" name="risk.level">"#);
+        h.push_str(r#"</fieldset><fieldset><legend>Risk</legend><label for="f-risk">Assessed risk level</label><select id="f-risk" name="formulation.risk.level">"#);
         for l in tapestry_domain::knowledge::RISK_SCALE {
             let _ = write!(
                 h,
@@ -514,7 +515,7 @@ pub async fn formulation_page(
         }
         let _ = write!(
             h,
-            r#"</select></fieldset><label for="f-reason">Reason for this version{}</label><input id="f-reason" name="reason" type="text"{}><button type="submit">Save as version {}</button></form></section>"#,
+            r#"</select></fieldset><label for="f-reason">Reason for this version{}</label><input id="f-reason" name="reason:opt" type="text"{}><button type="submit">Save as version {}</button></form></section>"#,
             if current.is_some() { " (required)" } else { "" },
             if current.is_some() { " required" } else { "" },
             current.map(|v| v.version + 1).unwrap_or(1)
@@ -630,7 +631,7 @@ fn item_html(client: ClientId, version: u32, i: &PlanItem) -> String {
     }
     let _ = write!(
         h,
-        r#"<form class="decide" data-records="json" method="post" action="/api/v1/clients/{client}/plans/{version}/decisions"><input type="hidden" name="code" value="{code}"><label for="act-{code}">Decision on {code}</label><select id="act-{code}" name="action"><option value="accept">Accept</option><option value="edit">Edit</option><option value="remove">Remove</option></select><label for="chg-{code}">What changes (for edit)</label><input id="chg-{code}" name="change" type="text"><label for="rsn-{code}">Reason (required)</label><input id="rsn-{code}" name="reason" type="text" required><button type="submit">Record decision</button></form></li>"#,
+        r#"<form class="decide" data-json="true" method="post" action="/api/v1/clients/{client}/plans/{version}/decisions"><input type="hidden" name="code" value="{code}"><label for="act-{code}">Decision on {code}</label><select id="act-{code}" name="action"><option value="accept">Accept</option><option value="edit">Edit</option><option value="remove">Remove</option></select><label for="chg-{code}">What changes (for edit)</label><input id="chg-{code}" name="change:opt" type="text"><label for="rsn-{code}">Reason (required)</label><input id="rsn-{code}" name="reason" type="text" required><button type="submit">Record decision</button></form></li>"#,
         code = e(&i.code),
     );
     h
@@ -671,7 +672,7 @@ fn plan_html(client: ClientId, rec: &PlanRecord, editable: bool) -> String {
     if editable && rec.status == PlanStatus::Draft {
         let _ = write!(
             h,
-            r#"<form class="stack" data-records="json" method="post" action="/api/v1/clients/{client}/plans/{v}/decisions"><input type="hidden" name="action" value="accept_plan"><label for="accept-reason">Reason for accepting (required)</label><input id="accept-reason" name="reason" type="text" required><button type="submit">Accept this plan</button></form>"#,
+            r#"<form class="stack" data-json="true" method="post" action="/api/v1/clients/{client}/plans/{v}/decisions"><input type="hidden" name="action" value="accept_plan"><label for="accept-reason">Reason for accepting (required)</label><input id="accept-reason" name="reason" type="text" required><button type="submit">Accept this plan</button></form>"#,
             v = rec.version
         );
     }
@@ -721,7 +722,7 @@ fn plan_html(client: ClientId, rec: &PlanRecord, editable: bool) -> String {
     if editable {
         let _ = write!(
             h,
-            r#"<form class="stack" data-records="json" method="post" action="/api/v1/clients/{client}/plans/{v}/decisions"><input type="hidden" name="action" value="override"><label for="ov-code">Override an exclusion: technique code</label><input id="ov-code" name="code" type="text" required><label for="ov-phase">Phase</label><select id="ov-phase" name="phase"><option>P1</option><option>P2</option><option>P3</option><option>P0</option></select><label for="ov-reason">Reason (required)</label><input id="ov-reason" name="reason" type="text" required><button type="submit">Add over the exclusion</button></form>"#,
+            r#"<form class="stack" data-json="true" method="post" action="/api/v1/clients/{client}/plans/{v}/decisions"><input type="hidden" name="action" value="override"><label for="ov-code">Override an exclusion: technique code</label><input id="ov-code" name="code" type="text" required><label for="ov-phase">Phase</label><select id="ov-phase" name="phase"><option>P1</option><option>P2</option><option>P3</option><option>P0</option></select><label for="ov-reason">Reason (required)</label><input id="ov-reason" name="reason" type="text" required><button type="submit">Add over the exclusion</button></form>"#,
             v = rec.version
         );
     }
@@ -751,7 +752,7 @@ pub async fn plan_page(
         if editable {
             let _ = write!(
                 h,
-                r#"<form class="inline" data-records="json" method="post" action="/api/v1/clients/{client}/plans"><button type="submit">Generate a new plan version</button> <span class="muted">from the latest formulation, measures and history</span></form>"#
+                r#"<form class="inline" data-json="true" method="post" action="/api/v1/clients/{client}/plans"><button type="submit">Generate a new plan version</button> <span class="muted">from the latest formulation, measures and history</span></form>"#
             );
         }
         let Some(latest) = versions.last() else {
@@ -856,7 +857,7 @@ pub async fn review_page(
         if a.caller.actor.client_id.is_none() {
             let _ = write!(
                 h,
-                r#"<section class="card"><h2>Review this session</h2><p class="muted">Uses the newest measures. List the techniques used today by code (for example T06, T12).</p><form class="stack" data-records="review" method="post" action="/api/v1/clients/{client}/session-review"><label for="r-tech">Techniques used (codes, separated by commas)</label><input id="r-tech" name="techniques" type="text"><button type="submit">Review session</button></form></section>"#
+                r#"<section class="card"><h2>Review this session</h2><p class="muted">Uses the newest measures. List the techniques used today by code (for example T06, T12).</p><form class="stack" data-json="true" method="post" action="/api/v1/clients/{client}/session-review"><label for="r-tech">Techniques used (codes, separated by commas)</label><input id="r-tech" name="techniques:csv" type="text"><button type="submit">Review session</button></form></section>"#
             );
         }
         if reviews.is_empty() {
@@ -1174,16 +1175,6 @@ pub async fn stylesheet() -> Response {
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/css; charset=utf-8"),
-    );
-    r
-}
-
-/// `/static/records.js`.
-pub async fn script() -> Response {
-    let mut r = (StatusCode::OK, include_str!("../static/records.js")).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/javascript; charset=utf-8"),
     );
     r
 }

@@ -26,7 +26,7 @@ use tapestry_domain::identity::totp::{self, TotpSecret};
 use tapestry_domain::user::User;
 use tokio::process::{Child, Command};
 
-const PASSWORD: &str = "violet harbour lantern 1987";
+pub(crate) const PASSWORD: &str = "violet harbour lantern 1987";
 
 fn find_tool(names: &[&str]) -> Option<PathBuf> {
     for name in names {
@@ -297,7 +297,7 @@ impl Browser {
     }
 }
 
-async fn set_password(f: &Fixture, user: &User) {
+pub(crate) async fn set_password(f: &Fixture, user: &User) {
     let hash = hash_password(&NormalizedPassword::new(PASSWORD)).unwrap();
     f.store
         .set_password_hash(user.practice_id, user.id, &hash)
@@ -306,7 +306,7 @@ async fn set_password(f: &Fixture, user: &User) {
 }
 
 /// Enrols a confirmed TOTP factor and returns its secret.
-async fn enrol_totp(f: &Fixture, user: &User) -> TotpSecret {
+pub(crate) async fn enrol_totp(f: &Fixture, user: &User) -> TotpSecret {
     let secret = TotpSecret::generate();
     f.store
         .begin_totp_enrolment(user.practice_id, user.id, &secret)
