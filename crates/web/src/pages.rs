@@ -212,3 +212,64 @@ pub struct ResetPasswordPage;
 pub async fn reset_password_page() -> Response {
     render(&ResetPasswordPage)
 }
+
+/// The time zone pages show times in for a practice's users: the practice's
+/// `time_zone` setting, else the zone the practice was set up with, else
+/// UTC (an unknown name falls back the same way). Clients' own zones are
+/// not stored, so clients see their practice's zone.
+pub async fn viewer_zone(
+    state: &AppState,
+    practice: tapestry_domain::ids::PracticeId,
+) -> chrono_tz::Tz {
+    let setting = state
+        .store
+        .setting(practice, crate::portal::SETTING_TIME_ZONE)
+        .await
+        .ok()
+        .flatten();
+    let founded = state
+        .store
+        .practice(practice)
+        .await
+        .ok()
+        .flatten()
+        .map(|p| p.time_zone.as_str().to_string());
+    [setting, founded]
+        .into_iter()
+        .flatten()
+        .find_map(|name| name.trim().parse::<chrono_tz::Tz>().ok())
+        .unwrap_or(chrono_tz::UTC)
+}
+
+/// A moment as the viewer reads it: "3 Mar 2026, 14:05 GMT".
+pub fn local_time(tz: chrono_tz::Tz, t: chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&tz).format("%-d %b %Y, %H:%M %Z").to_string()
+}
+
+/// A day as the viewer reads it: "3 Mar 2026".
+pub fn local_date(tz: chrono_tz::Tz, t: chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&tz).format("%-d %b %Y").to_string()
+}
+
+#[cfg(test)]
+mod zone_tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn times_are_shown_in_the_viewers_zone_with_its_abbreviation() {
+        let t = chrono::Utc.with_ymd_and_hms(2026, 7, 1, 23, 30, 0).unwrap();
+        assert_eq!(local_time(chrono_tz::UTC, t), "1 Jul 2026, 23:30 UTC");
+        // Summer time in London moves the evening to the next day.
+        assert_eq!(
+            local_time(chrono_tz::Europe::London, t),
+            "2 Jul 2026, 00:30 BST"
+        );
+        assert_eq!(local_date(chrono_tz::Europe::London, t), "2 Jul 2026");
+        let winter = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0).unwrap();
+        assert_eq!(
+            local_time(chrono_tz::America::New_York, winter),
+            "1 Jan 2026, 04:00 EST"
+        );
+    }
+}

@@ -88,6 +88,7 @@ async fn chart(
         return ApiError::not_found().to_html();
     };
     let practice = a.caller.user.practice_id;
+    let tz = crate::pages::viewer_zone(&state, practice).await;
     let c = match state.store.client(practice, client).await {
         Ok(Some(c)) => c,
         Ok(None) => return ApiError::not_found().to_html(),
@@ -102,7 +103,7 @@ async fn chart(
         Some(ep) => format!(
             "Episode {} since {}",
             ep.status.as_str().replace('_', " "),
-            ep.opened_at.format("%-d %B %Y")
+            crate::pages::local_date(tz, ep.opened_at)
         ),
         None => "No episode of care yet".to_string(),
     };
@@ -140,7 +141,12 @@ fn rc_text(rc: ReliableChange, higher_is_better: bool) -> &'static str {
     }
 }
 
-fn flags_html(flags: &[crate::records::FlagView], open_only: bool, with_forms: bool) -> String {
+fn flags_html(
+    flags: &[crate::records::FlagView],
+    tz: chrono_tz::Tz,
+    open_only: bool,
+    with_forms: bool,
+) -> String {
     let mut h = String::new();
     let list: Vec<_> = flags.iter().filter(|f| f.open || !open_only).collect();
     if list.is_empty() {
@@ -162,7 +168,7 @@ fn flags_html(flags: &[crate::records::FlagView], open_only: bool, with_forms: b
             c = f.colour,
             C = if f.colour == "red" { "Red" } else { "Amber" },
             what = e(&what),
-            at = f.raised_at.format("%-d %b %Y %H:%M"),
+            at = crate::pages::local_time(tz, f.raised_at),
             rule = e(&f.rule),
             action = e(&f.action),
         );
@@ -176,7 +182,7 @@ fn flags_html(flags: &[crate::records::FlagView], open_only: bool, with_forms: b
             let _ = write!(
                 h,
                 r#"<p class="muted">Closed {} — {}</p>"#,
-                at.format("%-d %b %Y"),
+                crate::pages::local_date(tz, at),
                 e(note)
             );
         }
@@ -235,6 +241,7 @@ fn latest_table(view: &MeasuresView) -> String {
 pub async fn overview_body(state: &AppState, a: &Authorized) -> Result<String, ApiError> {
     let client = a.client_id.ok_or_else(ApiError::not_found)?;
     let practice = a.caller.user.practice_id;
+    let tz = crate::pages::viewer_zone(&state, practice).await;
     let data = measure_data(state, practice, client).await?;
     let view = measures_view(state, &data);
     let plan = state
@@ -249,7 +256,7 @@ pub async fn overview_body(state: &AppState, a: &Authorized) -> Result<String, A
     let _ = write!(
         h,
         r#"<section class="card risk-summary" aria-labelledby="risk-h"><h2 id="risk-h">Open risk flags <span class="count">{open}</span></h2>{}</section>"#,
-        flags_html(&flags, true, false)
+        flags_html(&flags, tz, true, false)
     );
     let phase = match &plan {
         Some(p) => format!(
@@ -300,6 +307,7 @@ pub async fn measures_page(
     let body = async {
         let client = a.client_id.ok_or_else(ApiError::not_found)?;
         let practice = a.caller.user.practice_id;
+    let tz = crate::pages::viewer_zone(&state, practice).await;
         let data = measure_data(&state, practice, client).await?;
         let view = measures_view(&state, &data);
         let mut h = String::new();
@@ -375,7 +383,7 @@ pub async fn measures_page(
                     h,
                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     i + 1,
-                    p.submitted_at.format("%-d %b %Y"),
+                    crate::pages::local_date(tz, p.submitted_at),
                     p.total.map(|t| t.to_string()).unwrap_or_else(|| "incomplete".into()),
                     e(p.band.as_deref().unwrap_or("")),
                     if p.risk { "yes" } else { "" }
@@ -402,6 +410,7 @@ pub async fn formulation_page(
     let body = async {
         let client = a.client_id.ok_or_else(ApiError::not_found)?;
         let practice = a.caller.user.practice_id;
+    let tz = crate::pages::viewer_zone(&state, practice).await;
         let k = knowledge(&state)?;
         let versions = state.store.formulations(practice, client).await?;
         let current = versions.last();
@@ -416,7 +425,7 @@ pub async fn formulation_page(
                 Some(v) => format!(
                     "Version {} · {} · {}",
                     v.version,
-                    v.created_at.format("%-d %b %Y"),
+                    crate::pages::local_date(tz, v.created_at),
                     e(&v.reason)
                 ),
                 None => "No formulation yet. The plan is generated from it.".into(),
@@ -527,7 +536,7 @@ pub async fn formulation_page(
                     h,
                     "<li>Version {} · {} · {}</li>",
                     v.version,
-                    v.created_at.format("%-d %b %Y %H:%M"),
+                    crate::pages::local_time(tz, v.created_at),
                     e(&v.reason)
                 );
             }
@@ -746,6 +755,7 @@ pub async fn plan_page(
     let body = async {
         let client = a.client_id.ok_or_else(ApiError::not_found)?;
         let practice = a.caller.user.practice_id;
+    let tz = crate::pages::viewer_zone(&state, practice).await;
         let versions = state.store.plan_versions(practice, client).await?;
         let editable = a.caller.actor.client_id.is_none();
         let mut h = String::new();
@@ -775,7 +785,7 @@ pub async fn plan_page(
                 r#"<li>Version {} · {} · {} · {}{}</li>"#,
                 v.version,
                 status_label(v.status),
-                v.created_at.format("%-d %b %Y %H:%M"),
+                crate::pages::local_time(tz, v.created_at),
                 e(&origin),
                 if v.version > 1 {
                     format!(
@@ -852,6 +862,7 @@ pub async fn review_page(
     let body = async {
         let client = a.client_id.ok_or_else(ApiError::not_found)?;
         let practice = a.caller.user.practice_id;
+    let tz = crate::pages::viewer_zone(&state, practice).await;
         let reviews = state.store.session_reviews(practice, client).await?;
         let mut h = String::new();
         if a.caller.actor.client_id.is_none() {
@@ -868,7 +879,7 @@ pub async fn review_page(
             let _ = write!(
                 h,
                 r#"<section class="card review"><h2>Review of {}</h2><p class="muted">Techniques used: {}</p>"#,
-                r.created_at.format("%-d %b %Y %H:%M"),
+                crate::pages::local_time(tz, r.created_at),
                 e(&if r.content.techniques.is_empty() {
                     "none recorded".to_string()
                 } else {
@@ -941,6 +952,7 @@ pub async fn risk_page(
     let body = async {
         let client = a.client_id.ok_or_else(ApiError::not_found)?;
         let practice = a.caller.user.practice_id;
+    let tz = crate::pages::viewer_zone(&state, practice).await;
         let data = measure_data(&state, practice, client).await?;
         let flags = sorted_flags(&data.flags);
         let tasks: Vec<_> = tasks_for(&state, &a.caller)
@@ -952,7 +964,7 @@ pub async fn risk_page(
         let _ = write!(
             h,
             r#"<section class="card" aria-labelledby="flags-h"><h2 id="flags-h">Risk flags</h2><p class="muted">Flags are never closed automatically; an improving total does not hide them. Close a flag only with a note.</p>{}</section>"#,
-            flags_html(&flags, false, true)
+            flags_html(&flags, tz, false, true)
         );
         h.push_str(r#"<section class="card" aria-labelledby="tasks-h"><h2 id="tasks-h">Open tasks</h2>"#);
         if tasks.is_empty() {
@@ -965,7 +977,7 @@ pub async fn risk_page(
                     r#"<li><span class="pill pill-{c}">{c}</span> <strong>{}</strong> — {} <span class="muted">due {}</span></li>"#,
                     e(&t.title),
                     e(&t.detail),
-                    t.due_at.format("%-d %b %Y %H:%M"),
+                    crate::pages::local_time(tz, t.due_at),
                     c = t.colour
                 );
             }

@@ -79,6 +79,16 @@ struct Browser {
 }
 
 async fn start(f: &Fixture, chromium: &Path, chromedriver: &Path) -> Browser {
+    start_with(f, chromium, chromedriver, &[]).await
+}
+
+/// [`start`] with extra Chromium arguments (e.g. scripting off).
+async fn start_with(
+    f: &Fixture,
+    chromium: &Path,
+    chromedriver: &Path,
+    extra_args: &[&str],
+) -> Browser {
     // The real router on a loopback port.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -99,17 +109,25 @@ async fn start(f: &Fixture, chromium: &Path, chromedriver: &Path) -> Browser {
     let driver_url = format!("http://127.0.0.1:{port}");
     let profile = tempfile::tempdir().unwrap();
     let mut caps = serde_json::Map::new();
+    let mut args = vec![
+        "--headless".to_string(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-quic".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--disable-dev-shm-usage".into(),
+        "--window-size=1280,800".into(),
+        format!("--user-data-dir={}", profile.path().display()),
+    ];
+    args.extend(extra_args.iter().map(|a| a.to_string()));
     caps.insert(
         "goog:chromeOptions".into(),
         json!({
             "binary": chromium.to_string_lossy(),
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1280,800",
-                format!("--user-data-dir={}", profile.path().display()),
-            ],
+            "args": args,
         }),
     );
     caps.insert(
@@ -450,7 +468,7 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
     b.wait_text("main h1", "Thought record").await;
     let first_field = b
         .client
-        .find(Locator::Css("#worksheet textarea, #worksheet input"))
+        .find(Locator::Css("#worksheet textarea, #worksheet input:not([type=hidden])"))
         .await
         .unwrap();
     first_field
@@ -500,6 +518,63 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
         .filter(|e| e["level"] == "SEVERE")
         .collect();
     assert!(errors.is_empty(), "console errors: {errors:?}");
+    b.client.close().await.unwrap();
+}
+
+async fn stored_submissions(f: &Fixture) -> usize {
+    let mut n = 0;
+    for e in f
+        .store
+        .episodes_for_client(f.practice.id, f.client_a.id)
+        .await
+        .unwrap()
+    {
+        n += f
+            .store
+            .submissions_for_episode(f.practice.id, e.id)
+            .await
+            .unwrap()
+            .len();
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_javascript_off_a_client_signs_in_and_sends_a_questionnaire() {
+    let Some((chromium, driver)) = tools("no-javascript") else {
+        return;
+    };
+    let f = fixture().await;
+    set_password(&f, f.user("client_a")).await;
+    let b = start_with(
+        &f,
+        &chromium,
+        &driver,
+        &["--blink-settings=scriptEnabled=false"],
+    )
+    .await;
+    let before = stored_submissions(&f).await;
+    // Sign-in is a plain form post: the cookie comes with a 303 to /me.
+    b.sign_in("client_a@example.org").await;
+    b.wait_path("/me").await;
+    assert!(b.text("main h1").await.contains("Hello"));
+    // A PHQ-9, answered by clicking and sent by the browser itself.
+    b.go("/me/measures/phq9").await;
+    let items = b
+        .client
+        .find_all(Locator::Css("fieldset.item"))
+        .await
+        .unwrap()
+        .len();
+    for item in 1..=items {
+        b.click(&format!("input[name=item_{item}][value='1']"))
+            .await;
+    }
+    b.click("#measure button[type=submit]").await;
+    b.wait_path("/me/measures").await;
+    b.screenshot("no-javascript-measures").await;
+    let after = stored_submissions(&f).await;
+    assert_eq!(after, before + 1, "the questionnaire was stored once");
     b.client.close().await.unwrap();
 }
 
