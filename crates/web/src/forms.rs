@@ -9,14 +9,16 @@
 //!
 //! Three pieces:
 //! - [`stamp_forms`] (on every HTML answer): puts the session's CSRF token in
-//!   a hidden [`CSRF_FIELD`] into each `<form method="post">` of the page.
+//!   a hidden [`CSRF_FIELD`], and the page's own path in [`FROM_FIELD`], into
+//!   each `<form method="post">` of the page.
 //! - [`accept_form`] (in front of the guard of every POST route): checks the
 //!   request came from this site, moves [`CSRF_FIELD`] into the CSRF header
 //!   (any header the request carried is dropped, so the field is the only
 //!   token checked), converts the fields with [`fields_to_json`] and runs the
 //!   route. Success becomes `303 See Other` (to the answer's `next`, the
-//!   [`NEXT_FIELD`], or back where the form was); an error becomes the error
-//!   page naming the field, with a link back.
+//!   [`NEXT_FIELD`], or back to the page the form was on: [`FROM_FIELD`],
+//!   else the `Referer`); an error becomes the error page naming the field,
+//!   with a link back.
 //! - [`fields_to_json`]: the one naming convention (below).
 //!
 //! Naming convention: `a.b` nests objects; a name ending in `[]` collects
@@ -44,6 +46,11 @@ pub const CSRF_FIELD: &str = "_csrf";
 /// The optional hidden field naming where to go after success (a path on
 /// this site).
 pub const NEXT_FIELD: &str = "_next";
+/// The hidden field naming the page the form is on (stamped by the server
+/// with the page's own path): where success returns to when there is no
+/// other `next`, and where an error page links back to. Pages are served
+/// with `Referrer-Policy: no-referrer`, so the `Referer` cannot say it.
+pub const FROM_FIELD: &str = "_from";
 /// At most this many fields in one form post.
 const MAX_FIELDS: usize = 1000;
 /// At most this long, one field name.
@@ -99,6 +106,7 @@ pub struct Submission {
     pub body: Value,
     pub csrf: Option<String>,
     pub next: Option<String>,
+    pub from: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -119,11 +127,13 @@ pub fn parse(bytes: &[u8]) -> Result<Submission, FormError> {
     }
     let mut csrf = None;
     let mut next = None;
+    let mut from = None;
     let mut rest = Vec::with_capacity(pairs.len());
     for (name, value) in pairs {
         let slot = match name.as_str() {
             CSRF_FIELD => &mut csrf,
             NEXT_FIELD => &mut next,
+            FROM_FIELD => &mut from,
             n if n.starts_with('_') => return Err(FormError::Reserved(n.into())),
             _ => {
                 rest.push((name, value));
@@ -138,6 +148,7 @@ pub fn parse(bytes: &[u8]) -> Result<Submission, FormError> {
         body: fields_to_json(&rest)?,
         csrf,
         next,
+        from,
     })
 }
 
@@ -319,10 +330,14 @@ fn from_this_site(headers: &HeaderMap, public: bool) -> bool {
     let same_site = sites
         .iter()
         .all(|s| matches!(s, Some("same-origin" | "none")));
-    let same_origin = origins
+    // `Origin: null` (sent under `Referrer-Policy: no-referrer`, and by
+    // sandboxed frames) names no site: it neither passes nor fails the
+    // origin check, and is no evidence for a public route.
+    let named: Vec<Option<&str>> = origins.into_iter().filter(|o| *o != Some("null")).collect();
+    let same_origin = named
         .iter()
         .all(|o| o.is_some_and(|o| local_part(o, headers).is_some()));
-    same_site && same_origin && (!public || !sites.is_empty() || !origins.is_empty())
+    same_site && same_origin && (!public || !sites.is_empty() || !named.is_empty())
 }
 
 fn is_form_post(req: &Request) -> bool {
@@ -371,15 +386,18 @@ pub async fn accept_form(
         Ok(s) => s,
         Err(e) => return page_error(e.into()),
     };
+    let back = submission
+        .from
+        .as_deref()
+        .and_then(same_origin_path)
+        .map(str::to_string)
+        .unwrap_or(back);
+    let page_error = |e: ApiError| error_page(&e, &back);
     let next_path = match submission.next.as_deref() {
         None | Some("") => None,
         Some(n) => match same_origin_path(n) {
             Some(p) => Some(p.to_string()),
-            None => {
-                return page_error(ApiError::bad_request(
-                    "_next: must be a path on this site",
-                ))
-            }
+            None => return page_error(ApiError::bad_request("_next: must be a path on this site")),
         },
     };
     // The form field is the only token checked: a header sent alongside
@@ -398,9 +416,7 @@ pub async fn accept_form(
     );
     parts.headers.remove(header::CONTENT_LENGTH);
     let json = submission.body.to_string();
-    let response = next
-        .run(Request::from_parts(parts, Body::from(json)))
-        .await;
+    let response = next.run(Request::from_parts(parts, Body::from(json))).await;
     browser_answer(response, next_path, &back).await
 }
 
@@ -504,6 +520,11 @@ fn error_page(e: &ApiError, back: &str) -> Response {
 /// HTML answer (module docs). Pages without a session cookie are unchanged.
 pub async fn stamp_forms(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let token = auth::session_token(req.headers()).map(|t| state.csrf.token_for(&t.hash()));
+    let page_path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
     let response = next.run(req).await;
     let Some(token) = token else {
         return response;
@@ -521,15 +542,21 @@ pub async fn stamp_forms(State(state): State<AppState>, req: Request, next: Next
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     let page = String::from_utf8_lossy(&bytes);
-    let stamped = stamp(&page, &token);
+    let stamped = stamp(&page, &token, &page_path);
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(stamped))
 }
 
-/// `page` with a hidden CSRF field right after each POST form's start tag.
-pub fn stamp(page: &str, token: &str) -> String {
-    let field = format!(r#"<input type="hidden" name="{CSRF_FIELD}" value="{token}">"#);
-    let mut out = String::with_capacity(page.len() + 128);
+/// `page` with the hidden CSRF and `_from` fields right after each POST
+/// form's start tag.
+pub fn stamp(page: &str, token: &str, page_path: &str) -> String {
+    let from = same_origin_path(page_path).unwrap_or("/");
+    let fields = format!(
+        r#"<input type="hidden" name="{CSRF_FIELD}" value="{}"><input type="hidden" name="{FROM_FIELD}" value="{}">"#,
+        attribute(token),
+        attribute(from)
+    );
+    let mut out = String::with_capacity(page.len() + 256);
     let mut rest = page;
     while let Some(start) = rest.find("<form") {
         let Some(end) = rest[start..].find('>').map(|e| start + e + 1) else {
@@ -538,12 +565,20 @@ pub fn stamp(page: &str, token: &str) -> String {
         let tag = &rest[start..end];
         out.push_str(&rest[..end]);
         if tag.to_ascii_lowercase().contains(r#"method="post""#) {
-            out.push_str(&field);
+            out.push_str(&fields);
         }
         rest = &rest[end..];
     }
     out.push_str(rest);
     out
+}
+
+/// Text safe inside a double-quoted HTML attribute.
+fn attribute(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -559,8 +594,12 @@ mod tests {
 
     #[test]
     fn plain_names_are_strings_and_empty_values_are_kept() {
-        let v = fields_to_json(&pairs(&[("note", "Seen today"), ("item_9", ""), ("x", "2")]))
-            .unwrap();
+        let v = fields_to_json(&pairs(&[
+            ("note", "Seen today"),
+            ("item_9", ""),
+            ("x", "2"),
+        ]))
+        .unwrap();
         assert_eq!(v, json!({"note": "Seen today", "item_9": "", "x": "2"}));
     }
 
@@ -577,7 +616,10 @@ mod tests {
             ("formulation.presenting_problems[]", "depression"),
             ("formulation.presenting_problems[]", ""),
             ("formulation.presenting_problems[]", "insomnia"),
-            ("formulation.goals:lines", "sleep better\n\n  see friends \r\n"),
+            (
+                "formulation.goals:lines",
+                "sleep better\n\n  see friends \r\n",
+            ),
             ("formulation.dimension_ratings.mood:number", ""),
             ("formulation.dimension_ratings.worry:number", "7.5"),
             ("consent:bool", "false"),
@@ -595,6 +637,8 @@ mod tests {
                     "presenting_problems": ["depression", "insomnia"],
                     "goals": ["sleep better", "see friends"],
                     "dimension_ratings": {"worry": 7.5},
+                    // A group whose only field was left out stays, empty.
+                    "style": {},
                 },
                 "consent": true,
                 "techniques": ["T06", "T12", "T01"],
@@ -629,9 +673,10 @@ mod tests {
 
     #[test]
     fn the_form_fields_are_taken_out_once_and_others_reserved() {
-        let s = parse(b"_csrf=abc&_next=%2Fme&note=hi+there").unwrap();
+        let s = parse(b"_csrf=abc&_next=%2Fme&_from=%2Fclients&note=hi+there").unwrap();
         assert_eq!(s.csrf.as_deref(), Some("abc"));
         assert_eq!(s.next.as_deref(), Some("/me"));
+        assert_eq!(s.from.as_deref(), Some("/clients"));
         assert_eq!(s.body, json!({"note": "hi there"}));
         assert_eq!(
             parse(b"_csrf=abc&_csrf=def"),
@@ -664,7 +709,10 @@ mod tests {
     #[test]
     fn referer_and_origin_must_name_this_host() {
         let mut h = HeaderMap::new();
-        h.insert(header::HOST, HeaderValue::from_static("clinic.example:8443"));
+        h.insert(
+            header::HOST,
+            HeaderValue::from_static("clinic.example:8443"),
+        );
         h.insert(
             header::REFERER,
             HeaderValue::from_static("https://clinic.example:8443/clients/1/notes"),
@@ -683,9 +731,17 @@ mod tests {
             HeaderValue::from_static("https://clinic.example:8443"),
         );
         assert!(from_this_site(&h, true));
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
         assert!(!from_this_site(&h, false));
-        h.remove(header::ORIGIN);
+        // `Origin: null` names no site: no evidence for a public route.
+        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(from_this_site(&h, false));
+        assert!(!from_this_site(&h, true));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(from_this_site(&h, true));
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(!from_this_site(&h, false));
     }
@@ -693,11 +749,15 @@ mod tests {
     #[test]
     fn stamping_adds_the_token_to_post_forms_only() {
         let page = r#"<form method="get" action="/s"></form><form class="x" method="post" action="/a"><input name="n"></form><p>no form</p>"#;
-        let out = stamp(page, "TOKEN");
+        let out = stamp(page, "TOKEN", "/clients/1/risk?x=1&y=\"2\"");
         assert_eq!(out.matches(r#"name="_csrf" value="TOKEN""#).count(), 1);
         assert!(out.contains(r#"action="/a"><input type="hidden" name="_csrf""#));
-        assert_eq!(stamp("<p>plain</p>", "T"), "<p>plain</p>");
+        assert!(out.contains(r#"name="_from" value="/clients/1/risk?x=1&amp;y=&quot;2&quot;""#));
+        assert_eq!(stamp("<p>plain</p>", "T", "/"), "<p>plain</p>");
         // A truncated tag is left alone rather than guessed at.
-        assert_eq!(stamp("<form method=\"post\"", "T"), "<form method=\"post\"");
+        assert_eq!(
+            stamp("<form method=\"post\"", "T", "/"),
+            "<form method=\"post\""
+        );
     }
 }

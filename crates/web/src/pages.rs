@@ -243,7 +243,9 @@ pub async fn viewer_zone(
 
 /// A moment as the viewer reads it: "3 Mar 2026, 14:05 GMT".
 pub fn local_time(tz: chrono_tz::Tz, t: chrono::DateTime<chrono::Utc>) -> String {
-    t.with_timezone(&tz).format("%-d %b %Y, %H:%M %Z").to_string()
+    t.with_timezone(&tz)
+        .format("%-d %b %Y, %H:%M %Z")
+        .to_string()
 }
 
 /// A day as the viewer reads it: "3 Mar 2026".

@@ -205,7 +205,8 @@ pub const SETTING_CRISIS: &str = "crisis_resources";
 pub const SETTING_TIME_ZONE: &str = "time_zone";
 pub const SETTING_MEASURES: &str = "measure_defaults";
 
-async fn nav(state: &AppState, caller: &Caller) -> Nav {
+/// The header links (and crisis text) for the signed-in caller.
+pub async fn nav(state: &AppState, caller: &Caller) -> Nav {
     let role = caller.user.role;
     let links = match role {
         Role::Client => vec![
@@ -460,7 +461,9 @@ async fn build_dashboard(state: &AppState, caller: &Caller) -> Result<DashboardP
                 detail: format!(
                     "{} sent {}",
                     worksheet_title(&h.technique),
-                    h.submitted_at.map(|t| local_time(tz, t)).unwrap_or_default()
+                    h.submitted_at
+                        .map(|t| local_time(tz, t))
+                        .unwrap_or_default()
                 ),
                 tone: "ok",
             });
@@ -859,7 +862,9 @@ pub async fn safety_plan_editor(
                 .map(|v| v.body.reasons_for_living.clone())
                 .unwrap_or_default(),
             version: latest.map_or(0, |v| v.version),
-            saved: latest.map(|v| local_time(tz, v.created_at)).unwrap_or_default(),
+            saved: latest
+                .map(|v| local_time(tz, v.created_at))
+                .unwrap_or_default(),
             can_write: may(&a.caller, Action::WriteSafetyPlan, p, id),
         })
     };
@@ -929,7 +934,9 @@ pub async fn my_safety_plan(
                 .map(|v| v.body.reasons_for_living.clone())
                 .unwrap_or_default(),
             version: latest.map_or(0, |v| v.version),
-            saved: latest.map(|v| local_time(tz, v.created_at)).unwrap_or_default(),
+            saved: latest
+                .map(|v| local_time(tz, v.created_at))
+                .unwrap_or_default(),
         })
     };
     crate::pages::page(run.await)
@@ -1028,7 +1035,10 @@ async fn plan_worksheets(
             (t.homework.kind != "none" && !t.homework.fields.is_empty()).then(|| {
                 (
                     t.code.clone(),
-                    format!("{:?} · {} — {} (plan item)", i.phase, t.homework.title, t.name),
+                    format!(
+                        "{:?} · {} — {} (plan item)",
+                        i.phase, t.homework.title, t.name
+                    ),
                 )
             })
         })

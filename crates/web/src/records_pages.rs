@@ -35,6 +35,7 @@ pub struct Tab {
 #[derive(Template)]
 #[template(path = "records_chart.html")]
 pub struct ChartPage {
+    pub nav: crate::portal::Nav,
     pub name: String,
     pub subtitle: String,
     pub tab_title: String,
@@ -45,6 +46,7 @@ pub struct ChartPage {
 #[derive(Template)]
 #[template(path = "records_me.html")]
 pub struct MePage {
+    pub nav: crate::portal::Nav,
     pub title: String,
     pub subtitle: String,
     pub body: String,
@@ -113,6 +115,7 @@ async fn chart(
         .map(|(_, l)| *l)
         .unwrap_or("Overview");
     crate::pages::render(&ChartPage {
+        nav: crate::portal::nav(state, &a.caller).await,
         name: c.display_name,
         subtitle,
         tab_title: label.to_string(),
@@ -990,9 +993,16 @@ pub async fn risk_page(
     chart(&state, &a, "/risk", body).await
 }
 
-fn me_page(title: &str, subtitle: &str, body: Result<String, ApiError>) -> Response {
+async fn me_page(
+    state: &AppState,
+    a: &Authorized,
+    title: &str,
+    subtitle: &str,
+    body: Result<String, ApiError>,
+) -> Response {
     match body {
         Ok(body) => crate::pages::render(&MePage {
+            nav: crate::portal::nav(state, &a.caller).await,
             title: title.into(),
             subtitle: subtitle.into(),
             body,
@@ -1084,10 +1094,13 @@ pub async fn my_progress(
     }
     .await;
     me_page(
+        &state,
+        &a,
         "My progress",
         "How your answers have changed since you started",
         body,
     )
+    .await
 }
 
 fn client_phase_text(p: Phase) -> (&'static str, &'static str) {
@@ -1175,10 +1188,13 @@ pub async fn my_plan(
     }
     .await;
     me_page(
+        &state,
+        &a,
         "My plan",
         "What we are working on together, step by step",
         body,
     )
+    .await
 }
 
 /// `/static/records.css`.

@@ -3,8 +3,12 @@
 //!
 //! (a) the journey: the client signs in, completes intake and a PHQ-9 with
 //! item 9 above 0; the clinician signs in with TOTP and the dashboard shows
-//! the risk task first; the clinician writes a safety plan and assigns a
-//! thought record; the client completes it; the clinician signs a note.
+//! the risk task first; the clinician closes the risk flag with a note,
+//! writes a formulation, accepts the generated plan, writes a safety plan
+//! and assigns a thought record from the plan's items; the client completes
+//! it and answers a new PHQ-9; the session review shows an adaptation
+//! suggestion; the clinician signs a note.
+//! (a') with JavaScript off: sign-in and a questionnaire as plain form posts.
 //! (b) a crawl of every page as every role: no request to another origin, no
 //! console error, a title, a main landmark and labelled inputs everywhere.
 //! (c) screenshots of key pages at desktop and phone widths, saved under
@@ -182,7 +186,11 @@ impl Browser {
                 let _ = self.client.wait().for_element(Locator::Css("main")).await;
                 return;
             }
-            assert!(Instant::now() < deadline, "still on {p}, wanted {want}");
+            assert!(
+                Instant::now() < deadline,
+                "still on {p}, wanted {want}; page: {}",
+                self.client.source().await.unwrap_or_default()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -308,6 +316,22 @@ impl Browser {
         std::fs::create_dir_all(&dir).unwrap();
         for (label, w, h) in [("desktop", 1280, 800), ("phone", 390, 844)] {
             self.client.set_window_size(w, h).await.unwrap();
+            // The header never wraps: one line on a phone (the menu folds
+            // into a <details>), whatever the role's links.
+            let header = self
+                .client
+                .execute(
+                    "const h = document.querySelector('header.top'); return h ? h.getBoundingClientRect().height : 0;",
+                    vec![],
+                )
+                .await
+                .ok()
+                .and_then(|v| v.as_f64())
+                .unwrap_or(0.0);
+            assert!(
+                header <= 80.0,
+                "{name} ({label}): header is {header}px tall"
+            );
             let png = self.client.screenshot().await.unwrap();
             std::fs::write(dir.join(format!("{name}-{label}.png")), png).unwrap();
         }
@@ -425,8 +449,47 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
     );
     b.screenshot("dashboard").await;
 
-    // HOOK (records helper): risk assessment, formulation and plan
-    // acceptance go here, on /clients/{id} sections.
+    // 4b. The risk flag is closed with the clinician's note.
+    b.go(&format!("/clients/{a}/risk")).await;
+    b.fill(
+        "main form textarea[name=note]",
+        "Phoned the same day: passive thoughts, no plan or intent. Safety plan agreed.",
+    )
+    .await;
+    b.submit_same_page("main form.stack button[type=submit]")
+        .await;
+    b.screenshot("risk-closed").await;
+
+    // 4c. A formulation: depression, strongly cognitive, in the client's words.
+    b.go(&format!("/clients/{a}/formulation")).await;
+    b.fill("#f-age", "34").await;
+    b.click(r#"input[name="formulation.presenting_problems[]"][value=depression]"#)
+        .await;
+    b.fill(
+        "#f-perpetuating",
+        "Harsh self-criticism\nWithdrawing from friends",
+    )
+    .await;
+    b.fill("#d-cognitive", "9").await;
+    b.fill("#f-goals", "Enjoy weekends again").await;
+    b.submit_same_page("form.formulation button[type=submit]")
+        .await;
+    b.wait_text("main", "Version 1").await;
+    b.screenshot("formulation").await;
+
+    // 4d. A plan generated from it, then accepted with a reason.
+    b.go(&format!("/clients/{a}/plan")).await;
+    b.submit_same_page("main form.inline button[type=submit]")
+        .await;
+    b.fill(
+        "#accept-reason",
+        "Discussed with the client; fits their goals.",
+    )
+    .await;
+    b.submit_same_page("#accept-reason ~ button[type=submit]")
+        .await;
+    b.wait_text("main", "accepted").await;
+    b.screenshot("plan").await;
 
     // 5. The safety plan.
     b.go(&format!("/clients/{a}/safety-plan")).await;
@@ -444,8 +507,15 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
     b.wait_text("main", "Version 1").await;
     b.screenshot("safety-plan-editor").await;
 
-    // 6. A thought record from the technique library.
+    // 6. A thought record, assigned from the accepted plan's items.
     b.go(&format!("/clients/{a}/homework")).await;
+    let from_plan = b
+        .text(r#"#technique optgroup[label="From the accepted plan"]"#)
+        .await;
+    assert!(
+        from_plan.contains("Thought record"),
+        "the plan's items come first: {from_plan}"
+    );
     b.client
         .find(Locator::Css("#technique"))
         .await
@@ -468,7 +538,9 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
     b.wait_text("main h1", "Thought record").await;
     let first_field = b
         .client
-        .find(Locator::Css("#worksheet textarea, #worksheet input:not([type=hidden])"))
+        .find(Locator::Css(
+            "#worksheet textarea, #worksheet input:not([type=hidden])",
+        ))
         .await
         .unwrap();
     first_field
@@ -480,8 +552,25 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
     b.wait_path("/me/homework").await;
     b.wait_text("main", "Sent").await;
 
-    // HOOK (records helper): new measures arrive and the session review
-    // shows an adaptation suggestion.
+    // 7b. New measures arrive: a PHQ-9 far below intake.
+    b.go("/me/measures/phq9").await;
+    for item in 1..=items {
+        b.click(&format!("input[name=item_{item}][value='0']"))
+            .await;
+    }
+    b.click("#measure button[type=submit]").await;
+    b.wait_path("/me/measures").await;
+    b.sign_out().await;
+
+    // 7c. The session review after the new measures suggests an adaptation.
+    clinician_sign_in(&b, &f, &secret).await;
+    b.go(&format!("/clients/{a}/review")).await;
+    b.fill("#r-tech", "T04").await;
+    b.submit_same_page("main form.stack button[type=submit]")
+        .await;
+    b.wait_text("ul.suggestions", "Early, large improvement")
+        .await;
+    b.screenshot("session-review").await;
     b.sign_out().await;
 
     // 8. The clinician sees it returned and signs a note.

@@ -169,7 +169,12 @@ async fn the_journey_works_with_plain_form_posts_and_a_cookie() {
 
     // PHQ-9 with item 9 above 0 through the measure form.
     let mut answers: Vec<(String, String)> = (1..=9)
-        .map(|i| (format!("item_{i}"), if i == 9 { "2" } else { "1" }.to_string()))
+        .map(|i| {
+            (
+                format!("item_{i}"),
+                if i == 9 { "2" } else { "1" }.to_string(),
+            )
+        })
         .collect();
     answers.push(("idempotency_key".into(), "no-js-1".into()));
     let fields: Vec<(&str, &str)> = answers
@@ -182,7 +187,12 @@ async fn the_journey_works_with_plain_form_posts_and_a_cookie() {
     let mut with_token = vec![("_csrf", token.as_str())];
     with_token.extend_from_slice(&fields);
     let r = client
-        .post("/me/measures/phq9", "/api/v1/me/measures/phq9", &with_token, &[])
+        .post(
+            "/me/measures/phq9",
+            "/api/v1/me/measures/phq9",
+            &with_token,
+            &[],
+        )
         .await;
     see_other(&r, "/me/measures");
     // The guard audited the clinical write exactly once.
@@ -238,7 +248,10 @@ async fn the_journey_works_with_plain_form_posts_and_a_cookie() {
         .submit(
             &risk_page,
             &action,
-            &[("note", "Assessed by phone; no plan or intent; safety plan agreed.")],
+            &[(
+                "note",
+                "Assessed by phone; no plan or intent; safety plan agreed.",
+            )],
         )
         .await;
     see_other(&r, &risk_page);
@@ -301,7 +314,11 @@ async fn the_journey_works_with_plain_form_posts_and_a_cookie() {
 
     // Sign-out: the cookie is cleared and the browser goes to sign-in.
     let r = clinician
-        .submit("/dashboard", "/api/v1/session/sign-out", &[("_next", "/sign-in")])
+        .submit(
+            "/dashboard",
+            "/api/v1/session/sign-out",
+            &[("_next", "/sign-in")],
+        )
         .await;
     see_other(&r, "/sign-in");
     assert!(clinician.cookie.is_none());
@@ -322,10 +339,19 @@ async fn refused_form_posts_answer_a_page_and_store_nothing() {
     let before = f.fingerprint().await;
 
     let cases: Vec<(&str, Vec<(&str, &str)>, Vec<(&str, &str)>, u16, &str)> = vec![
-        ("no _csrf", plan.to_vec(), vec![], 403, "did not come from this site"),
+        (
+            "no _csrf",
+            plan.to_vec(),
+            vec![],
+            403,
+            "did not come from this site",
+        ),
         (
             "another session's token",
-            [("_csrf", other_token.as_str())].into_iter().chain(plan).collect(),
+            [("_csrf", other_token.as_str())]
+                .into_iter()
+                .chain(plan)
+                .collect(),
             vec![],
             403,
             "did not come from this site",
@@ -346,10 +372,13 @@ async fn refused_form_posts_answer_a_page_and_store_nothing() {
         ),
         (
             "a foreign _next",
-            [("_csrf", token.as_str()), ("_next", "https://evil.example/")]
-                .into_iter()
-                .chain(plan)
-                .collect(),
+            [
+                ("_csrf", token.as_str()),
+                ("_next", "https://evil.example/"),
+            ]
+            .into_iter()
+            .chain(plan)
+            .collect(),
             vec![],
             400,
             "_next",
@@ -403,14 +432,20 @@ async fn refused_form_posts_answer_a_page_and_store_nothing() {
         ),
         (
             "a foreign origin",
-            [("_csrf", token.as_str())].into_iter().chain(plan).collect(),
+            [("_csrf", token.as_str())]
+                .into_iter()
+                .chain(plan)
+                .collect(),
             vec![("origin", "https://evil.example")],
             403,
             "did not come from this site",
         ),
         (
             "a cross-site fetch",
-            [("_csrf", token.as_str())].into_iter().chain(plan).collect(),
+            [("_csrf", token.as_str())]
+                .into_iter()
+                .chain(plan)
+                .collect(),
             vec![("sec-fetch-site", "cross-site")],
             403,
             "did not come from this site",
