@@ -90,7 +90,7 @@ async fn chart(
         return ApiError::not_found().to_html();
     };
     let practice = a.caller.user.practice_id;
-    let tz = crate::pages::viewer_zone(&state, practice).await;
+    let tz = crate::pages::viewer_zone(state, practice).await;
     let c = match state.store.client(practice, client).await {
         Ok(Some(c)) => c,
         Ok(None) => return ApiError::not_found().to_html(),
@@ -244,7 +244,7 @@ fn latest_table(view: &MeasuresView) -> String {
 pub async fn overview_body(state: &AppState, a: &Authorized) -> Result<String, ApiError> {
     let client = a.client_id.ok_or_else(ApiError::not_found)?;
     let practice = a.caller.user.practice_id;
-    let tz = crate::pages::viewer_zone(&state, practice).await;
+    let tz = crate::pages::viewer_zone(state, practice).await;
     let data = measure_data(state, practice, client).await?;
     let view = measures_view(state, &data);
     let plan = state

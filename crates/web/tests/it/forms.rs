@@ -138,6 +138,16 @@ impl Agent {
     }
 }
 
+/// What is refused, the fields and headers sent, the status, the word the
+/// error page must name.
+type RefusedCase<'a> = (
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    Vec<(&'a str, &'a str)>,
+    u16,
+    &'a str,
+);
+
 fn see_other(p: &Page, to: &str) {
     assert_eq!(p.status, 303, "expected 303 to {to}: {}", p.body);
     assert_eq!(p.location(), to, "{}", p.body);
@@ -338,7 +348,7 @@ async fn refused_form_posts_answer_a_page_and_store_nothing() {
     let plan = [("warning_signs", "Pacing")];
     let before = f.fingerprint().await;
 
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<(&str, &str)>, u16, &str)> = vec![
+    let cases: Vec<RefusedCase> = vec![
         (
             "no _csrf",
             plan.to_vec(),
