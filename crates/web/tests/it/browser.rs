@@ -662,6 +662,26 @@ async fn with_javascript_off_a_client_signs_in_and_sends_a_questionnaire() {
     b.click("#measure button[type=submit]").await;
     b.wait_path("/me/measures").await;
     b.screenshot("no-javascript-measures").await;
+    // On a phone the menu is one button that opens without JavaScript.
+    b.client.set_window_size(390, 844).await.unwrap();
+    let link = b
+        .client
+        .find(Locator::Css(".nav-sheet a[href='/me/safety-plan']"))
+        .await
+        .unwrap();
+    assert!(!link.is_displayed().await.unwrap(), "closed at first");
+    b.click("details.nav-narrow summary").await;
+    assert!(link.is_displayed().await.unwrap(), "open after one tap");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("screenshots");
+    std::fs::write(
+        dir.join("phone-menu-open-phone.png"),
+        b.client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    b.client.set_window_size(1280, 800).await.unwrap();
     let after = stored_submissions(&f).await;
     assert_eq!(after, before + 1, "the questionnaire was stored once");
     b.client.close().await.unwrap();
