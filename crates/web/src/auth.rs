@@ -265,6 +265,8 @@ pub struct SignedIn {
     pub mfa_enrolment_required: bool,
     /// Send this in `X-CSRF-Token` with every state-changing request.
     pub csrf_token: String,
+    /// The page of the next step: enrolment, the second factor, or home.
+    pub next: &'static str,
 }
 
 fn counter_key(kind: &str, parts: &[&str]) -> String {
@@ -443,10 +445,19 @@ pub async fn sign_in(
 }
 
 fn signed_in_response(state: &AppState, session: &Session, token: &SecretToken) -> Response {
+    let mfa_required = !session.mfa_satisfied();
+    let mfa_enrolment_required = !session.mfa_enrolled && session.role.is_staff();
     let body = SignedIn {
-        mfa_required: !session.mfa_satisfied(),
-        mfa_enrolment_required: !session.mfa_enrolled && session.role.is_staff(),
+        mfa_required,
+        mfa_enrolment_required,
         csrf_token: state.csrf.token_for(&session.token_hash),
+        next: if mfa_enrolment_required {
+            "/mfa?step=enrol"
+        } else if mfa_required {
+            "/mfa"
+        } else {
+            "/me"
+        },
     };
     let mut r = Json(body).into_response();
     r.headers_mut()

@@ -118,7 +118,19 @@ impl ApiError {
 
     /// The HTML form of this error, for browser pages.
     pub fn to_html(&self) -> Response {
+        self.to_html_with_back("/")
+    }
+
+    /// The HTML form of this error with a link back to `back` (a path on
+    /// this site) and the fields it names, for a form post.
+    pub fn to_html_with_back(&self, back: &str) -> Response {
         let page = crate::pages::ErrorPage {
+            fields: self
+                .fields
+                .iter()
+                .map(|(f, p)| (f.clone(), p.clone()))
+                .collect(),
+            back: back.to_string(),
             status: self.status.as_u16(),
             title: self
                 .status

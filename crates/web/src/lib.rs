@@ -7,6 +7,7 @@ pub mod auth;
 pub mod charts;
 pub mod clinical;
 pub mod error;
+pub mod forms;
 pub mod health;
 pub mod json;
 pub mod matching;
@@ -132,6 +133,10 @@ pub fn router(state: AppState) -> Router {
     let limits = state.limits.clone();
     routes::register(Router::new(), &state)
         .fallback(pages::not_found_page)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            forms::stamp_forms,
+        ))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

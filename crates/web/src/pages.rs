@@ -46,6 +46,21 @@ pub struct ErrorPage {
     pub status: u16,
     pub title: String,
     pub message: String,
+    /// The fields the error names, with their problem.
+    pub fields: Vec<(String, String)>,
+    /// Where "Back" goes (a path on this site).
+    pub back: String,
+}
+
+/// A page for something shown once after a form post without JavaScript
+/// (recovery codes, a one-time link).
+#[derive(Template)]
+#[template(path = "once_only.html")]
+pub struct OnceOnlyPage {
+    pub title: String,
+    pub lead: String,
+    pub items: Vec<String>,
+    pub next: String,
 }
 
 #[derive(Template)]
@@ -129,11 +144,46 @@ pub async fn script() -> Response {
 
 #[derive(Template)]
 #[template(path = "mfa.html")]
-pub struct MfaPage;
+pub struct MfaPage {
+    /// `?step=enrol`: the enrolment step is shown instead of the code step.
+    pub enrol: bool,
+    /// The pending enrolment's QR code (SVG drawn by the server) and key,
+    /// when one has been started; without it the page offers to start.
+    pub pending: Option<(String, String)>,
+}
 
-/// Second factor: verify a code, or (`#enrol`) set one up with a QR code.
-pub async fn mfa_page() -> Response {
-    render(&MfaPage)
+#[derive(serde::Deserialize)]
+pub struct MfaQuery {
+    #[serde(default)]
+    pub step: Option<String>,
+}
+
+/// Second factor: verify a code, or (`?step=enrol`, or `#enrol` with
+/// JavaScript) set one up with a QR code. Without JavaScript the enrolment
+/// is started by a form post and its QR code is drawn here from the pending
+/// secret (only an unconfirmed one, only for the signed-in account).
+pub async fn mfa_page(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<MfaQuery>,
+) -> Response {
+    let enrol = q.step.as_deref() == Some("enrol");
+    let mut pending = None;
+    if enrol {
+        if let Ok(Some(caller)) = crate::auth::authenticate(&state, &headers).await {
+            let (practice, user) = (caller.user.practice_id, caller.user.id);
+            if let Ok(Some(m)) = state.store.mfa(practice, user).await {
+                if m.confirmed_at.is_none() {
+                    use tapestry_domain::identity::totp;
+                    let uri = totp::otpauth_uri(&m.secret, caller.user.email.as_str());
+                    if let Ok(svg) = totp::qr_svg(&uri) {
+                        pending = Some((svg, m.secret.to_base32()));
+                    }
+                }
+            }
+        }
+    }
+    render(&MfaPage { enrol, pending })
 }
 
 #[derive(Template)]
@@ -161,4 +211,67 @@ pub struct ResetPasswordPage;
 /// Set a new password with a reset link (token from the fragment).
 pub async fn reset_password_page() -> Response {
     render(&ResetPasswordPage)
+}
+
+/// The time zone pages show times in for a practice's users: the practice's
+/// `time_zone` setting, else the zone the practice was set up with, else
+/// UTC (an unknown name falls back the same way). Clients' own zones are
+/// not stored, so clients see their practice's zone.
+pub async fn viewer_zone(
+    state: &AppState,
+    practice: tapestry_domain::ids::PracticeId,
+) -> chrono_tz::Tz {
+    let setting = state
+        .store
+        .setting(practice, crate::portal::SETTING_TIME_ZONE)
+        .await
+        .ok()
+        .flatten();
+    let founded = state
+        .store
+        .practice(practice)
+        .await
+        .ok()
+        .flatten()
+        .map(|p| p.time_zone.as_str().to_string());
+    [setting, founded]
+        .into_iter()
+        .flatten()
+        .find_map(|name| name.trim().parse::<chrono_tz::Tz>().ok())
+        .unwrap_or(chrono_tz::UTC)
+}
+
+/// A moment as the viewer reads it: "3 Mar 2026, 14:05 GMT".
+pub fn local_time(tz: chrono_tz::Tz, t: chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&tz)
+        .format("%-d %b %Y, %H:%M %Z")
+        .to_string()
+}
+
+/// A day as the viewer reads it: "3 Mar 2026".
+pub fn local_date(tz: chrono_tz::Tz, t: chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&tz).format("%-d %b %Y").to_string()
+}
+
+#[cfg(test)]
+mod zone_tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn times_are_shown_in_the_viewers_zone_with_its_abbreviation() {
+        let t = chrono::Utc.with_ymd_and_hms(2026, 7, 1, 23, 30, 0).unwrap();
+        assert_eq!(local_time(chrono_tz::UTC, t), "1 Jul 2026, 23:30 UTC");
+        // Summer time in London moves the evening to the next day.
+        assert_eq!(
+            local_time(chrono_tz::Europe::London, t),
+            "2 Jul 2026, 00:30 BST"
+        );
+        assert_eq!(local_date(chrono_tz::Europe::London, t), "2 Jul 2026");
+        let winter = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0).unwrap();
+        assert_eq!(
+            local_time(chrono_tz::America::New_York, winter),
+            "1 Jan 2026, 04:00 EST"
+        );
+    }
 }

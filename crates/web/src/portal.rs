@@ -7,7 +7,7 @@
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::json::ApiJson;
-use crate::pages::render;
+use crate::pages::{local_time, render, viewer_zone};
 use crate::routes::{Access, Authorized, RouteSpec, Target};
 use crate::AppState;
 use askama::Template;
@@ -16,7 +16,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Json};
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use serde_json::json;
 use std::collections::BTreeMap;
 use tapestry_domain::access::{authorize, Action, Decision, Resource};
@@ -205,7 +205,8 @@ pub const SETTING_CRISIS: &str = "crisis_resources";
 pub const SETTING_TIME_ZONE: &str = "time_zone";
 pub const SETTING_MEASURES: &str = "measure_defaults";
 
-async fn nav(state: &AppState, caller: &Caller) -> Nav {
+/// The header links (and crisis text) for the signed-in caller.
+pub async fn nav(state: &AppState, caller: &Caller) -> Nav {
     let role = caller.user.role;
     let links = match role {
         Role::Client => vec![
@@ -278,10 +279,6 @@ fn next(url: String) -> Json<serde_json::Value> {
     Json(json!({ "next": url }))
 }
 
-fn when(t: DateTime<Utc>) -> String {
-    t.format("%-d %b %Y, %H:%M UTC").to_string()
-}
-
 fn fields_of(body: &BTreeMap<String, String>, skip: &[&str]) -> Vec<(String, String)> {
     body.iter()
         .filter(|(k, _)| !skip.contains(&k.as_str()))
@@ -344,6 +341,7 @@ pub async fn dashboard(
 
 async fn build_dashboard(state: &AppState, caller: &Caller) -> Result<DashboardPage, ApiError> {
     let p = caller.user.practice_id;
+    let tz = viewer_zone(state, p).await;
     let now = state.clock.now();
     let visible: Vec<_> = state
         .store
@@ -380,7 +378,7 @@ async fn build_dashboard(state: &AppState, caller: &Caller) -> Result<DashboardP
                 client: name,
                 link: format!("/clients/{}", t.client_id),
                 reason: "Open risk task",
-                detail: format!("{} — due {}", t.title, when(t.due_at)),
+                detail: format!("{} — due {}", t.title, local_time(tz, t.due_at)),
                 tone: "danger",
             });
         }
@@ -446,7 +444,7 @@ async fn build_dashboard(state: &AppState, caller: &Caller) -> Result<DashboardP
                     "{} ({}) started {}",
                     n.kind.label(),
                     n.template.label(),
-                    when(n.created_at)
+                    local_time(tz, n.created_at)
                 ),
                 tone: "plain",
             });
@@ -463,7 +461,9 @@ async fn build_dashboard(state: &AppState, caller: &Caller) -> Result<DashboardP
                 detail: format!(
                     "{} sent {}",
                     worksheet_title(&h.technique),
-                    h.submitted_at.map(when).unwrap_or_default()
+                    h.submitted_at
+                        .map(|t| local_time(tz, t))
+                        .unwrap_or_default()
                 ),
                 tone: "ok",
             });
@@ -489,7 +489,7 @@ async fn build_dashboard(state: &AppState, caller: &Caller) -> Result<DashboardP
                 } else {
                     "Session this week"
                 },
-                detail: when(a.starts_at),
+                detail: local_time(tz, a.starts_at),
                 tone: "plain",
             });
         }
@@ -553,6 +553,7 @@ pub async fn notes_page(
     let run = async {
         let id = client_of(&a)?;
         let p = a.caller.user.practice_id;
+        let tz = viewer_zone(&state, p).await;
         let notes = state.store.notes_for_client(p, id).await?;
         Ok::<_, ApiError>(NotesPage {
             nav: nav(&state, &a.caller).await,
@@ -570,7 +571,7 @@ pub async fn notes_page(
                         (Some(_), None) => "Signed",
                         (Some(_), Some(_)) => "Signed and co-signed",
                     },
-                    created: when(n.created_at),
+                    created: local_time(tz, n.created_at),
                 })
                 .collect(),
         })
@@ -611,6 +612,7 @@ pub async fn note_page(
     let run = async {
         let id = client_of(&a)?;
         let p = a.caller.user.practice_id;
+        let tz = viewer_zone(&state, p).await;
         let n = state
             .store
             .note(p, parse_uuid(&note)?)
@@ -639,11 +641,11 @@ pub async fn note_page(
                     text: n.body.text(s.key).to_string(),
                 })
                 .collect(),
-            signed: n.signed_at.map(when),
-            cosigned: n.cosigned_at.map(when),
+            signed: n.signed_at.map(|t| local_time(tz, t)),
+            cosigned: n.cosigned_at.map(|t| local_time(tz, t)),
             addenda: addenda
                 .into_iter()
-                .map(|x| (when(x.created_at), x.text))
+                .map(|x| (local_time(tz, x.created_at), x.text))
                 .collect(),
             can_cosign,
         })
@@ -848,6 +850,7 @@ pub async fn safety_plan_editor(
     let run = async {
         let id = client_of(&a)?;
         let p = a.caller.user.practice_id;
+        let tz = viewer_zone(&state, p).await;
         let versions = state.store.safety_plans(p, id).await?;
         let latest = versions.last();
         Ok::<_, ApiError>(SafetyPlanEditor {
@@ -859,7 +862,9 @@ pub async fn safety_plan_editor(
                 .map(|v| v.body.reasons_for_living.clone())
                 .unwrap_or_default(),
             version: latest.map_or(0, |v| v.version),
-            saved: latest.map(|v| when(v.created_at)).unwrap_or_default(),
+            saved: latest
+                .map(|v| local_time(tz, v.created_at))
+                .unwrap_or_default(),
             can_write: may(&a.caller, Action::WriteSafetyPlan, p, id),
         })
     };
@@ -916,6 +921,7 @@ pub async fn my_safety_plan(
 ) -> Response {
     let run = async {
         let id = client_of(&a)?;
+        let tz = viewer_zone(&state, a.caller.user.practice_id).await;
         let versions = state
             .store
             .safety_plans(a.caller.user.practice_id, id)
@@ -928,7 +934,9 @@ pub async fn my_safety_plan(
                 .map(|v| v.body.reasons_for_living.clone())
                 .unwrap_or_default(),
             version: latest.map_or(0, |v| v.version),
-            saved: latest.map(|v| when(v.created_at)).unwrap_or_default(),
+            saved: latest
+                .map(|v| local_time(tz, v.created_at))
+                .unwrap_or_default(),
         })
     };
     crate::pages::page(run.await)
@@ -946,7 +954,7 @@ pub struct HomeworkRow {
     pub reviewed: bool,
 }
 
-fn homework_row(k: &Knowledge, h: &Homework) -> HomeworkRow {
+fn homework_row(k: &Knowledge, tz: chrono_tz::Tz, h: &Homework) -> HomeworkRow {
     let template = k.technique(&h.technique).map(|t| &t.homework);
     let prompt = |name: &str| {
         template
@@ -968,7 +976,7 @@ fn homework_row(k: &Knowledge, h: &Homework) -> HomeworkRow {
             HomeworkStatus::Draft => "In progress",
             HomeworkStatus::Submitted => "Sent",
         },
-        assigned: when(h.assigned_at),
+        assigned: local_time(tz, h.assigned_at),
         answers: if h.status == HomeworkStatus::Submitted {
             h.answers
                 .fields
@@ -990,12 +998,55 @@ pub struct HomeworkPage {
     pub client_id: String,
     pub client: String,
     pub rows: Vec<HomeworkRow>,
-    /// (code, name — worksheet title) of techniques that carry a worksheet.
+    /// (code, label) of the accepted plan's items that carry a worksheet,
+    /// in plan order: offered first ("assign from plan items").
+    pub plan_options: Vec<(String, String)>,
+    /// (code, name — worksheet title) of every other technique that
+    /// carries a worksheet.
     pub options: Vec<(String, String)>,
     pub can_assign: bool,
 }
 
-/// `GET /clients/{id}/homework`: assign from the library, see what came back.
+/// The accepted plan's items that carry a worksheet, in plan order, each
+/// labelled with its phase and what it is for; removed items are left out.
+async fn plan_worksheets(
+    state: &AppState,
+    k: &Knowledge,
+    p: PracticeId,
+    id: ClientId,
+) -> Result<Vec<(String, String)>, ApiError> {
+    use tapestry_domain::plan::ItemStatus;
+    use tapestry_store::records::PlanStatus;
+    let versions = state.store.plan_versions(p, id).await?;
+    let Some(accepted) = versions
+        .iter()
+        .filter(|v| v.status == PlanStatus::Accepted)
+        .max_by_key(|v| v.version)
+    else {
+        return Ok(Vec::new());
+    };
+    Ok(accepted
+        .plan
+        .items
+        .iter()
+        .filter(|i| i.status != ItemStatus::Removed)
+        .filter_map(|i| {
+            let t = k.techniques.values().find(|t| t.code == i.code)?;
+            (t.homework.kind != "none" && !t.homework.fields.is_empty()).then(|| {
+                (
+                    t.code.clone(),
+                    format!(
+                        "{:?} · {} — {} (plan item)",
+                        i.phase, t.homework.title, t.name
+                    ),
+                )
+            })
+        })
+        .collect())
+}
+
+/// `GET /clients/{id}/homework`: assign from the accepted plan's items
+/// first, then from the library; see what came back.
 pub async fn homework_page(
     State(state): State<AppState>,
     Extension(a): Extension<Authorized>,
@@ -1005,6 +1056,7 @@ pub async fn homework_page(
         let p = a.caller.user.practice_id;
         let k = knowledge()?;
         let list = state.store.homework_for_client(p, id).await?;
+        let tz = viewer_zone(&state, p).await;
         let mut options: Vec<(String, String)> = k
             .techniques
             .values()
@@ -1012,11 +1064,14 @@ pub async fn homework_page(
             .map(|t| (t.code.clone(), format!("{} — {}", t.homework.title, t.name)))
             .collect();
         options.sort_by(|x, y| x.1.cmp(&y.1));
+        let plan_options = plan_worksheets(&state, &k, p, id).await?;
+        options.retain(|(code, _)| !plan_options.iter().any(|(c, _)| c == code));
         Ok::<_, ApiError>(HomeworkPage {
             nav: nav(&state, &a.caller).await,
             client_id: id.to_string(),
             client: client_name(&state, p, id).await,
-            rows: list.iter().map(|h| homework_row(&k, h)).collect(),
+            rows: list.iter().map(|h| homework_row(&k, tz, h)).collect(),
+            plan_options,
             options,
             can_assign: may(&a.caller, Action::AssignHomework, p, id),
         })
@@ -1104,13 +1159,14 @@ pub async fn my_homework(
     let run = async {
         let id = client_of(&a)?;
         let k = knowledge()?;
+        let tz = viewer_zone(&state, a.caller.user.practice_id).await;
         let list = state
             .store
             .homework_for_client(a.caller.user.practice_id, id)
             .await?;
         Ok::<_, ApiError>(MyHomework {
             nav: nav(&state, &a.caller).await,
-            rows: list.iter().map(|h| homework_row(&k, h)).collect(),
+            rows: list.iter().map(|h| homework_row(&k, tz, h)).collect(),
         })
     };
     crate::pages::page(run.await)
@@ -1638,6 +1694,7 @@ pub async fn access_log_page(
     Extension(a): Extension<Authorized>,
 ) -> Response {
     let run = async {
+        let tz = viewer_zone(&state, a.caller.user.practice_id).await;
         let Json(entries) = crate::clinical::ledger(&state, &a).await?;
         Ok::<_, ApiError>(AccessLogPage {
             nav: nav(&state, &a.caller).await,
@@ -1645,7 +1702,7 @@ pub async fn access_log_page(
                 .into_iter()
                 .rev()
                 .map(|e| AccessRow {
-                    at: when(e.at),
+                    at: local_time(tz, e.at),
                     who: match (e.actor_name, e.actor_role) {
                         (Some(n), Some(Role::Client)) => format!("{n} (you)"),
                         (Some(n), Some(r)) => format!("{n} ({})", r.as_str().replace('_', " ")),
@@ -1779,6 +1836,7 @@ pub async fn audit_page(
 ) -> Response {
     let run = async {
         let p = a.caller.user.practice_id;
+        let tz = viewer_zone(&state, p).await;
         let people = state.store.users_in_practice(p).await?;
         let events: Vec<_> = state
             .store
@@ -1793,7 +1851,7 @@ pub async fn audit_page(
             .rev()
             .take(500)
             .map(|e| AuditRow {
-                at: when(e.at),
+                at: local_time(tz, e.at),
                 who: e
                     .actor
                     .and_then(|u| people.iter().find(|x| x.id == u))

@@ -182,7 +182,6 @@ pub const RECORDS_ROUTES: &[RouteSpec] = &[
         Access::Action(Action::ReadPlan, OwnClientRecord),
     ),
     r("GET", "/static/records.css", Access::Public),
-    r("GET", "/static/records.js", Access::Public),
 ];
 
 /// Handlers of [`RECORDS_ROUTES`].
@@ -222,7 +221,6 @@ pub fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("GET", "/me/progress") => get(pages::my_progress),
         ("GET", "/me/plan") => get(pages::my_plan),
         ("GET", "/static/records.css") => get(pages::stylesheet),
-        ("GET", "/static/records.js") => get(pages::script),
         _ => return None,
     })
 }

@@ -1,7 +1,8 @@
 //! The clinician's chart pages (overview, measures, formulation, plan,
 //! session review, risk) and the client's "my progress" and "my plan".
-//! Server-rendered and readable without JavaScript; the forms are sent as
-//! JSON to the records API by `/static/records.js` (same origin, CSP-safe).
+//! Server-rendered; the forms are ordinary `<form method="post">` forms
+//! named by the form convention (crate::forms), so they work with and
+//! without JavaScript.
 //! Every piece of stored text is escaped with [`charts::escape`].
 
 use crate::charts::{self, escape as e, ChartPoint, ChartSpec};
@@ -34,6 +35,7 @@ pub struct Tab {
 #[derive(Template)]
 #[template(path = "records_chart.html")]
 pub struct ChartPage {
+    pub nav: crate::portal::Nav,
     pub name: String,
     pub subtitle: String,
     pub tab_title: String,
@@ -44,6 +46,7 @@ pub struct ChartPage {
 #[derive(Template)]
 #[template(path = "records_me.html")]
 pub struct MePage {
+    pub nav: crate::portal::Nav,
     pub title: String,
     pub subtitle: String,
     pub body: String,
@@ -87,6 +90,7 @@ async fn chart(
         return ApiError::not_found().to_html();
     };
     let practice = a.caller.user.practice_id;
+    let tz = crate::pages::viewer_zone(state, practice).await;
     let c = match state.store.client(practice, client).await {
         Ok(Some(c)) => c,
         Ok(None) => return ApiError::not_found().to_html(),
@@ -101,7 +105,7 @@ async fn chart(
         Some(ep) => format!(
             "Episode {} since {}",
             ep.status.as_str().replace('_', " "),
-            ep.opened_at.format("%-d %B %Y")
+            crate::pages::local_date(tz, ep.opened_at)
         ),
         None => "No episode of care yet".to_string(),
     };
@@ -111,6 +115,7 @@ async fn chart(
         .map(|(_, l)| *l)
         .unwrap_or("Overview");
     crate::pages::render(&ChartPage {
+        nav: crate::portal::nav(state, &a.caller).await,
         name: c.display_name,
         subtitle,
         tab_title: label.to_string(),
@@ -139,7 +144,12 @@ fn rc_text(rc: ReliableChange, higher_is_better: bool) -> &'static str {
     }
 }
 
-fn flags_html(flags: &[crate::records::FlagView], open_only: bool, with_forms: bool) -> String {
+fn flags_html(
+    flags: &[crate::records::FlagView],
+    tz: chrono_tz::Tz,
+    open_only: bool,
+    with_forms: bool,
+) -> String {
     let mut h = String::new();
     let list: Vec<_> = flags.iter().filter(|f| f.open || !open_only).collect();
     if list.is_empty() {
@@ -161,21 +171,21 @@ fn flags_html(flags: &[crate::records::FlagView], open_only: bool, with_forms: b
             c = f.colour,
             C = if f.colour == "red" { "Red" } else { "Amber" },
             what = e(&what),
-            at = f.raised_at.format("%-d %b %Y %H:%M"),
+            at = crate::pages::local_time(tz, f.raised_at),
             rule = e(&f.rule),
             action = e(&f.action),
         );
         if f.open && with_forms {
             let _ = write!(
                 h,
-                r#"<form class="stack" data-records="json" method="post" action="/api/v1/risk-flags/{id}/close"><label for="note-{id}">Closing note (required)</label><textarea id="note-{id}" name="note" required rows="3"></textarea><button type="submit">Close flag with this note</button></form>"#,
+                r#"<form class="stack" data-json="true" method="post" action="/api/v1/risk-flags/{id}/close"><label for="note-{id}">Closing note (required)</label><textarea id="note-{id}" name="note" required rows="3"></textarea><button type="submit">Close flag with this note</button></form>"#,
                 id = e(&f.id)
             );
         } else if let (Some(at), Some(note)) = (f.closed_at, &f.closing_note) {
             let _ = write!(
                 h,
                 r#"<p class="muted">Closed {} — {}</p>"#,
-                at.format("%-d %b %Y"),
+                crate::pages::local_date(tz, at),
                 e(note)
             );
         }
@@ -234,6 +244,7 @@ fn latest_table(view: &MeasuresView) -> String {
 pub async fn overview_body(state: &AppState, a: &Authorized) -> Result<String, ApiError> {
     let client = a.client_id.ok_or_else(ApiError::not_found)?;
     let practice = a.caller.user.practice_id;
+    let tz = crate::pages::viewer_zone(state, practice).await;
     let data = measure_data(state, practice, client).await?;
     let view = measures_view(state, &data);
     let plan = state
@@ -248,7 +259,7 @@ pub async fn overview_body(state: &AppState, a: &Authorized) -> Result<String, A
     let _ = write!(
         h,
         r#"<section class="card risk-summary" aria-labelledby="risk-h"><h2 id="risk-h">Open risk flags <span class="count">{open}</span></h2>{}</section>"#,
-        flags_html(&flags, true, false)
+        flags_html(&flags, tz, true, false)
     );
     let phase = match &plan {
         Some(p) => format!(
@@ -299,6 +310,7 @@ pub async fn measures_page(
     let body = async {
         let client = a.client_id.ok_or_else(ApiError::not_found)?;
         let practice = a.caller.user.practice_id;
+    let tz = crate::pages::viewer_zone(&state, practice).await;
         let data = measure_data(&state, practice, client).await?;
         let view = measures_view(&state, &data);
         let mut h = String::new();
@@ -374,7 +386,7 @@ pub async fn measures_page(
                     h,
                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     i + 1,
-                    p.submitted_at.format("%-d %b %Y"),
+                    crate::pages::local_date(tz, p.submitted_at),
                     p.total.map(|t| t.to_string()).unwrap_or_else(|| "incomplete".into()),
                     e(p.band.as_deref().unwrap_or("")),
                     if p.risk { "yes" } else { "" }
@@ -401,6 +413,7 @@ pub async fn formulation_page(
     let body = async {
         let client = a.client_id.ok_or_else(ApiError::not_found)?;
         let practice = a.caller.user.practice_id;
+    let tz = crate::pages::viewer_zone(&state, practice).await;
         let k = knowledge(&state)?;
         let versions = state.store.formulations(practice, client).await?;
         let current = versions.last();
@@ -415,7 +428,7 @@ pub async fn formulation_page(
                 Some(v) => format!(
                     "Version {} · {} · {}",
                     v.version,
-                    v.created_at.format("%-d %b %Y"),
+                    crate::pages::local_date(tz, v.created_at),
                     e(&v.reason)
                 ),
                 None => "No formulation yet. The plan is generated from it.".into(),
@@ -423,14 +436,14 @@ pub async fn formulation_page(
         );
         let _ = write!(
             h,
-            r#"<form class="stack formulation" data-records="formulation" method="post" action="/api/v1/clients/{client}/formulations"><fieldset><legend>Client</legend><label for="f-age">Age</label><input id="f-age" name="age" type="number" min="0" max="120" value="{age}" required></fieldset><fieldset><legend>Presenting problems</legend><p class="hint">The first ticked problem is the primary focus.</p>"#,
+            r#"<form class="stack formulation" data-json="true" method="post" action="/api/v1/clients/{client}/formulations"><fieldset><legend>Client</legend><label for="f-age">Age</label><input id="f-age" name="formulation.age:number" type="number" min="0" max="120" value="{age}" required></fieldset><fieldset><legend>Presenting problems</legend><p class="hint">The first ticked problem is the primary focus.</p><input type="hidden" name="formulation.presenting_problems[]" value="">"#,
             age = f.age
         );
         for p in &k.vocabulary.problems {
             let checked = f.presenting_problems.contains(&p.id);
             let _ = write!(
                 h,
-                r#"<label class="check"><input type="checkbox" name="presenting_problems" value="{id}"{c}> {label}</label>"#,
+                r#"<label class="check"><input type="checkbox" name="formulation.presenting_problems[]" value="{id}"{c}> {label}</label>"#,
                 id = e(&p.id),
                 c = if checked { " checked" } else { "" },
                 label = e(&p.label)
@@ -446,7 +459,7 @@ pub async fn formulation_page(
         ] {
             let _ = write!(
                 h,
-                r#"<label for="f-{name}">{label}</label><textarea id="f-{name}" name="five_ps.{name}" rows="3">{v}</textarea>"#,
+                r#"<label for="f-{name}">{label}</label><textarea id="f-{name}" name="formulation.five_ps.{name}:lines" rows="3">{v}</textarea>"#,
                 v = lines(list)
             );
         }
@@ -455,7 +468,7 @@ pub async fn formulation_page(
             let v = f.dimension_ratings.get(&d.id).copied();
             let _ = write!(
                 h,
-                r#"<label for="d-{id}">{label}<input id="d-{id}" name="dimension_ratings.{id}" type="number" min="0" max="10" value="{v}"></label>"#,
+                r#"<label for="d-{id}">{label}<input id="d-{id}" name="formulation.dimension_ratings.{id}:number" type="number" min="0" max="10" value="{v}"></label>"#,
                 id = e(&d.id),
                 label = e(&d.label),
                 v = v.map(|x| x.to_string()).unwrap_or_default()
@@ -463,7 +476,7 @@ pub async fn formulation_page(
         }
         let _ = write!(
             h,
-            r#"</div></fieldset><fieldset><legend>Client's goals and strengths</legend><label for="f-goals">Goals, in the client's words (one per line)</label><textarea id="f-goals" name="goals" rows="3">{}</textarea><label for="f-strengths">Strengths</label><textarea id="f-strengths" name="strengths" rows="2">{}</textarea><label for="f-prefer">Preferences: prefer (one per line)</label><textarea id="f-prefer" name="preferences.prefer" rows="2">{}</textarea><label for="f-avoid">Preferences: avoid</label><textarea id="f-avoid" name="preferences.avoid" rows="2">{}</textarea><label for="f-cultural">Cultural notes, as the client describes them</label><textarea id="f-cultural" name="cultural_notes" rows="2">{}</textarea></fieldset>"#,
+            r#"</div></fieldset><fieldset><legend>Client's goals and strengths</legend><label for="f-goals">Goals, in the client's words (one per line)</label><textarea id="f-goals" name="formulation.goals:lines" rows="3">{}</textarea><label for="f-strengths">Strengths</label><textarea id="f-strengths" name="formulation.strengths:lines" rows="2">{}</textarea><label for="f-prefer">Preferences: prefer (one per line)</label><textarea id="f-prefer" name="formulation.preferences.prefer:lines" rows="2">{}</textarea><label for="f-avoid">Preferences: avoid</label><textarea id="f-avoid" name="formulation.preferences.avoid:lines" rows="2">{}</textarea><label for="f-cultural">Cultural notes, as the client describes them</label><textarea id="f-cultural" name="formulation.cultural_notes:lines" rows="2">{}</textarea></fieldset>"#,
             lines(&f.goals),
             lines(&f.strengths),
             lines(&f.preferences.prefer),
@@ -474,7 +487,7 @@ pub async fn formulation_page(
         let sel = |name: &str, options: &[&str]| {
             let cur = style.get(name).and_then(|v| v.as_str()).unwrap_or("");
             let mut s = format!(
-                r#"<label for="s-{name}">{}</label><select id="s-{name}" name="style.{name}"><option value="">not assessed</option>"#,
+                r#"<label for="s-{name}">{}</label><select id="s-{name}" name="formulation.style.{name}:opt"><option value="">not assessed</option>"#,
                 name.replace('_', " ")
             );
             for o in options {
@@ -497,14 +510,14 @@ pub async fn formulation_page(
         for fl in &k.vocabulary.flags {
             let _ = write!(
                 h,
-                r#"<label class="check"><input type="checkbox" name="flags" value="{id}"{c}> {label}</label>"#,
+                r#"<label class="check"><input type="checkbox" name="formulation.flags[]" value="{id}"{c}> {label}</label>"#,
                 id = e(&fl.id),
                 c = if f.flags.contains(&fl.id) { " checked" } else { "" },
                 label = e(&fl.label)
             );
         }
         let risk = f.risk.level.as_str();
-        h.push_str(r#"</fieldset><fieldset><legend>Risk</legend><label for="f-risk">Assessed risk level</label><select id="f-risk" name="risk.level">"#);
+        h.push_str(r#"</fieldset><fieldset><legend>Risk</legend><label for="f-risk">Assessed risk level</label><select id="f-risk" name="formulation.risk.level">"#);
         for l in tapestry_domain::knowledge::RISK_SCALE {
             let _ = write!(
                 h,
@@ -514,7 +527,7 @@ pub async fn formulation_page(
         }
         let _ = write!(
             h,
-            r#"</select></fieldset><label for="f-reason">Reason for this version{}</label><input id="f-reason" name="reason" type="text"{}><button type="submit">Save as version {}</button></form></section>"#,
+            r#"</select></fieldset><label for="f-reason">Reason for this version{}</label><input id="f-reason" name="reason:opt" type="text"{}><button type="submit">Save as version {}</button></form></section>"#,
             if current.is_some() { " (required)" } else { "" },
             if current.is_some() { " required" } else { "" },
             current.map(|v| v.version + 1).unwrap_or(1)
@@ -526,7 +539,7 @@ pub async fn formulation_page(
                     h,
                     "<li>Version {} · {} · {}</li>",
                     v.version,
-                    v.created_at.format("%-d %b %Y %H:%M"),
+                    crate::pages::local_time(tz, v.created_at),
                     e(&v.reason)
                 );
             }
@@ -630,7 +643,7 @@ fn item_html(client: ClientId, version: u32, i: &PlanItem) -> String {
     }
     let _ = write!(
         h,
-        r#"<form class="decide" data-records="json" method="post" action="/api/v1/clients/{client}/plans/{version}/decisions"><input type="hidden" name="code" value="{code}"><label for="act-{code}">Decision on {code}</label><select id="act-{code}" name="action"><option value="accept">Accept</option><option value="edit">Edit</option><option value="remove">Remove</option></select><label for="chg-{code}">What changes (for edit)</label><input id="chg-{code}" name="change" type="text"><label for="rsn-{code}">Reason (required)</label><input id="rsn-{code}" name="reason" type="text" required><button type="submit">Record decision</button></form></li>"#,
+        r#"<form class="decide" data-json="true" method="post" action="/api/v1/clients/{client}/plans/{version}/decisions"><input type="hidden" name="code" value="{code}"><label for="act-{code}">Decision on {code}</label><select id="act-{code}" name="action"><option value="accept">Accept</option><option value="edit">Edit</option><option value="remove">Remove</option></select><label for="chg-{code}">What changes (for edit)</label><input id="chg-{code}" name="change:opt" type="text"><label for="rsn-{code}">Reason (required)</label><input id="rsn-{code}" name="reason" type="text" required><button type="submit">Record decision</button></form></li>"#,
         code = e(&i.code),
     );
     h
@@ -671,7 +684,7 @@ fn plan_html(client: ClientId, rec: &PlanRecord, editable: bool) -> String {
     if editable && rec.status == PlanStatus::Draft {
         let _ = write!(
             h,
-            r#"<form class="stack" data-records="json" method="post" action="/api/v1/clients/{client}/plans/{v}/decisions"><input type="hidden" name="action" value="accept_plan"><label for="accept-reason">Reason for accepting (required)</label><input id="accept-reason" name="reason" type="text" required><button type="submit">Accept this plan</button></form>"#,
+            r#"<form class="stack" data-json="true" method="post" action="/api/v1/clients/{client}/plans/{v}/decisions"><input type="hidden" name="action" value="accept_plan"><label for="accept-reason">Reason for accepting (required)</label><input id="accept-reason" name="reason" type="text" required><button type="submit">Accept this plan</button></form>"#,
             v = rec.version
         );
     }
@@ -721,7 +734,7 @@ fn plan_html(client: ClientId, rec: &PlanRecord, editable: bool) -> String {
     if editable {
         let _ = write!(
             h,
-            r#"<form class="stack" data-records="json" method="post" action="/api/v1/clients/{client}/plans/{v}/decisions"><input type="hidden" name="action" value="override"><label for="ov-code">Override an exclusion: technique code</label><input id="ov-code" name="code" type="text" required><label for="ov-phase">Phase</label><select id="ov-phase" name="phase"><option>P1</option><option>P2</option><option>P3</option><option>P0</option></select><label for="ov-reason">Reason (required)</label><input id="ov-reason" name="reason" type="text" required><button type="submit">Add over the exclusion</button></form>"#,
+            r#"<form class="stack" data-json="true" method="post" action="/api/v1/clients/{client}/plans/{v}/decisions"><input type="hidden" name="action" value="override"><label for="ov-code">Override an exclusion: technique code</label><input id="ov-code" name="code" type="text" required><label for="ov-phase">Phase</label><select id="ov-phase" name="phase"><option>P1</option><option>P2</option><option>P3</option><option>P0</option></select><label for="ov-reason">Reason (required)</label><input id="ov-reason" name="reason" type="text" required><button type="submit">Add over the exclusion</button></form>"#,
             v = rec.version
         );
     }
@@ -745,13 +758,14 @@ pub async fn plan_page(
     let body = async {
         let client = a.client_id.ok_or_else(ApiError::not_found)?;
         let practice = a.caller.user.practice_id;
+    let tz = crate::pages::viewer_zone(&state, practice).await;
         let versions = state.store.plan_versions(practice, client).await?;
         let editable = a.caller.actor.client_id.is_none();
         let mut h = String::new();
         if editable {
             let _ = write!(
                 h,
-                r#"<form class="inline" data-records="json" method="post" action="/api/v1/clients/{client}/plans"><button type="submit">Generate a new plan version</button> <span class="muted">from the latest formulation, measures and history</span></form>"#
+                r#"<form class="inline" data-json="true" method="post" action="/api/v1/clients/{client}/plans"><button type="submit">Generate a new plan version</button> <span class="muted">from the latest formulation, measures and history</span></form>"#
             );
         }
         let Some(latest) = versions.last() else {
@@ -774,7 +788,7 @@ pub async fn plan_page(
                 r#"<li>Version {} · {} · {} · {}{}</li>"#,
                 v.version,
                 status_label(v.status),
-                v.created_at.format("%-d %b %Y %H:%M"),
+                crate::pages::local_time(tz, v.created_at),
                 e(&origin),
                 if v.version > 1 {
                     format!(
@@ -851,12 +865,13 @@ pub async fn review_page(
     let body = async {
         let client = a.client_id.ok_or_else(ApiError::not_found)?;
         let practice = a.caller.user.practice_id;
+    let tz = crate::pages::viewer_zone(&state, practice).await;
         let reviews = state.store.session_reviews(practice, client).await?;
         let mut h = String::new();
         if a.caller.actor.client_id.is_none() {
             let _ = write!(
                 h,
-                r#"<section class="card"><h2>Review this session</h2><p class="muted">Uses the newest measures. List the techniques used today by code (for example T06, T12).</p><form class="stack" data-records="review" method="post" action="/api/v1/clients/{client}/session-review"><label for="r-tech">Techniques used (codes, separated by commas)</label><input id="r-tech" name="techniques" type="text"><button type="submit">Review session</button></form></section>"#
+                r#"<section class="card"><h2>Review this session</h2><p class="muted">Uses the newest measures. List the techniques used today by code (for example T06, T12).</p><form class="stack" data-json="true" method="post" action="/api/v1/clients/{client}/session-review"><label for="r-tech">Techniques used (codes, separated by commas)</label><input id="r-tech" name="techniques:csv" type="text"><button type="submit">Review session</button></form></section>"#
             );
         }
         if reviews.is_empty() {
@@ -867,7 +882,7 @@ pub async fn review_page(
             let _ = write!(
                 h,
                 r#"<section class="card review"><h2>Review of {}</h2><p class="muted">Techniques used: {}</p>"#,
-                r.created_at.format("%-d %b %Y %H:%M"),
+                crate::pages::local_time(tz, r.created_at),
                 e(&if r.content.techniques.is_empty() {
                     "none recorded".to_string()
                 } else {
@@ -940,6 +955,7 @@ pub async fn risk_page(
     let body = async {
         let client = a.client_id.ok_or_else(ApiError::not_found)?;
         let practice = a.caller.user.practice_id;
+    let tz = crate::pages::viewer_zone(&state, practice).await;
         let data = measure_data(&state, practice, client).await?;
         let flags = sorted_flags(&data.flags);
         let tasks: Vec<_> = tasks_for(&state, &a.caller)
@@ -951,7 +967,7 @@ pub async fn risk_page(
         let _ = write!(
             h,
             r#"<section class="card" aria-labelledby="flags-h"><h2 id="flags-h">Risk flags</h2><p class="muted">Flags are never closed automatically; an improving total does not hide them. Close a flag only with a note.</p>{}</section>"#,
-            flags_html(&flags, false, true)
+            flags_html(&flags, tz, false, true)
         );
         if let Some(episode) = &data.episode {
             h.push_str(&assessment_form(&state, client, episode.id));
@@ -967,7 +983,7 @@ pub async fn risk_page(
                     r#"<li><span class="pill pill-{c}">{c}</span> <strong>{}</strong> — {} <span class="muted">due {}</span></li>"#,
                     e(&t.title),
                     e(&t.detail),
-                    t.due_at.format("%-d %b %Y %H:%M"),
+                    crate::pages::local_time(tz, t.due_at),
                     c = t.colour
                 );
             }
@@ -981,7 +997,7 @@ pub async fn risk_page(
 }
 
 /// The structured risk assessment as a form, posted to the episode's assessments
-/// (`records.js` sends `answers` as a list of numbers, in item order).
+/// (`answers[]:number`: a list of numbers, in item order; docs/forms.md).
 fn assessment_form(
     state: &AppState,
     client: tapestry_domain::ids::ClientId,
@@ -993,7 +1009,7 @@ fn assessment_form(
     let mut h = String::new();
     let _ = write!(
         h,
-        r#"<section class="card" aria-labelledby="assess-h"><h2 id="assess-h">Structured risk assessment</h2><p class="muted">{} A high or imminent result raises a red flag and an immediate task.</p><form class="stack" data-records="assessment" method="post" action="/api/v1/clients/{client}/episodes/{episode}/assessments"><input type="hidden" name="instrument" value="{}">"#,
+        r#"<section class="card" aria-labelledby="assess-h"><h2 id="assess-h">Structured risk assessment</h2><p class="muted">{} A high or imminent result raises a red flag and an immediate task.</p><form class="stack" data-json="true" method="post" action="/api/v1/clients/{client}/episodes/{episode}/assessments"><input type="hidden" name="instrument" value="{}">"#,
         e(def.stem.as_deref().unwrap_or("")),
         e(&def.id)
     );
@@ -1001,7 +1017,7 @@ fn assessment_form(
         let n = item.number;
         let _ = write!(
             h,
-            r#"<label for="ra-{n}">{}</label><select id="ra-{n}" name="answers" required>"#,
+            r#"<label for="ra-{n}">{}</label><select id="ra-{n}" name="answers[]:number" required>"#,
             e(item.text.as_deref().unwrap_or(&item.id))
         );
         for o in def
@@ -1022,9 +1038,16 @@ fn assessment_form(
     h
 }
 
-fn me_page(title: &str, subtitle: &str, body: Result<String, ApiError>) -> Response {
+async fn me_page(
+    state: &AppState,
+    a: &Authorized,
+    title: &str,
+    subtitle: &str,
+    body: Result<String, ApiError>,
+) -> Response {
     match body {
         Ok(body) => crate::pages::render(&MePage {
+            nav: crate::portal::nav(state, &a.caller).await,
             title: title.into(),
             subtitle: subtitle.into(),
             body,
@@ -1116,10 +1139,13 @@ pub async fn my_progress(
     }
     .await;
     me_page(
+        &state,
+        &a,
         "My progress",
         "How your answers have changed since you started",
         body,
     )
+    .await
 }
 
 fn client_phase_text(p: Phase) -> (&'static str, &'static str) {
@@ -1207,10 +1233,13 @@ pub async fn my_plan(
     }
     .await;
     me_page(
+        &state,
+        &a,
         "My plan",
         "What we are working on together, step by step",
         body,
     )
+    .await
 }
 
 /// `/static/records.css`.
@@ -1219,16 +1248,6 @@ pub async fn stylesheet() -> Response {
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/css; charset=utf-8"),
-    );
-    r
-}
-
-/// `/static/records.js`.
-pub async fn script() -> Response {
-    let mut r = (StatusCode::OK, include_str!("../static/records.js")).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/javascript; charset=utf-8"),
     );
     r
 }

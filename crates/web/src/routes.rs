@@ -314,6 +314,15 @@ pub fn register(mut router: axum::Router<AppState>, state: &AppState) -> axum::R
                 guard,
             )),
         };
+        // Form posts are converted before the guard sees them (crate::forms).
+        let guarded = if crate::forms::accepts_forms(spec) {
+            guarded.layer(axum::middleware::from_fn_with_state(
+                (state.clone(), *spec),
+                crate::forms::accept_form,
+            ))
+        } else {
+            guarded
+        };
         router = router.route(spec.path, guarded);
     }
     router

@@ -1,19 +1,25 @@
 // Tapestry's only script (CSP: script-src 'self', no inline script).
-// Forms marked data-json are sent as JSON to their action with the CSRF
-// token; the sign-in steps (password, second factor or its first-time
-// enrolment) are walked here. No request ever leaves this origin.
+// Every page form is an ordinary <form method="post"> that works without
+// JavaScript (the server converts the post, crate::forms). Here, forms
+// marked data-json are enhanced: sent as JSON to their action with the
+// CSRF token, named by the same convention as the server's (docs/forms.md);
+// the sign-in steps (password, second factor or its first-time enrolment)
+// are walked here. No request ever leaves this origin.
 (function () {
   "use strict";
 
-  function csrf() {
-    return sessionStorage.getItem("csrf") || "";
+  // The page's forms carry the session's token in _csrf (stamped by the
+  // server); sessionStorage keeps the one from sign-in for forms without it.
+  function csrf(form) {
+    const field = form && form.querySelector("input[name=_csrf]");
+    return (field && field.value) || sessionStorage.getItem("csrf") || "";
   }
 
-  async function post(url, body) {
+  async function post(url, body, form) {
     const r = await fetch(url, {
       method: "POST",
       credentials: "same-origin",
-      headers: { "content-type": "application/json", "x-csrf-token": csrf() },
+      headers: { "content-type": "application/json", "x-csrf-token": csrf(form) },
       body: JSON.stringify(body),
     });
     let data = null;
@@ -36,6 +42,56 @@
     p.textContent = text;
   }
 
+  // The form convention (the server's crate::forms does the same): a.b
+  // nests, name[] collects an array, :number :bool :lines :csv :opt type.
+  function typed(kind, value) {
+    const v = String(value);
+    if (kind === "number") {
+      return v.trim() === "" ? undefined : Number(v);
+    }
+    if (kind === "bool") {
+      return ["on", "true", "yes", "1"].indexOf(v.trim().toLowerCase()) >= 0;
+    }
+    if (kind === "lines" || kind === "csv") {
+      const parts = kind === "lines" ? v.split(/\r?\n/) : v.split(/[,\r\n]/);
+      return parts.map(function (s) { return s.trim(); }).filter(function (s) { return s.length > 0; });
+    }
+    if (kind === "opt") {
+      return v.trim() === "" ? undefined : v.trim();
+    }
+    return v;
+  }
+
+  function put(root, name, value) {
+    let kind = "";
+    const colon = name.lastIndexOf(":");
+    if (colon >= 0) {
+      kind = name.slice(colon + 1);
+      name = name.slice(0, colon);
+    }
+    const array = name.slice(-2) === "[]";
+    if (array) {
+      name = name.slice(0, -2);
+    }
+    const path = name.split(".");
+    let obj = root;
+    for (let i = 0; i < path.length - 1; i++) {
+      if (typeof obj[path[i]] !== "object" || obj[path[i]] === null) {
+        obj[path[i]] = {};
+      }
+      obj = obj[path[i]];
+    }
+    const key = path[path.length - 1];
+    const v = typed(kind, value);
+    if (array) {
+      obj[key] = (obj[key] || []).concat(v === undefined || v === "" ? [] : v);
+    } else if (kind === "bool") {
+      obj[key] = obj[key] === true || v;
+    } else if (v !== undefined) {
+      obj[key] = v;
+    }
+  }
+
   function fields(form, submitter) {
     const out = {};
     let data;
@@ -45,7 +101,9 @@
       data = new FormData(form);
     }
     data.forEach(function (value, key) {
-      out[key] = value;
+      if (key.charAt(0) !== "_") {
+        put(out, key, value);
+      }
     });
     return out;
   }
@@ -86,7 +144,7 @@
       return;
     }
     ev.preventDefault();
-    const res = await post(form.getAttribute("action"), fields(form, ev.submitter));
+    const res = await post(form.getAttribute("action"), fields(form, ev.submitter), form);
     if (!res.ok) {
       const message = res.data && res.data.error ? res.data.error.message : "That did not work.";
       say(form, message);
@@ -103,8 +161,11 @@
       location.href = res.data.next;
     } else if (res.data && res.data.link) {
       say(form, "Give this link to the person (it works once): " + location.origin + res.data.link);
+    } else if (form.querySelector("input[name=_next]")) {
+      location.href = form.querySelector("input[name=_next]").value;
     } else {
-      say(form, "Done.");
+      // As without JavaScript: back to this page, now showing the change.
+      location.reload();
     }
   });
 
@@ -117,7 +178,7 @@
     });
     const qr = document.getElementById("qr");
     if (qr && location.hash === "#enrol") {
-      const res = await post("/api/v1/me/mfa/enrol", {});
+      const res = await post("/api/v1/me/mfa/enrol", {}, qr.closest("section"));
       if (res.ok) {
         // The QR code is drawn by the server (SVG, no third party).
         qr.innerHTML = res.data.qr_svg;

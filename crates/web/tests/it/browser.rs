@@ -3,8 +3,12 @@
 //!
 //! (a) the journey: the client signs in, completes intake and a PHQ-9 with
 //! item 9 above 0; the clinician signs in with TOTP and the dashboard shows
-//! the risk task first; the clinician writes a safety plan and assigns a
-//! thought record; the client completes it; the clinician signs a note.
+//! the risk task first; the clinician closes the risk flag with a note,
+//! writes a formulation, accepts the generated plan, writes a safety plan
+//! and assigns a thought record from the plan's items; the client completes
+//! it and answers a new PHQ-9; the session review shows an adaptation
+//! suggestion; the clinician signs a note.
+//! (a') with JavaScript off: sign-in and a questionnaire as plain form posts.
 //! (b) a crawl of every page as every role: no request to another origin, no
 //! console error, a title, a main landmark and labelled inputs everywhere.
 //! (c) screenshots of key pages at desktop and phone widths, saved under
@@ -26,7 +30,7 @@ use tapestry_domain::identity::totp::{self, TotpSecret};
 use tapestry_domain::user::User;
 use tokio::process::{Child, Command};
 
-const PASSWORD: &str = "violet harbour lantern 1987";
+pub(crate) const PASSWORD: &str = "violet harbour lantern 1987";
 
 fn find_tool(names: &[&str]) -> Option<PathBuf> {
     for name in names {
@@ -79,6 +83,16 @@ struct Browser {
 }
 
 async fn start(f: &Fixture, chromium: &Path, chromedriver: &Path) -> Browser {
+    start_with(f, chromium, chromedriver, &[]).await
+}
+
+/// [`start`] with extra Chromium arguments (e.g. scripting off).
+async fn start_with(
+    f: &Fixture,
+    chromium: &Path,
+    chromedriver: &Path,
+    extra_args: &[&str],
+) -> Browser {
     // The real router on a loopback port.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -99,17 +113,25 @@ async fn start(f: &Fixture, chromium: &Path, chromedriver: &Path) -> Browser {
     let driver_url = format!("http://127.0.0.1:{port}");
     let profile = tempfile::tempdir().unwrap();
     let mut caps = serde_json::Map::new();
+    let mut args = vec![
+        "--headless".to_string(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-quic".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--disable-dev-shm-usage".into(),
+        "--window-size=1280,800".into(),
+        format!("--user-data-dir={}", profile.path().display()),
+    ];
+    args.extend(extra_args.iter().map(|a| a.to_string()));
     caps.insert(
         "goog:chromeOptions".into(),
         json!({
             "binary": chromium.to_string_lossy(),
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1280,800",
-                format!("--user-data-dir={}", profile.path().display()),
-            ],
+            "args": args,
         }),
     );
     caps.insert(
@@ -164,7 +186,11 @@ impl Browser {
                 let _ = self.client.wait().for_element(Locator::Css("main")).await;
                 return;
             }
-            assert!(Instant::now() < deadline, "still on {p}, wanted {want}");
+            assert!(
+                Instant::now() < deadline,
+                "still on {p}, wanted {want}; page: {}",
+                self.client.source().await.unwrap_or_default()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -290,6 +316,22 @@ impl Browser {
         std::fs::create_dir_all(&dir).unwrap();
         for (label, w, h) in [("desktop", 1280, 800), ("phone", 390, 844)] {
             self.client.set_window_size(w, h).await.unwrap();
+            // The header never wraps: one line on a phone (the menu folds
+            // into a <details>), whatever the role's links.
+            let header = self
+                .client
+                .execute(
+                    "const h = document.querySelector('header.top'); return h ? h.getBoundingClientRect().height : 0;",
+                    vec![],
+                )
+                .await
+                .ok()
+                .and_then(|v| v.as_f64())
+                .unwrap_or(0.0);
+            assert!(
+                header <= 80.0,
+                "{name} ({label}): header is {header}px tall"
+            );
             let png = self.client.screenshot().await.unwrap();
             std::fs::write(dir.join(format!("{name}-{label}.png")), png).unwrap();
         }
@@ -297,7 +339,7 @@ impl Browser {
     }
 }
 
-async fn set_password(f: &Fixture, user: &User) {
+pub(crate) async fn set_password(f: &Fixture, user: &User) {
     let hash = hash_password(&NormalizedPassword::new(PASSWORD)).unwrap();
     f.store
         .set_password_hash(user.practice_id, user.id, &hash)
@@ -306,7 +348,7 @@ async fn set_password(f: &Fixture, user: &User) {
 }
 
 /// Enrols a confirmed TOTP factor and returns its secret.
-async fn enrol_totp(f: &Fixture, user: &User) -> TotpSecret {
+pub(crate) async fn enrol_totp(f: &Fixture, user: &User) -> TotpSecret {
     let secret = TotpSecret::generate();
     f.store
         .begin_totp_enrolment(user.practice_id, user.id, &secret)
@@ -407,8 +449,47 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
     );
     b.screenshot("dashboard").await;
 
-    // HOOK (records helper): risk assessment, formulation and plan
-    // acceptance go here, on /clients/{id} sections.
+    // 4b. The risk flag is closed with the clinician's note.
+    b.go(&format!("/clients/{a}/risk")).await;
+    b.fill(
+        "main form textarea[name=note]",
+        "Phoned the same day: passive thoughts, no plan or intent. Safety plan agreed.",
+    )
+    .await;
+    b.submit_same_page("main form.stack button[type=submit]")
+        .await;
+    b.screenshot("risk-closed").await;
+
+    // 4c. A formulation: depression, strongly cognitive, in the client's words.
+    b.go(&format!("/clients/{a}/formulation")).await;
+    b.fill("#f-age", "34").await;
+    b.click(r#"input[name="formulation.presenting_problems[]"][value=depression]"#)
+        .await;
+    b.fill(
+        "#f-perpetuating",
+        "Harsh self-criticism\nWithdrawing from friends",
+    )
+    .await;
+    b.fill("#d-cognitive", "9").await;
+    b.fill("#f-goals", "Enjoy weekends again").await;
+    b.submit_same_page("form.formulation button[type=submit]")
+        .await;
+    b.wait_text("main", "Version 1").await;
+    b.screenshot("formulation").await;
+
+    // 4d. A plan generated from it, then accepted with a reason.
+    b.go(&format!("/clients/{a}/plan")).await;
+    b.submit_same_page("main form.inline button[type=submit]")
+        .await;
+    b.fill(
+        "#accept-reason",
+        "Discussed with the client; fits their goals.",
+    )
+    .await;
+    b.submit_same_page("#accept-reason ~ button[type=submit]")
+        .await;
+    b.wait_text("main", "accepted").await;
+    b.screenshot("plan").await;
 
     // 5. The safety plan.
     b.go(&format!("/clients/{a}/safety-plan")).await;
@@ -426,8 +507,15 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
     b.wait_text("main", "Version 1").await;
     b.screenshot("safety-plan-editor").await;
 
-    // 6. A thought record from the technique library.
+    // 6. A thought record, assigned from the accepted plan's items.
     b.go(&format!("/clients/{a}/homework")).await;
+    let from_plan = b
+        .text(r#"#technique optgroup[label="From the accepted plan"]"#)
+        .await;
+    assert!(
+        from_plan.contains("Thought record"),
+        "the plan's items come first: {from_plan}"
+    );
     b.client
         .find(Locator::Css("#technique"))
         .await
@@ -450,7 +538,9 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
     b.wait_text("main h1", "Thought record").await;
     let first_field = b
         .client
-        .find(Locator::Css("#worksheet textarea, #worksheet input"))
+        .find(Locator::Css(
+            "#worksheet textarea, #worksheet input:not([type=hidden])",
+        ))
         .await
         .unwrap();
     first_field
@@ -462,8 +552,25 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
     b.wait_path("/me/homework").await;
     b.wait_text("main", "Sent").await;
 
-    // HOOK (records helper): new measures arrive and the session review
-    // shows an adaptation suggestion.
+    // 7b. New measures arrive: a PHQ-9 far below intake.
+    b.go("/me/measures/phq9").await;
+    for item in 1..=items {
+        b.click(&format!("input[name=item_{item}][value='0']"))
+            .await;
+    }
+    b.click("#measure button[type=submit]").await;
+    b.wait_path("/me/measures").await;
+    b.sign_out().await;
+
+    // 7c. The session review after the new measures suggests an adaptation.
+    clinician_sign_in(&b, &f, &secret).await;
+    b.go(&format!("/clients/{a}/review")).await;
+    b.fill("#r-tech", "T04").await;
+    b.submit_same_page("main form.stack button[type=submit]")
+        .await;
+    b.wait_text("ul.suggestions", "Early, large improvement")
+        .await;
+    b.screenshot("session-review").await;
     b.sign_out().await;
 
     // 8. The clinician sees it returned and signs a note.
@@ -500,6 +607,83 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
         .filter(|e| e["level"] == "SEVERE")
         .collect();
     assert!(errors.is_empty(), "console errors: {errors:?}");
+    b.client.close().await.unwrap();
+}
+
+async fn stored_submissions(f: &Fixture) -> usize {
+    let mut n = 0;
+    for e in f
+        .store
+        .episodes_for_client(f.practice.id, f.client_a.id)
+        .await
+        .unwrap()
+    {
+        n += f
+            .store
+            .submissions_for_episode(f.practice.id, e.id)
+            .await
+            .unwrap()
+            .len();
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_javascript_off_a_client_signs_in_and_sends_a_questionnaire() {
+    let Some((chromium, driver)) = tools("no-javascript") else {
+        return;
+    };
+    let f = fixture().await;
+    set_password(&f, f.user("client_a")).await;
+    let b = start_with(
+        &f,
+        &chromium,
+        &driver,
+        &["--blink-settings=scriptEnabled=false"],
+    )
+    .await;
+    let before = stored_submissions(&f).await;
+    // Sign-in is a plain form post: the cookie comes with a 303 to /me.
+    b.sign_in("client_a@example.org").await;
+    b.wait_path("/me").await;
+    assert!(b.text("main h1").await.contains("Hello"));
+    // A PHQ-9, answered by clicking and sent by the browser itself.
+    b.go("/me/measures/phq9").await;
+    let items = b
+        .client
+        .find_all(Locator::Css("fieldset.item"))
+        .await
+        .unwrap()
+        .len();
+    for item in 1..=items {
+        b.click(&format!("input[name=item_{item}][value='1']"))
+            .await;
+    }
+    b.click("#measure button[type=submit]").await;
+    b.wait_path("/me/measures").await;
+    b.screenshot("no-javascript-measures").await;
+    // On a phone the menu is one button that opens without JavaScript.
+    b.client.set_window_size(390, 844).await.unwrap();
+    let link = b
+        .client
+        .find(Locator::Css(".nav-sheet a[href='/me/safety-plan']"))
+        .await
+        .unwrap();
+    assert!(!link.is_displayed().await.unwrap(), "closed at first");
+    b.click("details.nav-narrow summary").await;
+    assert!(link.is_displayed().await.unwrap(), "open after one tap");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("screenshots");
+    std::fs::write(
+        dir.join("phone-menu-open-phone.png"),
+        b.client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    b.client.set_window_size(1280, 800).await.unwrap();
+    let after = stored_submissions(&f).await;
+    assert_eq!(after, before + 1, "the questionnaire was stored once");
     b.client.close().await.unwrap();
 }
 

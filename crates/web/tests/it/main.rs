@@ -6,6 +6,7 @@ mod browser;
 mod canary;
 mod fixture;
 mod flows;
+mod forms;
 mod lifecycle;
 mod matching;
 mod matrix;

@@ -17,7 +17,7 @@ const OWN_RECORD: [u16; 9] = [401, 200, 200, 403, 403, 403, 403, 403, 403];
 
 pub fn expected(spec: &RouteSpec) -> Option<[u16; 9]> {
     Some(match (spec.method, spec.path) {
-        ("GET", "/static/records.css" | "/static/records.js") => [200; 9],
+        ("GET", "/static/records.css") => [200; 9],
         // Only the client answers their own questionnaires; `{episode}` is not an episode.
         ("POST", "/api/v1/clients/{id}/episodes/{episode}/submissions") => {
             [401, 404, 404, 403, 403, 404, 403, 403, 403]

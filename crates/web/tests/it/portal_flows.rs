@@ -289,3 +289,68 @@ async fn intake_saves_and_continues_and_staff_are_sent_to_their_start_page() {
     let me = call(&f.state, "GET", "/me", f.login("practice_admin"), None).await;
     assert_eq!(me.headers["location"], "/practice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn homework_is_assigned_from_the_accepted_plans_items_first() {
+    let f = fixture().await;
+    let a = f.client_a.id;
+    let t = f.login("treating");
+    let page = format!("/clients/{a}/homework");
+    // No accepted plan yet: the library only, and the page says why.
+    let before = call(&f.state, "GET", &page, t, None).await;
+    assert!(!before.body.contains("From the accepted plan"));
+    assert!(before.body.contains("accept a plan to see its items first"));
+    let r = call(
+        &f.state,
+        "POST",
+        &format!("/api/v1/clients/{a}/formulations"),
+        t,
+        Some(
+            r#"{"formulation":{"age":34,"presenting_problems":["depression"],"dimension_ratings":{"cognitive":9}}}"#,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = call(
+        &f.state,
+        "POST",
+        &format!("/api/v1/clients/{a}/plans"),
+        t,
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // A draft plan is not offered: only an accepted one is the plan in force.
+    let draft = call(&f.state, "GET", &page, t, None).await;
+    assert!(!draft.body.contains("From the accepted plan"));
+    let r = call(
+        &f.state,
+        "POST",
+        &format!("/api/v1/clients/{a}/plans/1/decisions"),
+        t,
+        Some(r#"{"action":"accept_plan","reason":"Agreed with the client"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let after = call(&f.state, "GET", &page, t, None).await;
+    let body = &after.body;
+    let plan_at = body
+        .find("From the accepted plan")
+        .expect("plan items group");
+    let library_at = body.find("The whole library").expect("library group");
+    assert!(plan_at < library_at, "the plan's items come first");
+    let plan_group = &body[plan_at..library_at];
+    assert!(plan_group.contains("(plan item)"));
+    // Each worksheet is offered once: a plan item is not repeated below.
+    for code in plan_group
+        .split(r#"<option value=""#)
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap())
+    {
+        assert_eq!(
+            body.matches(&format!(r#"<option value="{code}""#)).count(),
+            1,
+            "{code} offered once"
+        );
+    }
+}
