@@ -22,7 +22,8 @@
 //! - [`fields_to_json`]: the one naming convention (below).
 //!
 //! Naming convention: `a.b` nests objects; a name ending in `[]` collects
-//! every value into an array (empty values skipped); a `:type` suffix types
+//! every value into an array (empty values skipped); `rows[0].x`, `rows[1].x`
+//! make an array of objects in index order (a row left empty is dropped); a `:type` suffix types
 //! the value: `:number` (empty = left out), `:bool` (checkbox: `on`, `true`,
 //! `yes`, `1` are true; several values: true if any is), `:lines` (one item
 //! per line, blank lines dropped), `:csv` (items separated by commas or
@@ -169,14 +170,9 @@ pub fn fields_to_json(pairs: &[(String, String)]) -> Result<Value, FormError> {
             Some(p) => (p, true),
             None => (path, false),
         };
-        let segments: Vec<&str> = path.split('.').collect();
-        if name.len() > MAX_NAME
-            || segments
-                .iter()
-                .any(|s| s.is_empty() || s.contains(['[', ']']))
-        {
+        let Some(segments) = segments_of(path).filter(|_| name.len() <= MAX_NAME) else {
             return Err(FormError::BadName(name.clone()));
-        }
+        };
         let typed = typed(name, kind, value)?;
         let Some((last, parents)) = segments.split_last() else {
             return Err(FormError::BadName(name.clone()));
@@ -223,7 +219,73 @@ pub fn fields_to_json(pairs: &[(String, String)]) -> Result<Value, FormError> {
             }
         }
     }
-    Ok(Value::Object(root))
+    fold_indexed(Value::Object(root), "form")
+}
+
+/// The path of a field name: `a.b[2].c` is `a`, `b`, `[2]`, `c`. An index is
+/// one to three digits; any other bracket, or an empty segment, is `None`.
+fn segments_of(path: &str) -> Option<Vec<&str>> {
+    let mut out = Vec::new();
+    for seg in path.split('.') {
+        let (base, index) = match seg.find('[') {
+            Some(open) => (seg.get(..open)?, Some(seg.get(open..)?)),
+            None => (seg, None),
+        };
+        if base.is_empty() || base.contains(']') {
+            return None;
+        }
+        out.push(base);
+        if let Some(index) = index {
+            let digits = index.strip_prefix('[')?.strip_suffix(']')?;
+            if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            out.push(index);
+        }
+    }
+    Some(out)
+}
+
+/// The index of an `[n]` key, which only indexed names can make.
+fn index_key(key: &str) -> Option<usize> {
+    key.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
+}
+
+/// Objects built from indexed names (`rows[0].x`, `rows[1].x`) become
+/// arrays in index order; an entry left with nothing in it (every field of a
+/// blank row empty) is dropped, so blank rows add nothing. `at` names the
+/// group for an error: indexed and plain names mixed in one group.
+fn fold_indexed(value: Value, at: &str) -> Result<Value, FormError> {
+    let Value::Object(map) = value else {
+        return Ok(value);
+    };
+    let indexed = map.keys().filter(|k| index_key(k).is_some()).count();
+    if indexed == 0 {
+        let mut out = Map::new();
+        for (k, v) in map {
+            let folded = fold_indexed(v, &k)?;
+            out.insert(k, folded);
+        }
+        return Ok(Value::Object(out));
+    }
+    if indexed != map.len() {
+        return Err(FormError::Conflict(at.to_string()));
+    }
+    let mut entries: Vec<(usize, Value)> = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        let i = index_key(&k).unwrap_or(usize::MAX);
+        entries.push((i, fold_indexed(v, at)?));
+    }
+    entries.sort_by_key(|(i, _)| *i);
+    Ok(Value::Array(
+        entries
+            .into_iter()
+            .map(|(_, v)| v)
+            .filter(|v| !matches!(v, Value::Object(m) if m.is_empty()))
+            .filter(|v| !matches!(v, Value::String(s) if s.is_empty()))
+            .collect(),
+    ))
 }
 
 fn typed(name: &str, kind: Kind, value: &str) -> Result<Option<Value>, FormError> {
@@ -645,6 +707,56 @@ mod tests {
                 "reason": "new scores",
             })
         );
+    }
+
+    #[test]
+    fn indexed_rows_become_arrays_of_objects_and_blank_rows_vanish() {
+        let got = fields_to_json(&pairs(&[
+            ("licences[1].number:opt", "B-2"),
+            ("licences[0].jurisdiction:opt", "CA-ON"),
+            ("licences[0].number:opt", "A-1"),
+            ("licences[1].jurisdiction:opt", "US-NY"),
+            ("licences[2].jurisdiction:opt", ""),
+            ("licences[2].number:opt", ""),
+            ("availability.intervals[0].day:number", "0"),
+            ("availability.intervals[0].start_minute:number", "540"),
+            ("availability.intervals[1].day:number", ""),
+            ("notes[0]", "kept"),
+            ("notes[1]", ""),
+        ]))
+        .unwrap();
+        assert_eq!(
+            got,
+            json!({
+                "licences": [
+                    {"jurisdiction": "CA-ON", "number": "A-1"},
+                    {"jurisdiction": "US-NY", "number": "B-2"}
+                ],
+                "availability": {"intervals": [{"day": 0, "start_minute": 540}]},
+                "notes": ["kept"]
+            })
+        );
+        // Every row blank: the array is still there, empty.
+        assert_eq!(
+            fields_to_json(&pairs(&[("rows[0].x:opt", ""), ("rows[1].x:number", "")])).unwrap(),
+            json!({"rows": []})
+        );
+        // Mixed indexed and plain names, bad indexes and stray brackets are refused.
+        for bad in [
+            vec![("a[0].x", "1"), ("a.y", "2")],
+            vec![("a[x].y", "1")],
+            vec![("a[1000].y", "1")],
+            vec![("a[].y", "1")],
+            vec![("a]0[.y", "1")],
+            vec![("a[0]b.y", "1")],
+        ] {
+            assert!(fields_to_json(&pairs(&bad)).is_err(), "{bad:?}");
+        }
+        // The same row field twice is a duplicate.
+        assert!(matches!(
+            fields_to_json(&pairs(&[("a[0].x", "1"), ("a[0].x", "2")])),
+            Err(FormError::Duplicate(_))
+        ));
     }
 
     #[test]

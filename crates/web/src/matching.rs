@@ -35,7 +35,7 @@ use tapestry_domain::matching::instant::{
 use tapestry_domain::matching::outcomes::{self, FinishedEpisode};
 use tapestry_domain::matching::profile::{
     Capacity, ClinicianProfile, DomainOutcome, Format, IdentityCharacteristics, Licence,
-    OutcomeNorms, OutcomeRating, Population, ProblemDomain, WeeklyAvailability,
+    OutcomeNorms, OutcomeRating, Population, ProblemDomain, WeeklyAvailability, JURISDICTIONS,
 };
 use tapestry_domain::matching::rematch::{self, Feedback, RematchRule, RematchSuggestion};
 use tapestry_domain::matching::waitlist::{self, QueueEntry, Reading, Waiting, WaitlistPolicy};
@@ -263,6 +263,205 @@ struct ProfilePage {
     capacity: String,
     accepts_risk: bool,
     outcomes: Vec<String>,
+    edit: ProfileForm,
+}
+
+/// One choice of a select or a checkbox group.
+struct Choice {
+    value: String,
+    label: String,
+    chosen: bool,
+}
+
+/// One licence row of the profile form.
+struct LicenceRow {
+    jurisdictions: Vec<Choice>,
+    number: String,
+    expires_on: String,
+}
+
+/// One weekly-hours row of the profile form.
+struct IntervalRow {
+    days: Vec<Choice>,
+    starts: Vec<Choice>,
+    ends: Vec<Choice>,
+}
+
+/// The profile form, filled with the stored profile (blank rows to add more).
+struct ProfileForm {
+    licences: Vec<LicenceRow>,
+    languages: String,
+    approaches: String,
+    formats: Vec<Choice>,
+    specialties: Vec<Choice>,
+    populations: Vec<Choice>,
+    caseload_limit: String,
+    new_clients_per_week: String,
+    accepts_risk: bool,
+    utc_offset_minutes: String,
+    intervals: Vec<IntervalRow>,
+    identity_consent: bool,
+    identity: String,
+}
+
+/// Blank rows offered after the stored ones.
+const BLANK_LICENCE_ROWS: usize = 2;
+const BLANK_INTERVAL_ROWS: usize = 3;
+const DAY_NAMES: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
+/// The JSON name of an enum value (its serde form), as the API expects it.
+fn wire_name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// `none` first (an empty value, "not chosen"), then every value.
+fn choices(
+    values: impl Iterator<Item = (String, String)>,
+    chosen: Option<&str>,
+    none: bool,
+) -> Vec<Choice> {
+    let mut out = Vec::new();
+    if none {
+        out.push(Choice {
+            value: String::new(),
+            label: "—".into(),
+            chosen: chosen.is_none(),
+        });
+    }
+    out.extend(values.map(|(value, label)| Choice {
+        chosen: chosen == Some(value.as_str()),
+        value,
+        label,
+    }));
+    out
+}
+
+/// Half-hour steps from 00:00 to 24:00, valued in minutes after midnight.
+fn time_choices(chosen: Option<u16>) -> Vec<Choice> {
+    let times = (0..=48u16).map(|h| {
+        let m = h * 30;
+        (m.to_string(), format!("{:02}:{:02}", m / 60, m % 60))
+    });
+    choices(times, chosen.map(|m| m.to_string()).as_deref(), true)
+}
+
+impl ProfileForm {
+    fn new(p: Option<&ClinicianProfile>) -> ProfileForm {
+        let jurisdictions = |code: Option<&str>| {
+            choices(
+                JURISDICTIONS
+                    .iter()
+                    .map(|(c, n)| (c.to_string(), format!("{n} ({c})"))),
+                code,
+                true,
+            )
+        };
+        let mut licences: Vec<LicenceRow> = p
+            .map(|p| p.licences.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|l| LicenceRow {
+                jurisdictions: jurisdictions(Some(&l.jurisdiction)),
+                number: l.number.clone(),
+                expires_on: l.expires_on.to_string(),
+            })
+            .collect();
+        licences.extend((0..BLANK_LICENCE_ROWS).map(|_| LicenceRow {
+            jurisdictions: jurisdictions(None),
+            number: String::new(),
+            expires_on: String::new(),
+        }));
+        let days = |day: Option<u8>| {
+            choices(
+                DAY_NAMES
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| (i.to_string(), d.to_string())),
+                day.map(|d| d.to_string()).as_deref(),
+                true,
+            )
+        };
+        let mut intervals: Vec<IntervalRow> = p
+            .map(|p| p.availability.intervals.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|i| IntervalRow {
+                days: days(Some(i.day)),
+                starts: time_choices(Some(i.start_minute)),
+                ends: time_choices(Some(i.end_minute)),
+            })
+            .collect();
+        intervals.extend((0..BLANK_INTERVAL_ROWS).map(|_| IntervalRow {
+            days: days(None),
+            starts: time_choices(None),
+            ends: time_choices(None),
+        }));
+        let boxes = |all: Vec<(String, String)>, have: Vec<String>| -> Vec<Choice> {
+            all.into_iter()
+                .map(|(value, label)| Choice {
+                    chosen: have.contains(&value),
+                    value,
+                    label,
+                })
+                .collect()
+        };
+        let have = |f: &dyn Fn(&ClinicianProfile) -> Vec<String>| p.map(f).unwrap_or_default();
+        ProfileForm {
+            licences,
+            languages: p.map(|p| p.languages.join(", ")).unwrap_or_default(),
+            approaches: p.map(|p| p.approaches.join(", ")).unwrap_or_default(),
+            formats: boxes(
+                Format::ALL
+                    .iter()
+                    .map(|f| (wire_name(f), f.label().to_string()))
+                    .collect(),
+                have(&|p| p.formats.iter().map(wire_name).collect()),
+            ),
+            specialties: boxes(
+                ProblemDomain::ALL
+                    .iter()
+                    .map(|d| (wire_name(d), d.label().to_string()))
+                    .collect(),
+                have(&|p| p.specialties.iter().map(wire_name).collect()),
+            ),
+            populations: boxes(
+                Population::ALL
+                    .iter()
+                    .map(|x| (wire_name(x), x.label().to_string()))
+                    .collect(),
+                have(&|p| p.populations.iter().map(wire_name).collect()),
+            ),
+            caseload_limit: p
+                .map(|p| p.capacity.caseload_limit.to_string())
+                .unwrap_or_default(),
+            new_clients_per_week: p
+                .map(|p| p.capacity.new_clients_per_week.to_string())
+                .unwrap_or_default(),
+            accepts_risk: p.is_some_and(|p| p.accepts_risk),
+            utc_offset_minutes: p
+                .map(|p| p.availability.utc_offset_minutes.to_string())
+                .unwrap_or_else(|| "0".into()),
+            intervals,
+            identity_consent: p
+                .and_then(|p| p.identity.as_ref())
+                .is_some_and(|i| i.consent_to_show),
+            identity: p
+                .and_then(|p| p.identity.as_ref())
+                .map(|i| i.characteristics.join(", "))
+                .unwrap_or_default(),
+        }
+    }
 }
 
 async fn own_profile_page(
@@ -293,6 +492,7 @@ async fn own_profile_page(
             capacity: String::new(),
             accepts_risk: false,
             outcomes: vec![],
+            edit: ProfileForm::new(None),
         },
         Some(p) => ProfilePage {
             name: p.display_name.clone(),
@@ -337,6 +537,7 @@ async fn own_profile_page(
                 .iter()
                 .map(|o| outcome_line(o, norms.expected(o.domain)))
                 .collect(),
+            edit: ProfileForm::new(Some(p)),
         },
     };
     crate::pages::render(&page)

@@ -43,7 +43,8 @@
   }
 
   // The form convention (the server's crate::forms does the same): a.b
-  // nests, name[] collects an array, :number :bool :lines :csv :opt type.
+  // nests, name[] collects an array, rows[0].x rows[1].x make an array of
+  // objects, :number :bool :lines :csv :opt type.
   function typed(kind, value) {
     const v = String(value);
     if (kind === "number") {
@@ -73,7 +74,19 @@
     if (array) {
       name = name.slice(0, -2);
     }
-    const path = name.split(".");
+    // rows[2].x is the path rows, [2], x; fold() makes the rows an array.
+    const path = [];
+    name.split(".").forEach(function (seg) {
+      const m = /^([^\[\]]+)(\[\d{1,3}\])?$/.exec(seg);
+      if (m) {
+        path.push(m[1]);
+        if (m[2]) {
+          path.push(m[2]);
+        }
+      } else {
+        path.push(seg);
+      }
+    });
     let obj = root;
     for (let i = 0; i < path.length - 1; i++) {
       if (typeof obj[path[i]] !== "object" || obj[path[i]] === null) {
@@ -92,6 +105,26 @@
     }
   }
 
+  // Objects made of [n] keys become arrays in index order, without the
+  // rows left empty (as the server does).
+  function fold(value) {
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      return value;
+    }
+    const keys = Object.keys(value);
+    const indexed = keys.filter(function (k) { return /^\[\d{1,3}\]$/.test(k); });
+    if (indexed.length === 0 || indexed.length !== keys.length) {
+      keys.forEach(function (k) { value[k] = fold(value[k]); });
+      return value;
+    }
+    return indexed
+      .sort(function (a, b) { return parseInt(a.slice(1), 10) - parseInt(b.slice(1), 10); })
+      .map(function (k) { return fold(value[k]); })
+      .filter(function (v) {
+        return v !== "" && !(typeof v === "object" && v !== null && !Array.isArray(v) && Object.keys(v).length === 0);
+      });
+  }
+
   function fields(form, submitter) {
     const out = {};
     let data;
@@ -105,7 +138,7 @@
         put(out, key, value);
       }
     });
-    return out;
+    return fold(out);
   }
 
   function signedIn(d) {

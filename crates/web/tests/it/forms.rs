@@ -8,7 +8,7 @@ use crate::browser::{enrol_totp, set_password, PASSWORD};
 use crate::fixture::*;
 use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, LOCATION, ORIGIN, REFERER, SET_COOKIE};
 use tapestry_domain::clock::Clock as _;
-use tapestry_domain::identity::totp;
+use tapestry_domain::identity::totp::{self, TotpSecret};
 
 /// A browser without JavaScript: follows nothing by itself, keeps the
 /// session cookie, posts forms as `application/x-www-form-urlencoded`.
@@ -153,6 +153,144 @@ fn see_other(p: &Page, to: &str) {
     assert_eq!(p.location(), to, "{}", p.body);
 }
 
+/// The treating clinician signs in without JavaScript: password, then the
+/// second factor, each a 303; the session token rotates.
+async fn sign_in_clinician(f: &Fixture, base: &str, secret: &TotpSecret) -> Agent {
+    let mut clinician = Agent::new(base);
+    let r = clinician
+        .post(
+            "/sign-in",
+            "/api/v1/session",
+            &[("email", "treating@example.org"), ("password", PASSWORD)],
+            &[],
+        )
+        .await;
+    see_other(&r, "/mfa");
+    let first_cookie = clinician.cookie.clone();
+    f.clock.advance(chrono::Duration::seconds(60));
+    let code = totp::code_at(secret, f.clock.now()).unwrap();
+    let r = clinician
+        .submit("/mfa", "/api/v1/session/mfa", &[("code", &code)])
+        .await;
+    see_other(&r, "/me");
+    assert_ne!(clinician.cookie, first_cookie, "the session token rotates");
+    see_other(&clinician.get("/me").await, "/dashboard");
+    clinician
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clinician_keeps_their_matching_profile_with_plain_form_posts() {
+    let f = fixture().await;
+    set_password(&f, f.user("treating")).await;
+    let secret = enrol_totp(&f, f.user("treating")).await;
+    let base = serve(&f).await;
+    let mut clinician = sign_in_clinician(&f, &base, &secret).await;
+    let page = "/me/matching-profile";
+    let action = "/api/v1/me/matching-profile";
+    let form = clinician.get(page).await;
+    assert!(form.body.contains("Create your profile"), "{}", form.body);
+    // The page offers blank rows: two licences, three weekly intervals.
+    assert!(form.body.contains(r#"name="licences[1].number:opt""#));
+    assert!(form
+        .body
+        .contains(r#"name="availability.intervals[2].day:number""#));
+
+    let good: Vec<(&str, &str)> = vec![
+        ("licences[0].jurisdiction:opt", "CA-ON"),
+        ("licences[0].number:opt", "ON-4711"),
+        ("licences[0].expires_on:opt", "2031-03-31"),
+        ("licences[1].jurisdiction:opt", ""),
+        ("licences[1].number:opt", ""),
+        ("licences[1].expires_on:opt", ""),
+        ("languages:csv", "en, es"),
+        ("formats[]", ""),
+        ("formats[]", "video"),
+        ("formats[]", "phone"),
+        ("approaches:csv", "cbt, act"),
+        ("specialties[]", ""),
+        ("specialties[]", "anxiety"),
+        ("populations[]", ""),
+        ("populations[]", "adults"),
+        ("caseload_limit:number", "20"),
+        ("new_clients_per_week:number", "3"),
+        ("accepts_risk:bool", "false"),
+        ("accepts_risk:bool", "true"),
+        ("availability.utc_offset_minutes:number", "-300"),
+        ("availability.intervals[0].day:number", "0"),
+        ("availability.intervals[0].start_minute:number", "540"),
+        ("availability.intervals[0].end_minute:number", "720"),
+        ("availability.intervals[1].day:number", "2"),
+        ("availability.intervals[1].start_minute:number", "780"),
+        ("availability.intervals[1].end_minute:number", "1020"),
+        ("availability.intervals[2].day:number", ""),
+        ("availability.intervals[2].start_minute:number", ""),
+        ("availability.intervals[2].end_minute:number", ""),
+        ("identity.characteristics:csv", ""),
+        ("identity.consent_to_show:bool", "false"),
+    ];
+    let r = clinician.submit(page, action, &good).await;
+    see_other(&r, page);
+    let stored = f
+        .store
+        .matching_profile(f.practice.id, f.user("treating").id, f.clock.now())
+        .await
+        .unwrap()
+        .expect("the profile is stored");
+    let p = &stored.profile;
+    assert_eq!(p.licences.len(), 1, "the blank licence row adds nothing");
+    assert_eq!(p.licences[0].jurisdiction, "CA-ON");
+    assert_eq!(p.languages, vec!["en", "es"]);
+    assert_eq!(p.availability.intervals.len(), 2);
+    assert_eq!(p.availability.utc_offset_minutes, -300);
+    assert!(p.accepts_risk);
+    assert_eq!(p.capacity.caseload_limit, 20);
+    // The page now shows it, filled in for the next edit.
+    let shown = clinician.get(page).await;
+    assert!(shown.body.contains("Edit your profile"));
+    assert!(shown.body.contains(r#"value="ON-4711""#));
+
+    // Bad profiles: an error page naming the field, the stored profile unchanged.
+    let with = |field: &'static str, value: &'static str| -> Vec<(&'static str, &'static str)> {
+        good.iter()
+            .map(|(k, v)| if *k == field { (*k, value) } else { (*k, *v) })
+            .collect()
+    };
+    for (fields, names) in [
+        (
+            with("availability.intervals[1].day:number", "0"),
+            "availability",
+        ),
+        (with("caseload_limit:number", "-1"), "caseload_limit"),
+        (with("licences[0].jurisdiction:opt", "XX-ZZ"), "licences"),
+        (with("caseload_limit:number", "twenty"), "caseload_limit"),
+    ] {
+        let mut fields = fields;
+        if names == "availability" {
+            // Monday 09:00–12:00 and Monday 13:00–17:00 do not overlap; make them.
+            fields = fields
+                .into_iter()
+                .map(|(k, v)| {
+                    if k == "availability.intervals[1].start_minute:number" {
+                        (k, "600")
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect();
+        }
+        let r = clinician.submit(page, action, &fields).await;
+        assert!(r.status >= 400, "{names}: {} {}", r.status, r.body);
+        assert!(r.body.contains(names), "{names}: {}", r.body);
+        let after = f
+            .store
+            .matching_profile(f.practice.id, f.user("treating").id, f.clock.now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(after.profile, stored.profile, "{names}: nothing changed");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_journey_works_with_plain_form_posts_and_a_cookie() {
     let f = fixture().await;
@@ -208,26 +346,7 @@ async fn the_journey_works_with_plain_form_posts_and_a_cookie() {
     // The guard audited the clinical write exactly once.
     assert_eq!(f.store.count_audit_events().await.unwrap(), before + 1);
 
-    // The clinician: password, then the second factor, each a 303.
-    let mut clinician = Agent::new(&base);
-    let r = clinician
-        .post(
-            "/sign-in",
-            "/api/v1/session",
-            &[("email", "treating@example.org"), ("password", PASSWORD)],
-            &[],
-        )
-        .await;
-    see_other(&r, "/mfa");
-    let first_cookie = clinician.cookie.clone();
-    f.clock.advance(chrono::Duration::seconds(60));
-    let code = totp::code_at(&secret, f.clock.now()).unwrap();
-    let r = clinician
-        .submit("/mfa", "/api/v1/session/mfa", &[("code", &code)])
-        .await;
-    see_other(&r, "/me");
-    assert_ne!(clinician.cookie, first_cookie, "the session token rotates");
-    see_other(&clinician.get("/me").await, "/dashboard");
+    let mut clinician = sign_in_clinician(&f, &base, &secret).await;
 
     // The risk task is first on the caseload.
     let dash = clinician.get("/dashboard").await;
