@@ -768,7 +768,7 @@ mod tests {
             (vec![("a", "1"), ("a.b", "2")], "a.b"),
             (vec![("a..b", "1")], "a..b"),
             (vec![("a:date", "1")], "a:date"),
-            (vec![("a[0]", "1")], "a[0]"),
+            (vec![("a[0x]", "1")], "a[0x]"),
         ];
         for (list, field) in cases {
             let e = fields_to_json(&pairs(&list)).unwrap_err();
