@@ -1075,7 +1075,11 @@ mod tests {
             assert_eq!(authorize(&facilitator, action, &theirs), Decision::Allow);
         }
         // Facilitating gives nothing else of the member's record.
-        for action in [Action::ReadNotes, Action::ReadClinicalRecord, Action::ReadMeasures] {
+        for action in [
+            Action::ReadNotes,
+            Action::ReadClinicalRecord,
+            Action::ReadMeasures,
+        ] {
             assert_eq!(authorize(&facilitator, action, &theirs), Decision::Deny);
         }
         // Another clinician's group (owner is that facilitator): denied.

@@ -463,7 +463,13 @@ mod tests {
     }
 
     fn programme(capacity: u32) -> GroupProgramme {
-        GroupProgramme::new(PracticeId::random(), UserId::random(), spec(capacity), now()).unwrap()
+        GroupProgramme::new(
+            PracticeId::random(),
+            UserId::random(),
+            spec(capacity),
+            now(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -514,7 +520,10 @@ mod tests {
             Err(GroupError::AlreadyMember)
         );
         let mb = admit_member(&g, &[ma], b, now()).unwrap();
-        assert_eq!(admit_member(&g, &[ma, mb], c, now()), Err(GroupError::Full(2)));
+        assert_eq!(
+            admit_member(&g, &[ma, mb], c, now()),
+            Err(GroupError::Full(2))
+        );
         // Someone who left frees the place and may come back.
         let left = Membership {
             left_at: Some(now()),
@@ -542,10 +551,12 @@ mod tests {
                 .to_string()
                 .starts_with("starts_at:")
         );
-        assert!(GroupSession::schedule(&g, start, 1000, Format::Video, now())
-            .unwrap_err()
-            .to_string()
-            .starts_with("minutes:"));
+        assert!(
+            GroupSession::schedule(&g, start, 1000, Format::Video, now())
+                .unwrap_err()
+                .to_string()
+                .starts_with("minutes:")
+        );
     }
 
     #[test]
@@ -577,10 +588,17 @@ mod tests {
         let mut cancelled = s.clone();
         cancelled.status = AppointmentStatus::Cancelled;
         assert!(check_attendance(&cancelled, Some(&m), Attendance::Present, during).is_err());
-        for a in [Attendance::Present, Attendance::Absent, Attendance::Cancelled] {
+        for a in [
+            Attendance::Present,
+            Attendance::Absent,
+            Attendance::Cancelled,
+        ] {
             assert_eq!(Attendance::parse(a.as_str()).unwrap(), a);
         }
-        assert!(Attendance::parse("late").unwrap_err().to_string().starts_with("status:"));
+        assert!(Attendance::parse("late")
+            .unwrap_err()
+            .to_string()
+            .starts_with("status:"));
     }
 
     #[test]
