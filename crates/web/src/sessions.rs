@@ -8,11 +8,15 @@
 //! * [`video`]: join tokens bound to appointment and person, ephemeral TURN
 //!   credentials, the in-process rooms (waiting room, admission, signalling
 //!   relay) and live chat whose transcript is sealed into the record.
+//! * [`groups`]: group programmes (roster, capacity, group sessions on the
+//!   facilitators' calendars, attendance, sealed per-member notes) and their
+//!   pages.
 //! * [`messages`]: threads between a client and their care team,
 //!   attachments, read state, the reply-time promise, urgent-language
 //!   screening and the JSON export.
 
 pub mod booking;
+pub mod groups;
 pub mod messages;
 pub mod video;
 
@@ -98,7 +102,7 @@ const fn r(method: &'static str, path: &'static str, access: Access) -> RouteSpe
 }
 
 use Access::{Action as A, Public};
-use Target::{ClientInPath, OwnAccount};
+use Target::{ClientInPath, GroupInPath, GroupMemberInPath, OwnAccount, OwnClientRecord};
 
 /// The sessions area's routes.
 pub const SESSIONS_ROUTES: &[RouteSpec] = &[
@@ -212,6 +216,78 @@ pub const SESSIONS_ROUTES: &[RouteSpec] = &[
         "/api/v1/clients/{id}/messages/reply-promise",
         A(Action::SendMessage, ClientInPath),
     ),
+    // --- group programmes ---
+    r(
+        "GET",
+        "/api/v1/me/groups",
+        A(Action::ReadSchedule, OwnAccount),
+    ),
+    r("GET", "/groups", A(Action::ReadSchedule, OwnAccount)),
+    r(
+        "POST",
+        "/api/v1/groups",
+        A(Action::ManageSchedule, OwnAccount),
+    ),
+    r(
+        "POST",
+        "/api/v1/me/groups/{group}/join",
+        A(Action::ManageSchedule, OwnClientRecord),
+    ),
+    r(
+        "POST",
+        "/api/v1/me/groups/{group}/leave",
+        A(Action::ManageSchedule, OwnClientRecord),
+    ),
+    r(
+        "GET",
+        "/api/v1/groups/{group}",
+        A(Action::ReadSchedule, GroupInPath),
+    ),
+    r(
+        "GET",
+        "/groups/{group}",
+        A(Action::ReadSchedule, GroupInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/groups/{group}/members",
+        A(Action::ManageSchedule, GroupInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/groups/{group}/members/{client}/remove",
+        A(Action::ManageSchedule, GroupInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/groups/{group}/sessions",
+        A(Action::ManageSchedule, GroupInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/groups/{group}/sessions/{session}/cancel",
+        A(Action::ManageSchedule, GroupInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/groups/{group}/sessions/{session}/attendance",
+        A(Action::ManageSchedule, GroupInPath),
+    ),
+    r(
+        "GET",
+        "/api/v1/groups/{group}/members/{client}/notes",
+        A(Action::ReadGroupMember, GroupMemberInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/groups/{group}/members/{client}/notes",
+        A(Action::WriteGroupNote, GroupMemberInPath),
+    ),
+    r(
+        "GET",
+        "/groups/{group}/members/{client}",
+        A(Action::ReadGroupMember, GroupMemberInPath),
+    ),
 ];
 
 /// The handler of each row of [`SESSIONS_ROUTES`].
@@ -255,6 +331,25 @@ pub fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("POST", "/api/v1/clients/{id}/messages/reply-promise") => {
             post(messages::set_reply_promise)
         }
+        ("GET", "/api/v1/me/groups") => get(groups::my_groups),
+        ("GET", "/groups") => get(groups::groups_page),
+        ("POST", "/api/v1/groups") => post(groups::create_group),
+        ("POST", "/api/v1/me/groups/{group}/join") => post(groups::join_self),
+        ("POST", "/api/v1/me/groups/{group}/leave") => post(groups::leave_self),
+        ("GET", "/api/v1/groups/{group}") => get(groups::group_detail),
+        ("GET", "/groups/{group}") => get(groups::group_page),
+        ("POST", "/api/v1/groups/{group}/members") => post(groups::add_member),
+        ("POST", "/api/v1/groups/{group}/members/{client}/remove") => post(groups::remove_member),
+        ("POST", "/api/v1/groups/{group}/sessions") => post(groups::schedule_session),
+        ("POST", "/api/v1/groups/{group}/sessions/{session}/cancel") => {
+            post(groups::cancel_session)
+        }
+        ("POST", "/api/v1/groups/{group}/sessions/{session}/attendance") => {
+            post(groups::record_attendance)
+        }
+        ("GET", "/api/v1/groups/{group}/members/{client}/notes") => get(groups::member_record),
+        ("POST", "/api/v1/groups/{group}/members/{client}/notes") => post(groups::write_note),
+        ("GET", "/groups/{group}/members/{client}") => get(groups::member_page),
         _ => return None,
     })
 }

@@ -292,14 +292,26 @@ async fn busy_of(
     to: DateTime<Utc>,
     ignore: Option<AppointmentId>,
 ) -> Result<Vec<Interval>, ApiError> {
-    Ok(state
+    let practice = a.caller.user.practice_id;
+    let mut busy: Vec<Interval> = state
         .store
-        .appointments_for_clinician(a.caller.user.practice_id, clinician, from, to)
+        .appointments_for_clinician(practice, clinician, from, to)
         .await?
         .into_iter()
         .filter(|x| x.holds_slot() && Some(x.id) != ignore)
         .map(|x| x.interval())
-        .collect())
+        .collect();
+    // Group sessions the clinician facilitates hold their time too.
+    busy.extend(
+        state
+            .store
+            .group_sessions_for_clinician(practice, clinician, from, to)
+            .await?
+            .into_iter()
+            .filter(|g| g.status == AppointmentStatus::Booked)
+            .map(|g| g.interval()),
+    );
+    Ok(busy)
 }
 
 async fn clinician_schedule(

@@ -280,6 +280,11 @@ pub async fn fingerprint(store: &SqliteStore) -> String {
         "formulations",
         "plan_versions",
         "session_reviews",
+        "group_programmes",
+        "group_members",
+        "group_sessions",
+        "group_attendance",
+        "group_notes",
     ] {
         let cols: Vec<String> = sqlx::query(&format!("PRAGMA table_info({table})"))
             .fetch_all(store.pool())
@@ -337,6 +342,11 @@ pub async fn pg_fingerprint(store: &tapestry_store::PgStore) -> String {
         "formulations",
         "plan_versions",
         "session_reviews",
+        "group_programmes",
+        "group_members",
+        "group_sessions",
+        "group_attendance",
+        "group_notes",
     ] {
         let row = sqlx::query(&format!(
             "SELECT COUNT(*) AS n, COALESCE(md5(string_agg(t::text, '|' ORDER BY t::text)), '') AS s FROM {table} t"

@@ -5,6 +5,7 @@ mod browser;
 mod canary;
 mod fixture;
 mod flows;
+mod groups;
 mod lifecycle;
 mod matching;
 mod matrix;
