@@ -288,6 +288,18 @@ pub const SESSIONS_ROUTES: &[RouteSpec] = &[
         "/groups/{group}/members/{client}",
         A(Action::ReadGroupMember, GroupMemberInPath),
     ),
+    // A group session's room: its facilitators and current members (the
+    // handler checks which; the join token binds session and person).
+    r(
+        "POST",
+        "/api/v1/groups/{group}/sessions/{session}/join",
+        A(Action::ReadSchedule, OwnAccount),
+    ),
+    r(
+        "GET",
+        "/groups/{group}/sessions/{session}/room",
+        A(Action::ReadSchedule, OwnAccount),
+    ),
 ];
 
 /// The handler of each row of [`SESSIONS_ROUTES`].
@@ -350,6 +362,10 @@ pub fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("GET", "/api/v1/groups/{group}/members/{client}/notes") => get(groups::member_record),
         ("POST", "/api/v1/groups/{group}/members/{client}/notes") => post(groups::write_note),
         ("GET", "/groups/{group}/members/{client}") => get(groups::member_page),
+        ("POST", "/api/v1/groups/{group}/sessions/{session}/join") => {
+            post(video::issue_group_join_token)
+        }
+        ("GET", "/groups/{group}/sessions/{session}/room") => get(video::group_room_page),
         _ => return None,
     })
 }

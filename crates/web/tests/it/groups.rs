@@ -354,3 +354,221 @@ async fn group_writes_refuse_server_set_and_malformed_fields() {
     }
     assert_eq!(before, f.fingerprint().await);
 }
+
+/// A client of the practice with an account, signed in.
+async fn member_with_login(f: &Fixture, name: &str) -> (Client, Login) {
+    let u = tapestry_domain::user::User::new(
+        f.practice.id,
+        &format!("{}@example.org", name.to_lowercase().replace(' ', ".")),
+        name,
+        tapestry_domain::user::Role::Client,
+        t0(),
+    )
+    .unwrap();
+    f.store.insert_user(&u, None).await.unwrap();
+    let mut c = Client::new(f.practice.id, name, None, None, t0()).unwrap();
+    c.user_id = Some(u.id);
+    f.store.insert_client(&c).await.unwrap();
+    (c, session_for(&f.state, &u, true).await)
+}
+
+/// A video group run by the treating clinician with a session starting in
+/// five minutes; returns (group id, session id).
+pub(crate) async fn group_session_now(f: &Fixture, members: &[&Client]) -> (String, String) {
+    let a = call(
+        &f.state,
+        "POST",
+        "/api/v1/groups",
+        f.login("treating"),
+        Some(r#"{"name":"Skills group","kind":"skills","capacity":8}"#),
+    )
+    .await;
+    let g = json(&a.body)["id"].as_str().unwrap().to_string();
+    for m in members {
+        let r = call(
+            &f.state,
+            "POST",
+            &format!("/api/v1/groups/{g}/members"),
+            f.login("treating"),
+            Some(&format!(r#"{{"client_id":"{}"}}"#, m.id)),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let body = format!(
+        r#"{{"starts_at":"{}","minutes":60,"format":"video"}}"#,
+        (t0() + Duration::minutes(5)).to_rfc3339()
+    );
+    let s = call(
+        &f.state,
+        "POST",
+        &format!("/api/v1/groups/{g}/sessions"),
+        f.login("treating"),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(s.status, 201, "{}", s.body);
+    (g, json(&s.body)["id"].as_str().unwrap().to_string())
+}
+
+async fn group_token(f: &Fixture, login: Option<&Login>, g: &str, s: &str) -> Answer_ {
+    call(
+        &f.state,
+        "POST",
+        &format!("/api/v1/groups/{g}/sessions/{s}/join"),
+        login,
+        Some("{}"),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_room_admits_members_as_a_mesh_and_refuses_outsiders_and_the_seventh() {
+    use crate::sessions::{connect, next_of, send, serve, token_of};
+    let f = fixture().await;
+    let addr = serve(&f).await;
+    let mut extra = Vec::new();
+    for name in ["Cora Doe", "Dev Roe", "Eli Poe", "Fay Loe", "Gus Outsider"] {
+        extra.push(member_with_login(&f, name).await);
+    }
+    let members: Vec<&Client> = [&f.client_a, &f.client_b]
+        .into_iter()
+        .chain(extra.iter().take(4).map(|(c, _)| c))
+        .collect();
+    let (g, s) = group_session_now(&f, &members).await;
+
+    // Outsiders get no token: a client who is not a member, a clinician who
+    // does not facilitate, the practice admin, another practice.
+    let (_, outsider) = &extra[4];
+    assert_eq!(group_token(&f, Some(outsider), &g, &s).await.status, 403);
+    for who in ["non_treating", "practice_admin"] {
+        assert_eq!(
+            group_token(&f, f.login(who), &g, &s).await.status,
+            403,
+            "{who}"
+        );
+    }
+    assert_eq!(
+        group_token(&f, f.login("other_practice"), &g, &s)
+            .await
+            .status,
+        404
+    );
+    // A member's token altered to name the outsider does not open the room.
+    let a_token = token_of(&group_token(&f, f.login("client_a"), &g, &s).await);
+    let outsider_user = f
+        .store
+        .client(f.practice.id, extra[4].0.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .user_id
+        .unwrap();
+    let forged = a_token.replacen(
+        &f.user("client_a").id.to_string(),
+        &outsider_user.to_string(),
+        1,
+    );
+    assert_eq!(connect(addr, &forged).await.err(), Some(403));
+
+    // The facilitator hosts; two members wait, are admitted, and meet as a mesh.
+    let mut host = connect(
+        addr,
+        &token_of(&group_token(&f, f.login("treating"), &g, &s).await),
+    )
+    .await
+    .unwrap();
+    let host_id = next_of(&mut host, "hello").await["id"].as_u64().unwrap();
+    let mut a = connect(addr, &a_token).await.unwrap();
+    let a_id = next_of(&mut a, "hello").await["id"].as_u64().unwrap();
+    next_of(&mut a, "waiting").await;
+    let mut b = connect(
+        addr,
+        &token_of(&group_token(&f, f.login("client_b"), &g, &s).await),
+    )
+    .await
+    .unwrap();
+    let b_id = next_of(&mut b, "hello").await["id"].as_u64().unwrap();
+    next_of(&mut b, "waiting").await;
+    next_of(&mut host, "knock").await;
+    send(&mut host, serde_json::json!({"type":"admit"})).await;
+    // A is admitted first: the host offers to A. Then B: host and A offer to B.
+    let j = next_of(&mut host, "peer_joined").await;
+    assert_eq!(
+        (j["id"].as_u64(), j["initiator"].as_bool()),
+        (Some(a_id), Some(true))
+    );
+    let j = next_of(&mut a, "peer_joined").await;
+    assert_eq!(
+        (j["id"].as_u64(), j["initiator"].as_bool()),
+        (Some(host_id), Some(false))
+    );
+    let j = next_of(&mut host, "peer_joined").await;
+    assert_eq!(
+        (j["id"].as_u64(), j["initiator"].as_bool()),
+        (Some(b_id), Some(true))
+    );
+    let j = next_of(&mut a, "peer_joined").await;
+    assert_eq!(
+        (j["id"].as_u64(), j["initiator"].as_bool()),
+        (Some(b_id), Some(true))
+    );
+    let mut b_peers = vec![
+        next_of(&mut b, "peer_joined").await["id"].as_u64().unwrap(),
+        next_of(&mut b, "peer_joined").await["id"].as_u64().unwrap(),
+    ];
+    b_peers.sort_unstable();
+    let mut want = vec![host_id, a_id];
+    want.sort_unstable();
+    assert_eq!(b_peers, want);
+    // A signal addressed to B reaches B, marked as from A.
+    let offer = serde_json::json!({"sdp":{"type":"offer","sdp":"v=0 fake"}});
+    send(
+        &mut a,
+        serde_json::json!({"type":"signal","to":b_id,"data":offer}),
+    )
+    .await;
+    let got = next_of(&mut b, "signal").await;
+    assert_eq!((got["from"].as_u64(), &got["data"]), (Some(a_id), &offer));
+    // No group chat transcript: chat is refused in group rooms.
+    send(
+        &mut a,
+        serde_json::json!({"type":"chat","text":"hello all"}),
+    )
+    .await;
+    assert!(next_of(&mut a, "error").await["message"]
+        .as_str()
+        .unwrap()
+        .contains("not available in group rooms"));
+
+    // Fill the room to six (host + five members); the seventh is refused,
+    // at the socket (a token issued earlier) and at the token.
+    let seventh_token = token_of(&group_token(&f, Some(&extra[3].1), &g, &s).await);
+    let mut more = Vec::new();
+    for (_, login) in extra.iter().take(3) {
+        let t = token_of(&group_token(&f, Some(login), &g, &s).await);
+        more.push(connect(addr, &t).await.unwrap());
+    }
+    for ws in more.iter_mut() {
+        next_of(ws, "hello").await;
+    }
+    assert_eq!(
+        f.state
+            .online
+            .rooms
+            .occupancy(tapestry_domain::schedule::AppointmentId::from_uuid(
+                s.parse().unwrap()
+            )),
+        6
+    );
+    assert_eq!(connect(addr, &seventh_token).await.err(), Some(409));
+    let refused = group_token(&f, Some(&extra[3].1), &g, &s).await;
+    assert_eq!(refused.status, 409);
+    assert!(refused.body.contains("at most 6"), "{}", refused.body);
+    // Someone leaves: the others hear which participant, and the place is free.
+    drop(b);
+    let left = next_of(&mut host, "peer_left").await;
+    assert_eq!(left["id"].as_u64(), Some(b_id));
+    let mut seventh = connect(addr, &seventh_token).await.unwrap();
+    next_of(&mut seventh, "hello").await;
+}

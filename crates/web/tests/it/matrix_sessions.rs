@@ -73,7 +73,8 @@ pub fn expected(spec: &RouteSpec) -> Option<[u16; 9]> {
             "/api/v1/groups/{group}"
             | "/groups/{group}"
             | "/api/v1/groups/{group}/members/{client}/notes"
-            | "/groups/{group}/members/{client}",
+            | "/groups/{group}/members/{client}"
+            | "/groups/{group}/sessions/{session}/room",
         )
         | (
             "POST",
@@ -82,7 +83,8 @@ pub fn expected(spec: &RouteSpec) -> Option<[u16; 9]> {
             | "/api/v1/groups/{group}/sessions"
             | "/api/v1/groups/{group}/sessions/{session}/cancel"
             | "/api/v1/groups/{group}/sessions/{session}/attendance"
-            | "/api/v1/groups/{group}/members/{client}/notes",
+            | "/api/v1/groups/{group}/members/{client}/notes"
+            | "/api/v1/groups/{group}/sessions/{session}/join",
         ) => [401, 404, 404, 404, 404, 404, 404, 404, 404],
         _ => return None,
     })
@@ -117,7 +119,8 @@ pub fn body_for(spec: &RouteSpec) -> Option<&'static str> {
             "/api/v1/me/groups/{group}/join"
             | "/api/v1/me/groups/{group}/leave"
             | "/api/v1/groups/{group}/members/{client}/remove"
-            | "/api/v1/groups/{group}/sessions/{session}/cancel",
+            | "/api/v1/groups/{group}/sessions/{session}/cancel"
+            | "/api/v1/groups/{group}/sessions/{session}/join",
         ) => "{}",
         ("POST", "/api/v1/groups/{group}/members") => {
             r#"{"client_id":"00000000-0000-0000-0000-000000000000"}"#
