@@ -18,6 +18,7 @@
 pub mod booking;
 pub mod groups;
 pub mod messages;
+pub mod pages;
 pub mod video;
 
 use crate::routes::{Access, RouteSpec, Target};
@@ -87,6 +88,22 @@ impl Default for SessionsState {
     }
 }
 
+/// A number sent as a JSON number or as form text ("8"): forms send every
+/// value as text.
+pub(crate) fn flexible_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    use serde::Deserialize as _;
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Num(u32),
+        Text(String),
+    }
+    match N::deserialize(d)? {
+        N::Num(n) => Ok(n),
+        N::Text(t) => t.trim().parse().map_err(serde::de::Error::custom),
+    }
+}
+
 /// The body of a write route that takes no fields: `{}` (anything else,
 /// such as a smuggled `practice_id`, is refused with 422).
 #[derive(serde::Deserialize)]
@@ -102,12 +119,42 @@ const fn r(method: &'static str, path: &'static str, access: Access) -> RouteSpe
 }
 
 use Access::{Action as A, Public};
-use Target::{ClientInPath, GroupInPath, GroupMemberInPath, OwnAccount, OwnClientRecord};
+use Target::{
+    ClientInPath, EachClient, GroupInPath, GroupMemberInPath, OwnAccount, OwnClientRecord,
+};
 
 /// The sessions area's routes.
 pub const SESSIONS_ROUTES: &[RouteSpec] = &[
     r("GET", "/static/video.js", Public),
     r("GET", "/static/chat.js", Public),
+    r("GET", "/static/messages.js", Public),
+    // --- pages over the booking and messages API ---
+    r(
+        "GET",
+        "/clients/{id}/booking",
+        A(Action::ReadSchedule, ClientInPath),
+    ),
+    r(
+        "GET",
+        "/me/appointments",
+        A(Action::ReadSchedule, OwnClientRecord),
+    ),
+    r("GET", "/schedule", A(Action::ReadSchedule, OwnAccount)),
+    r(
+        "GET",
+        "/clients/{id}/messages",
+        A(Action::ReadMessages, ClientInPath),
+    ),
+    r(
+        "GET",
+        "/me/messages",
+        A(Action::ReadMessages, OwnClientRecord),
+    ),
+    r(
+        "GET",
+        "/messages",
+        A(Action::ReadClientDirectory, EachClient),
+    ),
     // The clinician's calendar feed: the secret is the token in the URL
     // (`/calendar/<token>.ics`).
     r("GET", "/calendar/{token}", Public),
@@ -307,6 +354,11 @@ pub fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
     Some(match (spec.method, spec.path) {
         ("GET", "/static/video.js") => get(video::video_script),
         ("GET", "/static/chat.js") => get(video::chat_script),
+        ("GET", "/static/messages.js") => get(video::messages_script),
+        ("GET", "/clients/{id}/booking" | "/me/appointments") => get(pages::booking_page),
+        ("GET", "/schedule") => get(pages::schedule_page),
+        ("GET", "/clients/{id}/messages" | "/me/messages") => get(pages::thread_page),
+        ("GET", "/messages") => get(pages::threads_page),
         ("GET", "/calendar/{token}") => get(booking::calendar_feed),
         ("GET", "/sessions/ws") => get(video::room_socket),
         ("GET", "/api/v1/me/schedule") => get(booking::my_schedule),

@@ -41,20 +41,6 @@ fn group_error(e: GroupError) -> ApiError {
     }
 }
 
-/// A number sent as JSON number or as form text ("8").
-fn flexible_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum N {
-        Num(u32),
-        Text(String),
-    }
-    match N::deserialize(d)? {
-        N::Num(n) => Ok(n),
-        N::Text(t) => t.trim().parse().map_err(serde::de::Error::custom),
-    }
-}
-
 /// A yes/no sent as JSON boolean or as a checkbox ("on", "true").
 fn flexible_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     #[derive(Deserialize)]
@@ -314,7 +300,7 @@ pub struct CreateGroupBody {
     pub kind: GroupKind,
     #[serde(default, deserialize_with = "optional_id")]
     pub co_facilitator: Option<Uuid>,
-    #[serde(deserialize_with = "flexible_u32")]
+    #[serde(deserialize_with = "crate::sessions::flexible_u32")]
     pub capacity: u32,
     #[serde(default, deserialize_with = "flexible_bool")]
     pub self_enrolment: bool,
@@ -573,7 +559,7 @@ pub async fn leave_self(
 #[serde(deny_unknown_fields)]
 pub struct ScheduleBody {
     pub starts_at: DateTime<Utc>,
-    #[serde(deserialize_with = "flexible_u32")]
+    #[serde(deserialize_with = "crate::sessions::flexible_u32")]
     pub minutes: u32,
     pub format: Format,
 }

@@ -978,6 +978,11 @@ pub async fn video_script() -> Response {
     script(include_str!("../../static/video.js"))
 }
 
+/// `GET /static/messages.js`: the compose form's attachment.
+pub async fn messages_script() -> Response {
+    script(include_str!("../../static/messages.js"))
+}
+
 /// `GET /static/chat.js`: the room's chat panel.
 pub async fn chat_script() -> Response {
     script(include_str!("../../static/chat.js"))

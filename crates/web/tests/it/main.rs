@@ -15,5 +15,6 @@ mod matrix_records;
 mod matrix_sessions;
 mod portal_flows;
 mod records;
+mod session_pages;
 mod sessions;
 mod video_browser;

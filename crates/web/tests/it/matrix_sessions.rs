@@ -8,7 +8,15 @@ use tapestry_web::routes::RouteSpec;
 
 pub fn expected(spec: &RouteSpec) -> Option<[u16; 9]> {
     Some(match (spec.method, spec.path) {
-        ("GET", "/static/video.js" | "/static/chat.js") => [200; 9],
+        ("GET", "/static/video.js" | "/static/chat.js" | "/static/messages.js") => [200; 9],
+        // Pages over the booking and messages API.
+        ("GET", "/clients/{id}/booking") => [401, 200, 404, 200, 403, 404, 200, 200, 200],
+        // Staff have no own client record: the page is not found.
+        ("GET", "/me/appointments") => [401, 200, 200, 404, 404, 404, 404, 404, 404],
+        ("GET", "/schedule") => [401, 403, 403, 200, 200, 200, 200, 403, 200],
+        ("GET", "/clients/{id}/messages") => [401, 200, 404, 200, 403, 404, 200, 403, 403],
+        ("GET", "/me/messages") => [401, 200, 200, 403, 403, 403, 403, 403, 403],
+        ("GET", "/messages") => [401, 403, 403, 200, 200, 200, 200, 200, 200],
         // "{token}" is not a feed token.
         ("GET", "/calendar/{token}") => [404; 9],
         // No join token in the query.

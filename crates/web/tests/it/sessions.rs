@@ -18,7 +18,7 @@ fn session_type(format: Format) -> AppointmentType {
 }
 
 /// The treating clinician works Monday to Friday 09:00-17:00 London.
-async fn open_calendar(f: &Fixture) {
+pub(crate) async fn open_calendar(f: &Fixture) {
     let weekly = [
         chrono::Weekday::Mon,
         chrono::Weekday::Tue,
