@@ -829,13 +829,17 @@ pub struct SessionRow {
     pub attendance: Vec<(String, String, String)>,
 }
 
+/// A member's next session: (session id, when, whether the room is open).
+pub type NextSession = Option<(String, String, bool)>;
+
 #[derive(askama::Template)]
 #[template(path = "sessions_groups.html")]
 pub struct GroupsPage {
     pub csrf: String,
     pub is_client: bool,
     pub mine: MyGroups,
-    pub member_sessions: Vec<(String, Option<(String, String, bool)>)>,
+    /// (group id, next session as (session id, when, room open)).
+    pub member_sessions: Vec<(String, NextSession)>,
 }
 
 /// `GET /groups`: a client's groups (next session, join/leave); staff's
