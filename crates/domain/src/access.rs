@@ -298,6 +298,12 @@ pub enum Action {
     CompleteOwnHomework,
     /// Fill in one's own intake (client).
     CompleteOwnIntake,
+    /// Read a group member's group notes and group-measure scores: the
+    /// group's facilitators (the resource's owner is the facilitator when
+    /// the actor runs the group) and the member's own care team.
+    ReadGroupMember,
+    /// Write a note about a group member: the group's facilitators only.
+    WriteGroupNote,
     // --- administrative (practice-level) ---
     /// Create, disable, change roles of practice accounts.
     ManagePracticeUsers,
@@ -341,7 +347,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for exhaustive tests.
-    pub const ALL: [Action; 45] = [
+    pub const ALL: [Action; 47] = [
         Action::ReadClinicalRecord,
         Action::WriteClinicalRecord,
         Action::ReadNotes,
@@ -369,6 +375,8 @@ impl Action {
         Action::AssignHomework,
         Action::CompleteOwnHomework,
         Action::CompleteOwnIntake,
+        Action::ReadGroupMember,
+        Action::WriteGroupNote,
         Action::ManagePracticeUsers,
         Action::InviteStaff,
         Action::InviteClient,
@@ -419,7 +427,9 @@ impl Action {
             | ReadHomework
             | AssignHomework
             | CompleteOwnHomework
-            | CompleteOwnIntake => ActionKind::Clinical,
+            | CompleteOwnIntake
+            | ReadGroupMember
+            | WriteGroupNote => ActionKind::Clinical,
             ManagePracticeUsers
             | InviteStaff
             | InviteClient
@@ -446,6 +456,7 @@ impl Action {
                 | ReadPsychotherapyNote
                 | ReadSafetyPlan
                 | ReadHomework
+                | ReadGroupMember
                 | ReadMeasures
                 | ReadPlan
                 | ReadFormulation
@@ -504,6 +515,8 @@ impl Action {
             AssignHomework => "assign_homework",
             CompleteOwnHomework => "complete_own_homework",
             CompleteOwnIntake => "complete_own_intake",
+            ReadGroupMember => "read_group_member",
+            WriteGroupNote => "write_group_note",
             ManagePracticeUsers => "manage_practice_users",
             InviteStaff => "invite_staff",
             InviteClient => "invite_client",
@@ -705,7 +718,7 @@ fn clinical(actor: &Actor, action: Action, resource: &Resource) -> Decision {
         Role::PracticeAdmin => allow_if(
             actor.granted_clinical_access
                 && action.is_read()
-                && !matches!(action, ReadNotes | ReadPsychotherapyNote),
+                && !matches!(action, ReadNotes | ReadPsychotherapyNote | ReadGroupMember),
         ),
         Role::Clinician | Role::Supervisor | Role::PracticeOwner => {
             if matches!(
@@ -715,6 +728,16 @@ fn clinical(actor: &Actor, action: Action, resource: &Resource) -> Decision {
                 return Decision::Deny;
             }
             let relationship = actor.relationship_to(client);
+            // A group's facilitators (the web layer sets the resource's
+            // owner to the actor when they run the member's group) read and
+            // write the member's group notes without a care relationship.
+            let facilitates = resource.owner == Some(actor.user_id);
+            if action == WriteGroupNote {
+                return allow_if(facilitates);
+            }
+            if action == ReadGroupMember && facilitates {
+                return Decision::Allow;
+            }
             if action == ReadPsychotherapyNote {
                 // Private process notes: the treating author, nobody else.
                 return allow_if(
@@ -958,7 +981,7 @@ mod tests {
     /// non_treating, break_glass, expired_glass, other_practice, admin,
     /// admin_granted, owner, operator, treating_no_mfa.
     /// A = allow, D = deny (403), N = not found (404), M = requires MFA.
-    const CLIENT_RECORD_MATRIX: [(Action, &str); 27] = [
+    const CLIENT_RECORD_MATRIX: [(Action, &str); 29] = [
         (Action::ReadClinicalRecord, /*     */ "DNAADADNDADNM"),
         (Action::WriteClinicalRecord, /*    */ "DNADDADNDDDNM"),
         (Action::ReadNotes, /*              */ "DNAADADNDDDNM"),
@@ -987,6 +1010,9 @@ mod tests {
         (Action::AssignHomework, /*         */ "DNADDDDNDDDNM"),
         (Action::CompleteOwnHomework, /*    */ "ANDDDDDNDDDNM"),
         (Action::CompleteOwnIntake, /*      */ "ANDDDDDNDDDNM"),
+        // No owner: nobody facilitates; the member's care team reads.
+        (Action::ReadGroupMember, /*        */ "DNAADADNDDDNM"),
+        (Action::WriteGroupNote, /*         */ "DNDDDDDNDDDNM"),
     ];
 
     #[test]
@@ -1049,6 +1075,51 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn group_facilitators_reach_their_members_group_record_only() {
+        let w = world();
+        let facilitator = persona(&w, "non_treating");
+        let theirs = Resource::client_record(w.p, w.a).owned_by(facilitator.user_id);
+        for action in [Action::ReadGroupMember, Action::WriteGroupNote] {
+            assert_eq!(authorize(&facilitator, action, &theirs), Decision::Allow);
+        }
+        // Facilitating gives nothing else of the member's record.
+        for action in [
+            Action::ReadNotes,
+            Action::ReadClinicalRecord,
+            Action::ReadMeasures,
+        ] {
+            assert_eq!(authorize(&facilitator, action, &theirs), Decision::Deny);
+        }
+        // Another clinician's group (owner is that facilitator): denied.
+        let other = Resource::client_record(w.p, w.a).owned_by(UserId::random());
+        assert_eq!(
+            authorize(&facilitator, Action::WriteGroupNote, &other),
+            Decision::Deny
+        );
+        // Another practice: not found; no second factor: MFA first.
+        let elsewhere = Resource::client_record(w.q, w.a).owned_by(facilitator.user_id);
+        assert_eq!(
+            authorize(&facilitator, Action::ReadGroupMember, &elsewhere),
+            Decision::NotFound
+        );
+        let unverified = Actor {
+            mfa_satisfied: false,
+            ..facilitator.clone()
+        };
+        assert_eq!(
+            authorize(&unverified, Action::WriteGroupNote, &theirs),
+            Decision::RequiresMfa
+        );
+        // The member themself never reads the group notes.
+        let member = persona(&w, "client_a");
+        let own = Resource::client_record(w.p, w.a).owned_by(member.user_id);
+        assert_eq!(
+            authorize(&member, Action::ReadGroupMember, &own),
+            Decision::Deny
+        );
     }
 
     #[test]
@@ -1706,9 +1777,19 @@ mod tests {
                 && a != Action::BreakGlassOpen && a != Action::ReadRecordAccessLedger),
             resource in arb_resource()
         ) {
-            if authorize(&actor, action, &resource).is_allowed() {
-                let c = resource.client_id.unwrap();
-                prop_assert!(actor.relationship_to(c).is_some() || actor.has_break_glass(c));
+            // Facilitating the member's group (owner = actor) opens only
+            // the group record.
+            let facilitated = Resource { owner: Some(actor.user_id), ..resource };
+            for r in [resource, facilitated] {
+                if authorize(&actor, action, &r).is_allowed() {
+                    let c = r.client_id.unwrap();
+                    let group_only = r.owner == Some(actor.user_id)
+                        && matches!(action, Action::ReadGroupMember | Action::WriteGroupNote);
+                    prop_assert!(
+                        actor.relationship_to(c).is_some() || actor.has_break_glass(c) || group_only,
+                        "{action:?}"
+                    );
+                }
             }
         }
 

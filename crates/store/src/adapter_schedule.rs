@@ -27,7 +27,7 @@ macro_rules! schedule_adapter {
             /// An overlap refused by the database (PostgreSQL exclusion
             /// violation, SQLSTATE 23P01) is the same conflict as one found
             /// by the check.
-            fn overlap_or(e: sqlx::Error) -> StoreError {
+            pub(super) fn overlap_or(e: sqlx::Error) -> StoreError {
                 match &e {
                     sqlx::Error::Database(db) if db.code().as_deref() == Some("23P01") => {
                         StoreError::Conflict(OVERLAP)
@@ -67,7 +67,7 @@ macro_rules! schedule_adapter {
             /// immediate transaction); it only removes the polling delay.
             static WRITE_GATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-            async fn gate() -> Option<tokio::sync::MutexGuard<'static, ()>> {
+            pub(super) async fn gate() -> Option<tokio::sync::MutexGuard<'static, ()>> {
                 if $gate_writes {
                     Some(WRITE_GATE.lock().await)
                 } else {
@@ -76,23 +76,26 @@ macro_rules! schedule_adapter {
             }
 
             /// How often a booking that lost a deadlock is retried.
-            const MAX_ATTEMPTS: u32 = 5;
+            pub(super) const MAX_ATTEMPTS: u32 = 5;
 
             /// A short random pause before a retry, growing with the attempt,
             /// so that retried bookings do not meet in the same deadlock.
-            async fn pause_before_retry(attempt: u32) {
+            pub(super) async fn pause_before_retry(attempt: u32) {
                 use rand::Rng as _;
                 let ms = rand::thread_rng().gen_range(1..=5 * u64::from(attempt));
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             }
 
             /// Deadlock (40P01) or serialization failure (40001).
-            fn is_retryable(e: &StoreError) -> bool {
+            pub(super) fn is_retryable(e: &StoreError) -> bool {
                 matches!(e, StoreError::Backend(sqlx::Error::Database(db))
                     if matches!(db.code().as_deref(), Some("40P01") | Some("40001")))
             }
 
-            const OVERLAP_CHECK: &str = "SELECT id FROM appointments WHERE practice_id = $1 AND clinician = $2 AND status <> 'cancelled' AND starts_at < $4 AND ends_at > $3 AND id <> $5 LIMIT 1";
+            /// Whether clinician `$2` is busy in `[$3, $4)` (ignoring id
+            /// `$5`): a non-cancelled appointment, or a non-cancelled group
+            /// session they facilitate or co-facilitate.
+            pub(super) const OVERLAP_CHECK: &str = "SELECT id FROM appointments WHERE practice_id = $1 AND clinician = $2 AND status <> 'cancelled' AND starts_at < $4 AND ends_at > $3 AND id <> $5 UNION ALL SELECT id FROM group_sessions WHERE practice_id = $1 AND (facilitator = $2 OR co_facilitator = $2) AND status <> 'cancelled' AND starts_at < $4 AND ends_at > $3 AND id <> $5 LIMIT 1";
             const INSERT: &str = "INSERT INTO appointments (id, practice_id, clinician, client_id, kind, minutes, format, starts_at, ends_at, status, late_cancel, series_id, created_at, status_changed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'booked',$10,$11,$12,$12)";
 
             /// Takes the per-clinician transaction lock where the backend has
@@ -100,14 +103,15 @@ macro_rules! schedule_adapter {
             /// bookings for one clinician queue in the database instead of
             /// racing into the exclusion constraint, where concurrent inserts
             /// can deadlock. The constraint remains the guarantee.
-            async fn lock_clinician(
+            pub(super) async fn lock_clinician(
                 conn: &mut <$db as sqlx::Database>::Connection,
-                a: &Appointment,
+                practice: PracticeId,
+                clinician: UserId,
             ) -> StoreResult<()> {
                 if $clinician_lock.is_empty() {
                     return Ok(());
                 }
-                let mixed = a.practice_id.as_uuid().as_u128() ^ a.clinician.as_uuid().as_u128().rotate_left(64);
+                let mixed = practice.as_uuid().as_u128() ^ clinician.as_uuid().as_u128().rotate_left(64);
                 let key = i64::from_le_bytes(mixed.to_le_bytes()[..8].try_into().unwrap_or([0; 8]));
                 sqlx::query($clinician_lock).bind(key).execute(&mut *conn).await?;
                 Ok(())
@@ -122,7 +126,7 @@ macro_rules! schedule_adapter {
                 if a.ends_at <= a.starts_at {
                     return Err(StoreError::Corrupt("appointments.ends_at: not after starts_at".into()));
                 }
-                lock_clinician(&mut *conn, a).await?;
+                lock_clinician(&mut *conn, a.practice_id, a.clinician).await?;
                 let clash = sqlx::query(OVERLAP_CHECK)
                     .bind(a.practice_id.as_uuid())
                     .bind(a.clinician.as_uuid())

@@ -2,6 +2,7 @@
 //! (SQLite, the embedded default, and PostgreSQL) generated from one body.
 
 mod adapter;
+mod adapter_groups;
 mod adapter_jobs;
 mod adapter_matching;
 mod adapter_measurement;
@@ -13,6 +14,7 @@ mod adapter_security;
 pub mod audit_chain;
 pub mod crypto;
 pub mod error;
+pub mod groups;
 pub mod jobs;
 pub mod matching;
 pub mod measurement;
@@ -32,6 +34,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use error::{StoreError, StoreResult};
+pub use groups::{AttendanceRecord, GroupStore};
 pub use jobs::*;
 pub use matching::*;
 pub use measurement::{IngestReceipt, IngestResult, IngestSettings, MeasurementStore, StoredCurve};

@@ -27,6 +27,7 @@ crate::adapter_schedule::schedule_adapter!(
     false,
     "SELECT pg_advisory_xact_lock($1)"
 );
+crate::adapter_groups::groups_adapter!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, "BEGIN");
 crate::adapter_matching::matching_adapter!(
     PgStore,
     sqlx::Postgres,

@@ -30,6 +30,12 @@ crate::adapter_schedule::schedule_adapter!(
     true,
     ""
 );
+crate::adapter_groups::groups_adapter!(
+    SqliteStore,
+    sqlx::Sqlite,
+    sqlx::sqlite::SqliteRow,
+    "BEGIN IMMEDIATE"
+);
 crate::adapter_matching::matching_adapter!(
     SqliteStore,
     sqlx::Sqlite,

@@ -226,6 +226,7 @@ pub trait Store:
     + crate::matching::MatchingStore
     + crate::portal::PortalStore
     + crate::messaging::MessagingStore
+    + crate::groups::GroupStore
     + crate::records::RecordsStore
     + Send
     + Sync

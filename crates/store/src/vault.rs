@@ -168,6 +168,7 @@ pub const SEALED_COLUMNS: &[(&str, &str, &str)] = &[
     ("secure_messages", "body", "id"),
     ("message_attachments", "content", "message_id"),
     ("chat_lines", "body", "id"),
+    ("group_notes", "body", "id"),
     ("matching_profiles", "profile", "clinician"),
     ("match_requests", "request", "client_id"),
     ("match_offers", "result", "id"),

@@ -40,6 +40,14 @@ pub enum Target {
     /// The client whose risk flag `{flag}` names (`/api/v1/risk-flags/{flag}/…`);
     /// a flag of another practice, or none, is the same 404.
     RiskFlagInPath,
+    /// A group programme named in the path (`/api/v1/groups/{group}/…` or
+    /// `/groups/{group}/…`): a practice-level object owned by the actor when
+    /// they facilitate it, else by its facilitator.
+    GroupInPath,
+    /// A member of the group in the path (`…/groups/{group}/members/{client}/…`):
+    /// part of that client's record, owned by the actor when they facilitate
+    /// the group. Someone who was never a member is not found.
+    GroupMemberInPath,
 }
 
 /// Who may call a route.
@@ -366,6 +374,25 @@ fn path_flag(req: &Request) -> Option<tapestry_domain::ids::RecordId> {
     rest.split('/').next()?.parse().ok()
 }
 
+/// The group id and, for member paths, the client id in a group path.
+pub(crate) fn path_group_of(
+    path: &str,
+) -> Option<(tapestry_domain::schedule::group::GroupId, Option<ClientId>)> {
+    let rest = path
+        .strip_prefix("/api/v1/groups/")
+        .or_else(|| path.strip_prefix("/groups/"))?;
+    let mut parts = rest.split('/');
+    let group = parts.next()?.parse::<uuid::Uuid>().ok()?;
+    let member = match (parts.next(), parts.next()) {
+        (Some("members"), Some(c)) => c.parse().ok(),
+        _ => None,
+    };
+    Some((
+        tapestry_domain::schedule::group::GroupId::from_uuid(group),
+        member,
+    ))
+}
+
 fn path_client_of(path: &str) -> Option<ClientId> {
     let rest = path
         .strip_prefix("/api/v1/clients/")
@@ -500,6 +527,25 @@ async fn decide(
                 }
             }
         }
+        Target::GroupInPath | Target::GroupMemberInPath => {
+            let found = match group_resource(state, &caller, target, req.uri().path()).await {
+                Ok(found) => found,
+                Err(e) => return (Some(caller), None, Err(e)),
+            };
+            match found {
+                Some(x) => x,
+                None => {
+                    // Unknown group or member: still no answer before the
+                    // second factor.
+                    let d = authorize(&caller.actor, action, &Resource::practice(practice));
+                    let e = match d {
+                        Decision::RequiresMfa | Decision::RequiresReauth => decision_error(d),
+                        _ => ApiError::not_found(),
+                    };
+                    return (Some(caller), None, Err(e));
+                }
+            }
+        }
         Target::OwnClientRecord => match caller.actor.client_id {
             Some(id) => (Resource::client_record(practice, id), Some(id)),
             None => (Resource::practice(practice), None),
@@ -538,4 +584,41 @@ async fn decide(
     });
     req.extensions_mut().insert(caller.clone());
     (Some(caller), client_id, Ok(()))
+}
+
+/// The resource of a group route: the programme (owned by the actor when
+/// they facilitate it) or, for member routes, the member's record. `None`
+/// when the group, or the member's membership, does not exist here.
+async fn group_resource(
+    state: &AppState,
+    caller: &Caller,
+    target: Target,
+    path: &str,
+) -> Result<Option<(Resource, Option<ClientId>)>, ApiError> {
+    let practice = caller.user.practice_id;
+    let Some((group_id, member)) = path_group_of(path) else {
+        return Ok(None);
+    };
+    let Some(group) = state.store.group(practice, group_id).await? else {
+        return Ok(None);
+    };
+    let owner = if group.is_facilitator(caller.user.id) {
+        caller.user.id
+    } else {
+        group.facilitator
+    };
+    if target == Target::GroupInPath {
+        return Ok(Some((Resource::practice(practice).owned_by(owner), None)));
+    }
+    let Some(client) = member else {
+        return Ok(None);
+    };
+    let memberships = state.store.memberships(practice, group_id).await?;
+    if !memberships.iter().any(|m| m.client_id == client) {
+        return Ok(None);
+    }
+    Ok(Some((
+        Resource::client_record(practice, client).owned_by(owner),
+        Some(client),
+    )))
 }

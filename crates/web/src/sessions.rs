@@ -8,12 +8,17 @@
 //! * [`video`]: join tokens bound to appointment and person, ephemeral TURN
 //!   credentials, the in-process rooms (waiting room, admission, signalling
 //!   relay) and live chat whose transcript is sealed into the record.
+//! * [`groups`]: group programmes (roster, capacity, group sessions on the
+//!   facilitators' calendars, attendance, sealed per-member notes) and their
+//!   pages.
 //! * [`messages`]: threads between a client and their care team,
 //!   attachments, read state, the reply-time promise, urgent-language
 //!   screening and the JSON export.
 
 pub mod booking;
+pub mod groups;
 pub mod messages;
+pub mod pages;
 pub mod video;
 
 use crate::routes::{Access, RouteSpec, Target};
@@ -83,6 +88,22 @@ impl Default for SessionsState {
     }
 }
 
+/// A number sent as a JSON number or as form text ("8"): forms send every
+/// value as text.
+pub(crate) fn flexible_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    use serde::Deserialize as _;
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Num(u32),
+        Text(String),
+    }
+    match N::deserialize(d)? {
+        N::Num(n) => Ok(n),
+        N::Text(t) => t.trim().parse().map_err(serde::de::Error::custom),
+    }
+}
+
 /// The body of a write route that takes no fields: `{}` (anything else,
 /// such as a smuggled `practice_id`, is refused with 422).
 #[derive(serde::Deserialize)]
@@ -98,12 +119,42 @@ const fn r(method: &'static str, path: &'static str, access: Access) -> RouteSpe
 }
 
 use Access::{Action as A, Public};
-use Target::{ClientInPath, OwnAccount};
+use Target::{
+    ClientInPath, EachClient, GroupInPath, GroupMemberInPath, OwnAccount, OwnClientRecord,
+};
 
 /// The sessions area's routes.
 pub const SESSIONS_ROUTES: &[RouteSpec] = &[
     r("GET", "/static/video.js", Public),
     r("GET", "/static/chat.js", Public),
+    r("GET", "/static/messages.js", Public),
+    // --- pages over the booking and messages API ---
+    r(
+        "GET",
+        "/clients/{id}/booking",
+        A(Action::ReadSchedule, ClientInPath),
+    ),
+    r(
+        "GET",
+        "/me/appointments",
+        A(Action::ReadSchedule, OwnClientRecord),
+    ),
+    r("GET", "/schedule", A(Action::ReadSchedule, OwnAccount)),
+    r(
+        "GET",
+        "/clients/{id}/messages",
+        A(Action::ReadMessages, ClientInPath),
+    ),
+    r(
+        "GET",
+        "/me/messages",
+        A(Action::ReadMessages, OwnClientRecord),
+    ),
+    r(
+        "GET",
+        "/messages",
+        A(Action::ReadClientDirectory, EachClient),
+    ),
     // The clinician's calendar feed: the secret is the token in the URL
     // (`/calendar/<token>.ics`).
     r("GET", "/calendar/{token}", Public),
@@ -212,6 +263,90 @@ pub const SESSIONS_ROUTES: &[RouteSpec] = &[
         "/api/v1/clients/{id}/messages/reply-promise",
         A(Action::SendMessage, ClientInPath),
     ),
+    // --- group programmes ---
+    r(
+        "GET",
+        "/api/v1/me/groups",
+        A(Action::ReadSchedule, OwnAccount),
+    ),
+    r("GET", "/groups", A(Action::ReadSchedule, OwnAccount)),
+    r(
+        "POST",
+        "/api/v1/groups",
+        A(Action::ManageSchedule, OwnAccount),
+    ),
+    r(
+        "POST",
+        "/api/v1/me/groups/{group}/join",
+        A(Action::ManageSchedule, OwnClientRecord),
+    ),
+    r(
+        "POST",
+        "/api/v1/me/groups/{group}/leave",
+        A(Action::ManageSchedule, OwnClientRecord),
+    ),
+    r(
+        "GET",
+        "/api/v1/groups/{group}",
+        A(Action::ReadSchedule, GroupInPath),
+    ),
+    r(
+        "GET",
+        "/groups/{group}",
+        A(Action::ReadSchedule, GroupInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/groups/{group}/members",
+        A(Action::ManageSchedule, GroupInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/groups/{group}/members/{client}/remove",
+        A(Action::ManageSchedule, GroupInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/groups/{group}/sessions",
+        A(Action::ManageSchedule, GroupInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/groups/{group}/sessions/{session}/cancel",
+        A(Action::ManageSchedule, GroupInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/groups/{group}/sessions/{session}/attendance",
+        A(Action::ManageSchedule, GroupInPath),
+    ),
+    r(
+        "GET",
+        "/api/v1/groups/{group}/members/{client}/notes",
+        A(Action::ReadGroupMember, GroupMemberInPath),
+    ),
+    r(
+        "POST",
+        "/api/v1/groups/{group}/members/{client}/notes",
+        A(Action::WriteGroupNote, GroupMemberInPath),
+    ),
+    r(
+        "GET",
+        "/groups/{group}/members/{client}",
+        A(Action::ReadGroupMember, GroupMemberInPath),
+    ),
+    // A group session's room: its facilitators and current members (the
+    // handler checks which; the join token binds session and person).
+    r(
+        "POST",
+        "/api/v1/groups/{group}/sessions/{session}/join",
+        A(Action::ReadSchedule, OwnAccount),
+    ),
+    r(
+        "GET",
+        "/groups/{group}/sessions/{session}/room",
+        A(Action::ReadSchedule, OwnAccount),
+    ),
 ];
 
 /// The handler of each row of [`SESSIONS_ROUTES`].
@@ -219,6 +354,11 @@ pub fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
     Some(match (spec.method, spec.path) {
         ("GET", "/static/video.js") => get(video::video_script),
         ("GET", "/static/chat.js") => get(video::chat_script),
+        ("GET", "/static/messages.js") => get(video::messages_script),
+        ("GET", "/clients/{id}/booking" | "/me/appointments") => get(pages::booking_page),
+        ("GET", "/schedule") => get(pages::schedule_page),
+        ("GET", "/clients/{id}/messages" | "/me/messages") => get(pages::thread_page),
+        ("GET", "/messages") => get(pages::threads_page),
         ("GET", "/calendar/{token}") => get(booking::calendar_feed),
         ("GET", "/sessions/ws") => get(video::room_socket),
         ("GET", "/api/v1/me/schedule") => get(booking::my_schedule),
@@ -255,6 +395,29 @@ pub fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("POST", "/api/v1/clients/{id}/messages/reply-promise") => {
             post(messages::set_reply_promise)
         }
+        ("GET", "/api/v1/me/groups") => get(groups::my_groups),
+        ("GET", "/groups") => get(groups::groups_page),
+        ("POST", "/api/v1/groups") => post(groups::create_group),
+        ("POST", "/api/v1/me/groups/{group}/join") => post(groups::join_self),
+        ("POST", "/api/v1/me/groups/{group}/leave") => post(groups::leave_self),
+        ("GET", "/api/v1/groups/{group}") => get(groups::group_detail),
+        ("GET", "/groups/{group}") => get(groups::group_page),
+        ("POST", "/api/v1/groups/{group}/members") => post(groups::add_member),
+        ("POST", "/api/v1/groups/{group}/members/{client}/remove") => post(groups::remove_member),
+        ("POST", "/api/v1/groups/{group}/sessions") => post(groups::schedule_session),
+        ("POST", "/api/v1/groups/{group}/sessions/{session}/cancel") => {
+            post(groups::cancel_session)
+        }
+        ("POST", "/api/v1/groups/{group}/sessions/{session}/attendance") => {
+            post(groups::record_attendance)
+        }
+        ("GET", "/api/v1/groups/{group}/members/{client}/notes") => get(groups::member_record),
+        ("POST", "/api/v1/groups/{group}/members/{client}/notes") => post(groups::write_note),
+        ("GET", "/groups/{group}/members/{client}") => get(groups::member_page),
+        ("POST", "/api/v1/groups/{group}/sessions/{session}/join") => {
+            post(video::issue_group_join_token)
+        }
+        ("GET", "/groups/{group}/sessions/{session}/room") => get(video::group_room_page),
         _ => return None,
     })
 }

@@ -10,10 +10,10 @@
   var role = root.dataset.role;
   var wantVideo = root.dataset.video === "yes";
   var statusEl = document.getElementById("room-status");
-  var room = { pc: null, ws: null, local: null, state: "new", inboundVideoBytes: 0, inboundAudioBytes: 0, quality: "unknown" };
+  var group = root.dataset.group === "yes";
+  var room = { id: null, peers: {}, inbound: {}, ws: null, local: null, state: "new", inboundVideoBytes: 0, inboundAudioBytes: 0, quality: "unknown" };
   window.tapestryRoom = room;
   var iceServers = [];
-  var pendingCandidates = [];
 
   function status(text) { statusEl.textContent = text; }
   function byId(id) { return document.getElementById(id); }
@@ -24,7 +24,7 @@
   document.addEventListener("room-send", function (e) { send(e.detail); });
 
   async function joinToken() {
-    var url = "/api/v1/clients/" + root.dataset.client + "/appointments/" + root.dataset.appointment + "/join";
+    var url = root.dataset.join;
     var r = await fetch(url, { method: "POST", credentials: "same-origin", body: "{}",
       headers: { "content-type": "application/json", "x-csrf-token": root.dataset.csrf } });
     var body = await r.json();
@@ -67,95 +67,154 @@
     if (v && room.local) { v.srcObject = room.local; }
   }
 
-  function sender(kind) {
-    if (!room.pc) { return null; }
-    return room.pc.getSenders().find(function (s) { return s.track && s.track.kind === kind; }) ||
-      room.pc.getSenders().find(function (s) { return !s.track && s._kind === kind; }) || null;
+  // One RTCPeerConnection per remote participant (a full mesh; a
+  // one-to-one session is a mesh of two). room.peers[id] = {pc, pending, state}.
+  function senders(kind) {
+    var out = [];
+    Object.keys(room.peers).forEach(function (id) {
+      var pc = room.peers[id].pc;
+      var s = pc.getSenders().find(function (x) { return x.track && x.track.kind === kind; }) ||
+        pc.getSenders().find(function (x) { return !x.track && x._kind === kind; });
+      if (s) { out.push(s); }
+    });
+    return out;
   }
 
   async function replaceTrack(kind, track) {
-    var s = sender(kind);
-    if (s) { await s.replaceTrack(track); if (!track) { s._kind = kind; } }
+    var list = senders(kind);
+    for (var i = 0; i < list.length; i++) {
+      await list[i].replaceTrack(track);
+      if (!track) { list[i]._kind = kind; }
+    }
   }
 
-  function newPeer() {
-    if (room.pc) { room.pc.close(); }
+  function overallState() {
+    var ids = Object.keys(room.peers);
+    if (ids.length === 0) { return room.state === "new" ? "new" : "closed"; }
+    var states = ids.map(function (id) { return room.peers[id].state; });
+    if (states.every(function (x) { return x === "connected"; })) { return "connected"; }
+    if (states.some(function (x) { return x === "failed"; })) { return "failed"; }
+    return "connecting";
+  }
+
+  function tile(id) {
+    var tiles = byId("tiles");
+    if (!tiles) { return null; }
+    var v = byId("peer-" + id);
+    if (!v) {
+      v = document.createElement("video");
+      v.id = "peer-" + id; v.autoplay = true; v.playsInline = true;
+      v.setAttribute("aria-label", "Participant " + (Object.keys(room.peers).length));
+      tiles.appendChild(v);
+    }
+    return v;
+  }
+
+  function dropPeer(id) {
+    var p = room.peers[id];
+    if (p) { p.pc.close(); delete room.peers[id]; }
+    var v = byId("peer-" + id);
+    if (v) { v.remove(); }
+    delete room.inbound[id];
+    room.state = overallState();
+  }
+
+  function newPeer(id) {
+    if (room.peers[id]) { room.peers[id].pc.close(); }
     var pc = new RTCPeerConnection({ iceServers: iceServers });
-    room.pc = pc;
+    var peer = { pc: pc, pending: [], state: "new" };
+    room.peers[id] = peer;
     if (room.local) {
       room.local.getTracks().forEach(function (t) { pc.addTrack(t, room.local); });
     }
     if (!room.local || room.local.getVideoTracks().length === 0) {
       pc.addTransceiver("video", { direction: "recvonly" });
     }
-    pc.onicecandidate = function (e) { if (e.candidate) { send({ type: "signal", data: { candidate: e.candidate } }); } };
+    pc.onicecandidate = function (e) { if (e.candidate) { send({ type: "signal", to: id, data: { candidate: e.candidate } }); } };
     pc.ontrack = function (e) {
-      var v = byId("remote-video");
+      var v = tile(id);
       if (v && e.streams[0]) { v.srcObject = e.streams[0]; }
     };
     pc.onconnectionstatechange = function () {
-      room.state = pc.connectionState;
-      if (pc.connectionState === "connected") { status("Connected."); }
-      if (pc.connectionState === "failed") { status("The connection failed. Your network may need a TURN server."); }
+      peer.state = pc.connectionState;
+      room.state = overallState();
+      if (room.state === "connected") { status("Connected."); }
+      if (pc.connectionState === "failed") { status("A connection failed. Your network may need a TURN server."); }
     };
-    return pc;
+    tile(id);
+    return peer;
   }
 
-  async function onSignal(data) {
-    if (!room.pc) { newPeer(); }
-    var pc = room.pc;
+  async function onSignal(from, data) {
+    var peer = room.peers[from] || newPeer(from);
+    var pc = peer.pc;
     if (data.sdp) {
       await pc.setRemoteDescription(data.sdp);
-      while (pendingCandidates.length) { await pc.addIceCandidate(pendingCandidates.shift()); }
+      while (peer.pending.length) { await pc.addIceCandidate(peer.pending.shift()); }
       if (data.sdp.type === "offer") {
         await pc.setLocalDescription(await pc.createAnswer());
-        send({ type: "signal", data: { sdp: pc.localDescription } });
+        send({ type: "signal", to: from, data: { sdp: pc.localDescription } });
       }
     } else if (data.candidate) {
       if (pc.remoteDescription) { await pc.addIceCandidate(data.candidate); }
-      else { pendingCandidates.push(data.candidate); }
+      else { peer.pending.push(data.candidate); }
     }
   }
 
-  async function call() {
-    var pc = newPeer();
+  async function call(id) {
+    var pc = newPeer(id).pc;
     await pc.setLocalDescription(await pc.createOffer());
-    send({ type: "signal", data: { sdp: pc.localDescription } });
+    send({ type: "signal", to: id, data: { sdp: pc.localDescription } });
   }
 
   async function onMessage(msg) {
     document.dispatchEvent(new CustomEvent("room-message", { detail: msg }));
     switch (msg.type) {
       case "hello":
+        room.id = msg.id;
         if (msg.ice_servers && msg.ice_servers.length) { iceServers = msg.ice_servers; }
-        status(role === "host" ? "Waiting for the client to arrive." : "Connecting to the room…");
+        status(role === "host" ? (group ? "Waiting for members to arrive." : "Waiting for the client to arrive.") : "Connecting to the room…");
         break;
-      case "waiting": status("You are in the waiting room. Your clinician will let you in."); break;
-      case "knock": status("The client is in the waiting room."); if (byId("admit")) { byId("admit").hidden = false; } break;
+      case "waiting": status(group ? "You are in the waiting room. The facilitator will let you in." : "You are in the waiting room. Your clinician will let you in."); break;
+      case "knock": status(group ? "Someone is in the waiting room." : "The client is in the waiting room."); if (byId("admit")) { byId("admit").hidden = false; } break;
       case "admitted": status("You have been admitted."); break;
       case "peer_joined":
         if (byId("admit")) { byId("admit").hidden = true; }
         status("Starting the call…");
-        if (msg.initiator) { await call(); } else { newPeer(); }
+        if (msg.initiator) { await call(msg.id); } else if (!room.peers[msg.id]) { newPeer(msg.id); }
         break;
-      case "signal": await onSignal(msg.data); break;
-      case "peer_left": status("The other participant left."); if (room.pc) { room.pc.close(); room.pc = null; room.state = "closed"; } break;
+      case "signal": await onSignal(msg.from, msg.data); break;
+      case "peer_left":
+        status(group ? "A participant left." : "The other participant left.");
+        if (msg.id !== undefined) { dropPeer(msg.id); } else { Object.keys(room.peers).forEach(dropPeer); }
+        if (Object.keys(room.peers).length === 0) { room.state = "closed"; }
+        break;
+      case "room_full": status(msg.message); break;
       case "error": status(msg.message); break;
     }
   }
 
+  // Inbound bytes per peer (room.inbound[id]) and in total; the quality
+  // shown is the worst round trip and loss over all peers.
   async function measure() {
-    if (!room.pc) { return; }
-    var stats = await room.pc.getStats();
+    var ids = Object.keys(room.peers);
+    if (ids.length === 0) { return; }
     var rtt = null, lost = 0, received = 0, video = 0, audio = 0;
-    stats.forEach(function (s) {
-      if (s.type === "candidate-pair" && s.state === "succeeded" && s.currentRoundTripTime !== undefined) { rtt = s.currentRoundTripTime; }
-      if (s.type === "inbound-rtp") {
-        lost += s.packetsLost || 0; received += s.packetsReceived || 0;
-        if (s.kind === "video") { video += s.bytesReceived || 0; }
-        if (s.kind === "audio") { audio += s.bytesReceived || 0; }
-      }
-    });
+    for (var i = 0; i < ids.length; i++) {
+      var stats = await room.peers[ids[i]].pc.getStats();
+      var peerVideo = 0;
+      stats.forEach(function (s) {
+        if (s.type === "candidate-pair" && s.state === "succeeded" && s.currentRoundTripTime !== undefined) {
+          rtt = rtt === null ? s.currentRoundTripTime : Math.max(rtt, s.currentRoundTripTime);
+        }
+        if (s.type === "inbound-rtp") {
+          lost += s.packetsLost || 0; received += s.packetsReceived || 0;
+          if (s.kind === "video") { video += s.bytesReceived || 0; peerVideo += s.bytesReceived || 0; }
+          if (s.kind === "audio") { audio += s.bytesReceived || 0; }
+        }
+      });
+      room.inbound[ids[i]] = peerVideo;
+    }
     room.inboundVideoBytes = video; room.inboundAudioBytes = audio;
     var loss = received + lost > 0 ? lost / (received + lost) : 0;
     var q = "unknown";

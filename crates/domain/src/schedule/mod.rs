@@ -13,6 +13,7 @@
 
 pub mod appointment;
 pub mod availability;
+pub mod group;
 pub mod ical;
 pub mod local;
 pub mod recurrence;

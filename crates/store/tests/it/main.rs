@@ -4,6 +4,7 @@
 mod backends;
 
 mod conformance;
+mod groups;
 mod matching;
 mod measurement;
 mod messaging;

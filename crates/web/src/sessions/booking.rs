@@ -292,14 +292,26 @@ async fn busy_of(
     to: DateTime<Utc>,
     ignore: Option<AppointmentId>,
 ) -> Result<Vec<Interval>, ApiError> {
-    Ok(state
+    let practice = a.caller.user.practice_id;
+    let mut busy: Vec<Interval> = state
         .store
-        .appointments_for_clinician(a.caller.user.practice_id, clinician, from, to)
+        .appointments_for_clinician(practice, clinician, from, to)
         .await?
         .into_iter()
         .filter(|x| x.holds_slot() && Some(x.id) != ignore)
         .map(|x| x.interval())
-        .collect())
+        .collect();
+    // Group sessions the clinician facilitates hold their time too.
+    busy.extend(
+        state
+            .store
+            .group_sessions_for_clinician(practice, clinician, from, to)
+            .await?
+            .into_iter()
+            .filter(|g| g.status == AppointmentStatus::Booked)
+            .map(|g| g.interval()),
+    );
+    Ok(busy)
 }
 
 async fn clinician_schedule(
@@ -322,13 +334,23 @@ pub async fn slots(
     q: Result<Query<SlotParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<schedule::Slot>>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::unprocessable("query", e.body_text()))?;
-    let sched = clinician_schedule(&state, &a, q.clinician).await?;
+    Ok(Json(slots_for(&state, &a, &q).await?))
+}
+
+/// The bookable slots `q` asks for (shared by the JSON route and the
+/// booking page).
+pub(crate) async fn slots_for(
+    state: &AppState,
+    a: &Authorized,
+    q: &SlotParams,
+) -> Result<Vec<schedule::Slot>, ApiError> {
+    let sched = clinician_schedule(state, a, q.clinician).await?;
     let t = AppointmentType::new(q.kind, q.minutes, q.format).map_err(schedule_error)?;
     let now = state.clock.now();
     let from = q.from.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc() - Duration::days(1);
     let to = q.to.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc() + Duration::days(2);
-    let busy = busy_of(&state, &a, q.clinician, from, to, None).await?;
-    let list = schedule::available_slots(&SlotQuery {
+    let busy = busy_of(state, a, q.clinician, from, to, None).await?;
+    schedule::available_slots(&SlotQuery {
         availability: &sched.availability,
         rules: &sched.rules,
         appointment_type: t,
@@ -338,8 +360,7 @@ pub async fn slots(
         from: q.from,
         to: q.to,
     })
-    .map_err(schedule_error)?;
-    Ok(Json(list))
+    .map_err(schedule_error)
 }
 
 /// An appointment as its participants see it (with the phone dial-in
@@ -381,6 +402,7 @@ pub async fn appointments(
 pub struct BookBody {
     pub clinician: UserId,
     pub kind: AppointmentKind,
+    #[serde(deserialize_with = "crate::sessions::flexible_u32")]
     pub minutes: u32,
     pub format: Format,
     pub starts_at: DateTime<Utc>,

@@ -390,22 +390,29 @@ pub async fn thread(
     State(state): State<AppState>,
     Extension(a): Extension<Authorized>,
 ) -> Result<Json<ThreadView>, ApiError> {
-    let client = client_of(&a)?;
-    let view = load_thread(&state, &a).await?;
+    Ok(Json(open_thread(&state, &a).await?))
+}
+
+/// The thread, opened by the caller: the other side's messages become read
+/// when the reader is the client or a treating clinician (shared by the
+/// JSON route and the thread page).
+pub(crate) async fn open_thread(state: &AppState, a: &Authorized) -> Result<ThreadView, ApiError> {
+    let client = client_of(a)?;
+    let view = load_thread(state, a).await?;
     let participant =
-        is_client(&a) || a.caller.actor.relationship_to(client) == Some(CareRole::Treating);
+        is_client(a) || a.caller.actor.relationship_to(client) == Some(CareRole::Treating);
     if participant {
         state
             .store
             .mark_thread_read(
                 a.caller.user.practice_id,
                 client,
-                is_client(&a),
+                is_client(a),
                 state.clock.now(),
             )
             .await?;
     }
-    Ok(Json(view))
+    Ok(view)
 }
 
 /// `GET /api/v1/clients/{id}/messages/export`: the thread as a JSON file

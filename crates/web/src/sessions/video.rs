@@ -14,6 +14,15 @@
 //!   carries the live chat (typing indicator; every line sealed into the
 //!   record and audited).
 //!
+//! * Group sessions use the same room as a mesh: up to
+//!   [`VIDEO_MESH_LIMIT`] participants (facilitators are hosts, members are
+//!   guests), one peer connection per pair. Every participant has an `id`
+//!   (in `hello`); when someone is admitted, each participant already in the
+//!   call gets `peer_joined {id, initiator: true}` and makes an offer to the
+//!   newcomer, who gets `peer_joined {id, initiator: false}` for each of
+//!   them. Signals carry `to` (sender) and `from` (relay). The seventh
+//!   participant is refused (`room_full`).
+//!
 //! Rooms live in this process (a `Mutex<HashMap>`): every participant of one
 //! appointment must reach the same instance (sticky sessions by path or a
 //! single instance). Fan-out across instances with PostgreSQL LISTEN/NOTIFY
@@ -36,6 +45,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use tapestry_domain::ids::{PracticeId, UserId};
+use tapestry_domain::schedule::group::{GroupSession, VIDEO_MESH_LIMIT};
 use tapestry_domain::schedule::{self, Appointment, AppointmentId, AppointmentStatus, Format};
 use tapestry_domain::user::Role;
 use tapestry_store::audit_chain::{NewAuditEvent, Outcome};
@@ -211,6 +221,72 @@ pub fn ice_servers(state: &AppState, user: UserId) -> Vec<IceServer> {
     out
 }
 
+/// What a room is for: a one-to-one appointment or a group session.
+#[derive(Debug, Clone)]
+pub enum RoomOf {
+    Appointment(Appointment),
+    Group(GroupSession),
+}
+
+impl RoomOf {
+    fn id(&self) -> AppointmentId {
+        match self {
+            Self::Appointment(a) => a.id,
+            Self::Group(g) => g.id,
+        }
+    }
+    fn practice(&self) -> PracticeId {
+        match self {
+            Self::Appointment(a) => a.practice_id,
+            Self::Group(g) => g.practice_id,
+        }
+    }
+    fn open_at(&self, now: DateTime<Utc>) -> bool {
+        let (status, starts, ends) = match self {
+            Self::Appointment(a) => (a.status, a.starts_at, a.ends_at),
+            Self::Group(g) => (g.status, g.starts_at, g.ends_at),
+        };
+        status == AppointmentStatus::Booked && schedule::may_join(starts, ends, now)
+    }
+    fn within_window(&self, now: DateTime<Utc>) -> bool {
+        match self {
+            Self::Appointment(a) => schedule::may_join(a.starts_at, a.ends_at, now),
+            Self::Group(g) => schedule::may_join(g.starts_at, g.ends_at, now),
+        }
+    }
+}
+
+/// Whether `user` may hold the token's `role` in the room: the host is
+/// the appointment's clinician or a facilitator of the group; a guest is
+/// the appointment's client or a current member of the group.
+async fn bound_to_room(state: &AppState, room: &RoomOf, user: UserId, role: RoomRole) -> bool {
+    match (room, role) {
+        (RoomOf::Appointment(a), RoomRole::Host) => a.clinician == user,
+        (RoomOf::Appointment(a), RoomRole::Guest) => a.clinician != user,
+        (RoomOf::Group(g), RoomRole::Host) => g.is_facilitator(user),
+        (RoomOf::Group(g), RoomRole::Guest) => is_current_member(state, g, user).await,
+    }
+}
+
+async fn is_current_member(state: &AppState, g: &GroupSession, user: UserId) -> bool {
+    let Ok(Some(client)) = state.store.client_for_user(g.practice_id, user).await else {
+        return false;
+    };
+    match state.store.memberships(g.practice_id, g.group_id).await {
+        Ok(list) => list
+            .iter()
+            .any(|m| m.client_id == client.id && m.is_current()),
+        Err(_) => false,
+    }
+}
+
+/// Why the seventh participant is refused (`VIDEO_MESH_LIMIT` is 6).
+pub const ROOM_FULL: &str = "This room is full: at most 6 people take part in one video session.";
+
+fn room_full() -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "room_full", ROOM_FULL)
+}
+
 fn held_online(appt: &Appointment) -> bool {
     matches!(
         appt.appointment_type.format,
@@ -262,9 +338,29 @@ pub async fn issue_join_token(
             "The room opens 15 minutes before the start and closes 15 minutes after the end.",
         ));
     }
+    grant(
+        &state,
+        &a,
+        appt.practice_id,
+        appt.id,
+        role,
+        appt.appointment_type.format,
+    )
+}
+
+/// Signs a join token for the caller and answers with the grant.
+fn grant(
+    state: &AppState,
+    a: &Authorized,
+    practice: PracticeId,
+    room: AppointmentId,
+    role: RoomRole,
+    format: Format,
+) -> Result<Response, ApiError> {
+    let now = state.clock.now();
     let claims = JoinClaims {
-        practice: appt.practice_id,
-        appointment: appt.id,
+        practice,
+        appointment: room,
         user: a.caller.user.id,
         role,
         expires_at: now + Duration::seconds(JOIN_TOKEN_SECONDS),
@@ -277,11 +373,74 @@ pub async fn issue_join_token(
             token,
             expires_at: claims.expires_at,
             role,
-            ice_servers: ice_servers(&state, a.caller.user.id),
-            format: appt.appointment_type.format,
+            ice_servers: ice_servers(state, a.caller.user.id),
+            format,
         }),
     )
         .into_response())
+}
+
+/// The group session in the path and the caller's part in it: a
+/// facilitator hosts, a current member is a guest; anyone else is refused.
+async fn group_session_role(
+    state: &AppState,
+    a: &Authorized,
+    group: &str,
+    session: &str,
+) -> Result<(GroupSession, RoomRole), ApiError> {
+    let parse = |t: &str| Uuid::parse_str(t).map_err(|_| ApiError::not_found());
+    let practice = a.caller.user.practice_id;
+    let s = state
+        .store
+        .group_session(practice, AppointmentId::from_uuid(parse(session)?))
+        .await?
+        .filter(|s| s.group_id.as_uuid() == parse(group).unwrap_or_default())
+        .ok_or_else(ApiError::not_found)?;
+    let user = a.caller.user.id;
+    if s.is_facilitator(user) {
+        return Ok((s, RoomRole::Host));
+    }
+    if a.caller.actor.role == Role::Client && is_current_member(state, &s, user).await {
+        return Ok((s, RoomRole::Guest));
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "Only the group's facilitators and current members join its sessions.",
+    ))
+}
+
+/// `POST /api/v1/groups/{group}/sessions/{session}/join`: a join token
+/// for a group session's facilitators and current members, inside the join
+/// window, while the room has a free place.
+pub async fn issue_group_join_token(
+    State(state): State<AppState>,
+    Extension(a): Extension<Authorized>,
+    Path((group, session)): Path<(String, String)>,
+    ApiJson(_): ApiJson<crate::sessions::NoFields>,
+) -> Result<Response, ApiError> {
+    let (s, role) = group_session_role(&state, &a, &group, &session).await?;
+    if s.status != AppointmentStatus::Booked || s.appointment_type.format == Format::InPerson {
+        return Err(ApiError::conflict("this session has no online room"));
+    }
+    if !schedule::may_join(s.starts_at, s.ends_at, state.clock.now()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "room_closed",
+            "The room opens 15 minutes before the start and closes 15 minutes after the end.",
+        ));
+    }
+    if state.online.rooms.occupancy(s.id) >= VIDEO_MESH_LIMIT {
+        return Err(room_full());
+    }
+    grant(
+        &state,
+        &a,
+        s.practice_id,
+        s.id,
+        role,
+        s.appointment_type.format,
+    )
 }
 
 #[derive(Deserialize)]
@@ -308,23 +467,24 @@ pub async fn room_socket(
                 .into_response()
         }
     };
-    let appt = match state
+    let room = match state
         .store
         .appointment(claims.practice, claims.appointment)
         .await
     {
-        Ok(Some(a)) => a,
-        Ok(None) => return ApiError::not_found().into_response(),
+        Ok(Some(a)) => RoomOf::Appointment(a),
+        Ok(None) => match state
+            .store
+            .group_session(claims.practice, claims.appointment)
+            .await
+        {
+            Ok(Some(g)) => RoomOf::Group(g),
+            Ok(None) => return ApiError::not_found().into_response(),
+            Err(e) => return ApiError::from(e).into_response(),
+        },
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let bound = match claims.role {
-        RoomRole::Host => appt.clinician == claims.user,
-        RoomRole::Guest => appt.clinician != claims.user,
-    };
-    if !bound
-        || appt.status != AppointmentStatus::Booked
-        || !schedule::may_join(appt.starts_at, appt.ends_at, now)
-    {
+    if !bound_to_room(&state, &room, claims.user, claims.role).await || !room.open_at(now) {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "join_refused",
@@ -332,20 +492,27 @@ pub async fn room_socket(
         )
         .into_response();
     }
+    if state.online.rooms.occupancy(room.id()) >= VIDEO_MESH_LIMIT {
+        return room_full().into_response();
+    }
     let ws = match ws {
         Ok(ws) => ws,
         Err(_) => return ApiError::bad_request("expected a WebSocket upgrade").into_response(),
     };
-    audit_room(&state, &appt, claims.user, "join_session_room").await;
-    ws.on_upgrade(move |socket| run_peer(state, claims, appt, socket))
+    audit_room(&state, &room, claims.user, "join_session_room").await;
+    ws.on_upgrade(move |socket| run_peer(state, claims, room, socket))
 }
 
-async fn audit_room(state: &AppState, appt: &Appointment, actor: UserId, action: &str) -> bool {
+async fn audit_room(state: &AppState, room: &RoomOf, actor: UserId, action: &str) -> bool {
+    let (object_type, object_id) = match room {
+        RoomOf::Appointment(a) => ("client", a.client_id.as_uuid()),
+        RoomOf::Group(g) => ("group_session", g.id.as_uuid()),
+    };
     let event = NewAuditEvent {
         actor: Some(actor),
-        practice_id: Some(appt.practice_id),
-        object_type: "client".into(),
-        object_id: Some(appt.client_id.as_uuid()),
+        practice_id: Some(room.practice()),
+        object_type: object_type.into(),
+        object_id: Some(object_id),
         action: action.into(),
         outcome: Outcome::Allowed,
         at: state.clock.now(),
@@ -392,21 +559,26 @@ impl Room {
             }
         }
     }
-    /// When a host and an admitted guest are both present, tells both to
-    /// connect (the host makes the offer).
-    fn start_call_if_ready(&self) {
-        let host = self.peers.iter().find(|p| p.role == RoomRole::Host);
-        let guest = self
+    /// Connects a newly admitted participant with everyone already in the
+    /// call: each of them offers to the newcomer (one peer connection per
+    /// pair: a full mesh).
+    fn announce(&self, newcomer: u64) {
+        let Some(n) = self.peers.iter().find(|p| p.conn == newcomer) else {
+            return;
+        };
+        for p in self
             .peers
             .iter()
-            .find(|p| p.role == RoomRole::Guest && self.is_admitted(p));
-        if let (Some(h), Some(g)) = (host, guest) {
-            let _ = h
-                .tx
-                .send(serde_json::json!({"type": "peer_joined", "initiator": true}).to_string());
-            let _ = g
-                .tx
-                .send(serde_json::json!({"type": "peer_joined", "initiator": false}).to_string());
+            .filter(|p| p.conn != newcomer && self.is_admitted(p))
+        {
+            let _ = p.tx.send(
+                serde_json::json!({"type": "peer_joined", "id": n.conn, "role": n.role, "initiator": true})
+                    .to_string(),
+            );
+            let _ = n.tx.send(
+                serde_json::json!({"type": "peer_joined", "id": p.conn, "role": p.role, "initiator": false})
+                    .to_string(),
+            );
         }
     }
 }
@@ -438,9 +610,14 @@ impl Rooms {
             .unwrap_or(0)
     }
 
-    fn join(&self, c: &JoinClaims, tx: mpsc::UnboundedSender<String>) -> u64 {
-        let conn = self.next.fetch_add(1, Ordering::Relaxed);
+    /// Adds a participant; `None` when the room already holds
+    /// [`VIDEO_MESH_LIMIT`] (checked under the rooms' lock, so two
+    /// late-comers cannot both take the last place).
+    fn join(&self, conn: u64, c: &JoinClaims, tx: mpsc::UnboundedSender<String>) -> bool {
         self.with(c.appointment, |room| {
+            if room.peers.len() >= VIDEO_MESH_LIMIT {
+                return false;
+            }
             room.peers.push(Peer {
                 conn,
                 user: c.user,
@@ -462,15 +639,23 @@ impl Rooms {
             {
                 room.send(conn, &serde_json::json!({"type": "knock"}));
             }
-            room.start_call_if_ready();
-        });
-        conn
+            if admitted {
+                room.announce(conn);
+            }
+            true
+        })
+        .unwrap_or(false)
+    }
+
+    /// A fresh participant id.
+    fn next_id(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
     }
 
     fn leave(&self, appointment: AppointmentId, conn: u64) {
         self.with(appointment, |room| {
             room.peers.retain(|p| p.conn != conn);
-            room.send_admitted(None, &serde_json::json!({"type": "peer_left"}));
+            room.send_admitted(None, &serde_json::json!({"type": "peer_left", "id": conn}));
             if room.peers.is_empty() {
                 room.admitted.clear();
             }
@@ -484,26 +669,38 @@ impl Rooms {
 enum Incoming {
     /// The host admits the waiting client.
     Admit,
-    /// SDP or ICE, relayed unchanged to the other participant.
-    Signal { data: serde_json::Value },
+    /// SDP or ICE, relayed unchanged to participant `to` (without `to`:
+    /// to every other participant, as in a one-to-one room).
+    Signal {
+        data: serde_json::Value,
+        #[serde(default)]
+        to: Option<u64>,
+    },
     /// A chat line (stored sealed, then sent to both).
     Chat { text: String },
     /// The typing indicator.
     Typing,
 }
 
-async fn run_peer(state: AppState, claims: JoinClaims, appt: Appointment, socket: WebSocket) {
+async fn run_peer(state: AppState, claims: JoinClaims, appt: RoomOf, socket: WebSocket) {
     use futures_util::{SinkExt as _, StreamExt as _};
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let rooms = &state.online.rooms;
+    let conn = rooms.next_id();
     let hello = serde_json::json!({
         "type": "hello",
+        "id": conn,
         "role": claims.role,
         "ice_servers": ice_servers(&state, claims.user),
     });
     let _ = tx.send(hello.to_string());
-    let rooms = &state.online.rooms;
-    let conn = rooms.join(&claims, tx);
+    if !rooms.join(conn, &claims, tx) {
+        let full = serde_json::json!({"type": "room_full", "message": ROOM_FULL});
+        let _ = sink.send(Message::Text(full.to_string().into())).await;
+        let _ = sink.close().await;
+        return;
+    }
     let writer = tokio::spawn(async move {
         while let Some(text) = rx.recv().await {
             if sink.send(Message::Text(text.into())).await.is_err() {
@@ -519,7 +716,7 @@ async fn run_peer(state: AppState, claims: JoinClaims, appt: Appointment, socket
             _ => continue,
         };
         // The room closes with the join window.
-        if !schedule::may_join(appt.starts_at, appt.ends_at, state.clock.now()) {
+        if !appt.within_window(state.clock.now()) {
             break;
         }
         let Ok(incoming) = serde_json::from_str::<Incoming>(&text) else {
@@ -537,33 +734,34 @@ async fn run_peer(state: AppState, claims: JoinClaims, appt: Appointment, socket
                     if claims.role != RoomRole::Host {
                         return;
                     }
-                    let waiting: Vec<UserId> = room
+                    let waiting: Vec<(u64, UserId)> = room
                         .peers
                         .iter()
-                        .filter(|p| p.role == RoomRole::Guest)
-                        .map(|p| p.user)
+                        .filter(|p| !room.is_admitted(p))
+                        .map(|p| (p.conn, p.user))
                         .collect();
-                    for u in waiting {
-                        room.admitted.insert(u);
+                    for (conn, user) in waiting {
+                        room.admitted.insert(user);
+                        room.send(conn, &serde_json::json!({"type": "admitted"}));
+                        room.announce(conn);
                     }
-                    for p in room.peers.iter().filter(|p| p.role == RoomRole::Guest) {
-                        let _ =
-                            p.tx.send(serde_json::json!({"type": "admitted"}).to_string());
-                    }
-                    room.start_call_if_ready();
                 });
             }
-            Incoming::Signal { data } => {
+            Incoming::Signal { data, to } => {
                 rooms.with(claims.appointment, |room| {
-                    if room
-                        .peers
-                        .iter()
-                        .any(|p| p.conn == conn && room.is_admitted(p))
-                    {
-                        room.send_admitted(
-                            Some(conn),
-                            &serde_json::json!({"type": "signal", "data": data}),
-                        );
+                    let admitted = |id: u64| {
+                        room.peers
+                            .iter()
+                            .any(|p| p.conn == id && room.is_admitted(p))
+                    };
+                    if !admitted(conn) {
+                        return;
+                    }
+                    let msg = serde_json::json!({"type": "signal", "from": conn, "data": data});
+                    match to {
+                        Some(to) if to != conn && admitted(to) => room.send(to, &msg),
+                        Some(_) => {}
+                        None => room.send_admitted(Some(conn), &msg),
                     }
                 });
             }
@@ -576,7 +774,7 @@ async fn run_peer(state: AppState, claims: JoinClaims, appt: Appointment, socket
                     {
                         room.send_admitted(
                             Some(conn),
-                            &serde_json::json!({"type": "typing", "from": claims.role}),
+                            &serde_json::json!({"type": "typing", "from": claims.role, "id": conn}),
                         );
                     }
                 });
@@ -590,7 +788,7 @@ async fn run_peer(state: AppState, claims: JoinClaims, appt: Appointment, socket
     writer.abort();
 }
 
-async fn chat_line(state: &AppState, c: &JoinClaims, appt: &Appointment, conn: u64, text: String) {
+async fn chat_line(state: &AppState, c: &JoinClaims, room: &RoomOf, conn: u64, text: String) {
     let rooms = &state.online.rooms;
     let admitted = rooms
         .with(c.appointment, |room| {
@@ -600,7 +798,10 @@ async fn chat_line(state: &AppState, c: &JoinClaims, appt: &Appointment, conn: u
         })
         .unwrap_or(false);
     let text = text.trim().to_string();
-    let refusal = if !admitted {
+    let refusal = if matches!(room, RoomOf::Group(_)) {
+        // A group transcript would mix members' words into one record.
+        Some("Chat is not available in group rooms.")
+    } else if !admitted {
         Some("You are in the waiting room.")
     } else if text.is_empty() {
         Some("The message is empty.")
@@ -620,15 +821,15 @@ async fn chat_line(state: &AppState, c: &JoinClaims, appt: &Appointment, conn: u
     }
     let line = ChatLine {
         id: Uuid::now_v7(),
-        practice_id: appt.practice_id,
-        appointment_id: appt.id,
+        practice_id: room.practice(),
+        appointment_id: room.id(),
         sender: c.user,
         body: text,
         sent_at: state.clock.now(),
     };
     // Stored (sealed) and audited before anyone sees it.
     let stored = state.store.append_chat_line(&line).await.is_ok()
-        && audit_room(state, appt, c.user, "live_chat_line").await;
+        && audit_room(state, room, c.user, "live_chat_line").await;
     rooms.with(c.appointment, |room| {
         if stored {
             room.send_admitted(
@@ -690,9 +891,11 @@ pub async fn chat_transcript(
 #[derive(askama::Template)]
 #[template(path = "sessions_room.html")]
 pub struct RoomPage {
-    pub client_id: String,
-    pub appointment_id: String,
+    /// Where the page asks for its join token.
+    pub join_url: String,
     pub csrf: String,
+    /// A group room (tiles for up to six participants, no chat).
+    pub group: bool,
     pub host: bool,
     pub summary: String,
     pub video: bool,
@@ -720,11 +923,42 @@ pub async fn room_page(
         .unwrap_or_default();
     let format = appt.appointment_type.format;
     crate::pages::render(&RoomPage {
-        client_id: appt.client_id.to_string(),
-        appointment_id: appt.id.to_string(),
+        join_url: format!(
+            "/api/v1/clients/{}/appointments/{}/join",
+            appt.client_id, appt.id
+        ),
         csrf,
+        group: false,
         host: role == RoomRole::Host,
         summary: appt.appointment_type.summary(),
+        video: format == Format::Video,
+        dial_in: (format == Format::Phone).then(|| state.online.config.phone_instructions.clone()),
+    })
+}
+
+/// `GET /groups/{group}/sessions/{session}/room`: a group session's room
+/// for its facilitators and current members.
+pub async fn group_room_page(
+    State(state): State<AppState>,
+    Extension(a): Extension<Authorized>,
+    Path((group, session)): Path<(String, String)>,
+) -> Response {
+    let (s, role) = match group_session_role(&state, &a, &group, &session).await {
+        Ok(x) => x,
+        Err(e) => return e.to_html(),
+    };
+    let csrf = a
+        .caller
+        .session()
+        .map(|x| state.csrf.token_for(&x.token_hash))
+        .unwrap_or_default();
+    let format = s.appointment_type.format;
+    crate::pages::render(&RoomPage {
+        join_url: format!("/api/v1/groups/{group}/sessions/{}/join", s.id),
+        csrf,
+        group: true,
+        host: role == RoomRole::Host,
+        summary: s.appointment_type.summary(),
         video: format == Format::Video,
         dial_in: (format == Format::Phone).then(|| state.online.config.phone_instructions.clone()),
     })
@@ -742,6 +976,11 @@ fn script(body: &'static str) -> Response {
 /// `GET /static/video.js`: the room's WebRTC and signalling script.
 pub async fn video_script() -> Response {
     script(include_str!("../../static/video.js"))
+}
+
+/// `GET /static/messages.js`: the compose form's attachment.
+pub async fn messages_script() -> Response {
+    script(include_str!("../../static/messages.js"))
 }
 
 /// `GET /static/chat.js`: the room's chat panel.
@@ -798,6 +1037,11 @@ mod tests {
                 Err(JoinTokenError::Malformed)
             );
         }
+    }
+
+    #[test]
+    fn the_room_full_message_names_the_mesh_limit() {
+        assert!(ROOM_FULL.contains(&VIDEO_MESH_LIMIT.to_string()));
     }
 
     #[test]

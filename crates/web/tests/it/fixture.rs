@@ -284,6 +284,11 @@ pub async fn fingerprint(store: &SqliteStore) -> String {
         "risk_flags",
         "clinician_tasks",
         "measure_schedules",
+        "group_programmes",
+        "group_members",
+        "group_sessions",
+        "group_attendance",
+        "group_notes",
     ] {
         let cols: Vec<String> = sqlx::query(&format!("PRAGMA table_info({table})"))
             .fetch_all(store.pool())
@@ -345,6 +350,11 @@ pub async fn pg_fingerprint(store: &tapestry_store::PgStore) -> String {
         "risk_flags",
         "clinician_tasks",
         "measure_schedules",
+        "group_programmes",
+        "group_members",
+        "group_sessions",
+        "group_attendance",
+        "group_notes",
     ] {
         let row = sqlx::query(&format!(
             "SELECT COUNT(*) AS n, COALESCE(md5(string_agg(t::text, '|' ORDER BY t::text)), '') AS s FROM {table} t"

@@ -8,7 +8,15 @@ use tapestry_web::routes::RouteSpec;
 
 pub fn expected(spec: &RouteSpec) -> Option<[u16; 9]> {
     Some(match (spec.method, spec.path) {
-        ("GET", "/static/video.js" | "/static/chat.js") => [200; 9],
+        ("GET", "/static/video.js" | "/static/chat.js" | "/static/messages.js") => [200; 9],
+        // Pages over the booking and messages API.
+        ("GET", "/clients/{id}/booking") => [401, 200, 404, 200, 403, 404, 200, 200, 200],
+        // Staff have no own client record: the page is not found.
+        ("GET", "/me/appointments") => [401, 200, 200, 404, 404, 404, 404, 404, 404],
+        ("GET", "/schedule") => [401, 403, 403, 200, 200, 200, 200, 403, 200],
+        ("GET", "/clients/{id}/messages") => [401, 200, 404, 200, 403, 404, 200, 403, 403],
+        ("GET", "/me/messages") => [401, 200, 200, 403, 403, 403, 403, 403, 403],
+        ("GET", "/messages") => [401, 403, 403, 200, 200, 200, 200, 200, 200],
         // "{token}" is not a feed token.
         ("GET", "/calendar/{token}") => [404; 9],
         // No join token in the query.
@@ -58,6 +66,34 @@ pub fn expected(spec: &RouteSpec) -> Option<[u16; 9]> {
         ("POST", "/api/v1/clients/{id}/messages/reply-promise") => {
             [401, 403, 404, 200, 403, 404, 403, 403, 403]
         }
+        // --- group programmes ---
+        ("GET", "/api/v1/me/groups" | "/groups") => [401, 200, 200, 200, 200, 200, 200, 200, 200],
+        // Staff who hold sessions create programmes; not clients or admins.
+        ("POST", "/api/v1/groups") => [401, 403, 403, 201, 201, 201, 201, 403, 201],
+        // A client's own membership ("{group}" is no group: 404); staff
+        // have no membership to change.
+        ("POST", "/api/v1/me/groups/{group}/join" | "/api/v1/me/groups/{group}/leave") => {
+            [401, 404, 404, 403, 403, 403, 403, 403, 403]
+        }
+        // "{group}" is no group: the same 404 for everyone signed in.
+        (
+            "GET",
+            "/api/v1/groups/{group}"
+            | "/groups/{group}"
+            | "/api/v1/groups/{group}/members/{client}/notes"
+            | "/groups/{group}/members/{client}"
+            | "/groups/{group}/sessions/{session}/room",
+        )
+        | (
+            "POST",
+            "/api/v1/groups/{group}/members"
+            | "/api/v1/groups/{group}/members/{client}/remove"
+            | "/api/v1/groups/{group}/sessions"
+            | "/api/v1/groups/{group}/sessions/{session}/cancel"
+            | "/api/v1/groups/{group}/sessions/{session}/attendance"
+            | "/api/v1/groups/{group}/members/{client}/notes"
+            | "/api/v1/groups/{group}/sessions/{session}/join",
+        ) => [401, 404, 404, 404, 404, 404, 404, 404, 404],
         _ => return None,
     })
 }
@@ -83,6 +119,29 @@ pub fn body_for(spec: &RouteSpec) -> Option<&'static str> {
             r#"{"body":"Could we move Thursday's session to the afternoon?"}"#
         }
         ("POST", "/api/v1/clients/{id}/messages/reply-promise") => r#"{"hours":48}"#,
+        ("POST", "/api/v1/groups") => {
+            r#"{"name":"Managing worry","kind":"psychoeducation","capacity":"8","self_enrolment":"on","measures":"gad7, phq9"}"#
+        }
+        (
+            "POST",
+            "/api/v1/me/groups/{group}/join"
+            | "/api/v1/me/groups/{group}/leave"
+            | "/api/v1/groups/{group}/members/{client}/remove"
+            | "/api/v1/groups/{group}/sessions/{session}/cancel"
+            | "/api/v1/groups/{group}/sessions/{session}/join",
+        ) => "{}",
+        ("POST", "/api/v1/groups/{group}/members") => {
+            r#"{"client_id":"00000000-0000-0000-0000-000000000000"}"#
+        }
+        ("POST", "/api/v1/groups/{group}/sessions") => {
+            r#"{"starts_at":"2026-03-10T10:00:00Z","minutes":90,"format":"video"}"#
+        }
+        ("POST", "/api/v1/groups/{group}/sessions/{session}/attendance") => {
+            r#"{"client_id":"00000000-0000-0000-0000-000000000000","status":"present"}"#
+        }
+        ("POST", "/api/v1/groups/{group}/members/{client}/notes") => {
+            r#"{"body":"Practised the skill."}"#
+        }
         _ => return None,
     })
 }

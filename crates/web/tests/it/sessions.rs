@@ -18,7 +18,7 @@ fn session_type(format: Format) -> AppointmentType {
 }
 
 /// The treating clinician works Monday to Friday 09:00-17:00 London.
-async fn open_calendar(f: &Fixture) {
+pub(crate) async fn open_calendar(f: &Fixture) {
     let weekly = [
         chrono::Weekday::Mon,
         chrono::Weekday::Tue,
@@ -379,17 +379,17 @@ async fn join_token(f: &Fixture, who: &str, a: &Appointment) -> Answer_ {
     .await
 }
 
-fn token_of(r: &Answer_) -> String {
+pub(crate) fn token_of(r: &Answer_) -> String {
     serde_json::from_str::<Value>(&r.body).unwrap()["token"]
         .as_str()
         .unwrap()
         .to_string()
 }
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(addr: SocketAddr, token: &str) -> Result<Ws, u16> {
+pub(crate) async fn connect(addr: SocketAddr, token: &str) -> Result<Ws, u16> {
     match tokio_tungstenite::connect_async(format!("ws://{addr}/sessions/ws?token={token}")).await {
         Ok((ws, _)) => Ok(ws),
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
@@ -398,7 +398,7 @@ async fn connect(addr: SocketAddr, token: &str) -> Result<Ws, u16> {
 }
 
 /// The next message of a given type (others skipped), with a generous bound.
-async fn next_of(ws: &mut Ws, kind: &str) -> Value {
+pub(crate) async fn next_of(ws: &mut Ws, kind: &str) -> Value {
     for _ in 0..20 {
         let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
             .await
@@ -415,7 +415,7 @@ async fn next_of(ws: &mut Ws, kind: &str) -> Value {
     panic!("no {kind} message");
 }
 
-async fn send(ws: &mut Ws, v: Value) {
+pub(crate) async fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
 

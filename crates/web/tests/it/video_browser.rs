@@ -150,16 +150,33 @@ async fn wait_for(d: &Driver, s: &str, script: &str, want: &Value, secs: u64) ->
     last
 }
 
+/// Whether Chromium and chromedriver are installed; when not, `test` is
+/// reported as skipped (a failure under TAPESTRY_TEST_REQUIRE_BROWSER=1).
+fn browsers_available(test: &str) -> bool {
+    let required = std::env::var("TAPESTRY_TEST_REQUIRE_BROWSER").as_deref() == Ok("1");
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        return true;
+    }
+    assert!(
+        !required,
+        "TAPESTRY_TEST_REQUIRE_BROWSER=1 but {CHROMIUM} or {CHROMEDRIVER} is missing"
+    );
+    println!("SKIPPED: {test} ({CHROMIUM} or {CHROMEDRIVER} missing)");
+    eprintln!("SKIPPED: video browser test ({CHROMIUM} or {CHROMEDRIVER} missing)");
+    false
+}
+
+/// Opens `url` in browser `s` signed in as `login` (the cookie is set on the
+/// origin first).
+async fn open_signed_in(d: &Driver, s: &str, base: &str, login: &Login, url: &str) {
+    d.goto(s, &format!("{base}/healthz")).await;
+    d.cookie(s, login).await;
+    d.goto(s, url).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_chromium_browsers_hold_a_video_session_through_tapestry() {
-    let required = std::env::var("TAPESTRY_TEST_REQUIRE_BROWSER").as_deref() == Ok("1");
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        assert!(
-            !required,
-            "TAPESTRY_TEST_REQUIRE_BROWSER=1 but {CHROMIUM} or {CHROMEDRIVER} is missing"
-        );
-        println!("SKIPPED: two_chromium_browsers_hold_a_video_session_through_tapestry ({CHROMIUM} or {CHROMEDRIVER} missing)");
-        eprintln!("SKIPPED: video browser test ({CHROMIUM} or {CHROMEDRIVER} missing)");
+    if !browsers_available("two_chromium_browsers_hold_a_video_session_through_tapestry") {
         return;
     }
     let f = fixture().await;
@@ -175,9 +192,7 @@ async fn two_chromium_browsers_hold_a_video_session_through_tapestry() {
         f.client_a.id, appt.id
     );
     // The client arrives first and waits.
-    d.goto(&client, &format!("{base}/healthz")).await;
-    d.cookie(&client, f.login("client_a").unwrap()).await;
-    d.goto(&client, &room).await;
+    open_signed_in(&d, &client, &base, f.login("client_a").unwrap(), &room).await;
     let waiting = wait_for(
         &d,
         &client,
@@ -187,9 +202,7 @@ async fn two_chromium_browsers_hold_a_video_session_through_tapestry() {
     )
     .await;
     // The clinician arrives and admits.
-    d.goto(&clinician, &format!("{base}/healthz")).await;
-    d.cookie(&clinician, f.login("treating").unwrap()).await;
-    d.goto(&clinician, &room).await;
+    open_signed_in(&d, &clinician, &base, f.login("treating").unwrap(), &room).await;
     let knock = wait_for(
         &d,
         &clinician,
@@ -235,4 +248,96 @@ async fn two_chromium_browsers_hold_a_video_session_through_tapestry() {
         "inbound video bytes did not grow: {first} -> {later}"
     );
     assert!(host_bytes > 0, "the clinician received no video");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_chromium_browsers_meet_in_one_group_room() {
+    if !browsers_available("three_chromium_browsers_meet_in_one_group_room") {
+        return;
+    }
+    let f = fixture().await;
+    let addr = serve(&f).await;
+    let (g, session) = crate::groups::group_session_now(&f, &[&f.client_a, &f.client_b]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut d = Driver::start(tmp.path()).await;
+    let base = format!("http://{addr}");
+    let room = format!("{base}/groups/{g}/sessions/{session}/room");
+    let mut browsers = Vec::new();
+    // Two members arrive and wait; the facilitator arrives and admits both.
+    for who in ["client_a", "client_b", "treating"] {
+        let s = d.browser(&tmp.path().join(who)).await;
+        open_signed_in(&d, &s, &base, f.login(who).unwrap(), &room).await;
+        browsers.push(s);
+    }
+    let knock = wait_for(
+        &d,
+        &browsers[2],
+        "var b = document.getElementById('admit'); return !!b && !b.hidden;",
+        &json!(true),
+        20,
+    )
+    .await;
+    d.js(
+        &browsers[2],
+        "document.getElementById('admit').click(); return true;",
+    )
+    .await;
+    // Each browser holds one connected peer connection per other participant.
+    let mesh = "var r = window.tapestryRoom; if (!r) { return null; } var ids = Object.keys(r.peers); \
+        return ids.length === 2 && ids.every(function (i) { return r.peers[i].state === 'connected'; });";
+    let mut connected = Vec::new();
+    for s in &browsers {
+        connected.push(wait_for(&d, s, mesh, &json!(true), 40).await);
+    }
+    // Inbound video from every other participant grows.
+    let per_peer = "var r = window.tapestryRoom; return Object.keys(r.inbound).map(function (k) { return r.inbound[k]; });";
+    let mut first = Vec::new();
+    for s in &browsers {
+        first.push(d.js(s, per_peer).await);
+    }
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    let mut later = Vec::new();
+    for s in &browsers {
+        later.push(d.js(s, per_peer).await);
+    }
+    let tiles = d
+        .js(
+            &browsers[0],
+            "return document.querySelectorAll('#tiles video').length;",
+        )
+        .await;
+    d.quit(&browsers).await;
+    assert_eq!(
+        knock,
+        json!(true),
+        "the facilitator never saw the members knock"
+    );
+    for (i, c) in connected.iter().enumerate() {
+        assert_eq!(
+            c,
+            &json!(true),
+            "browser {i} did not connect to both others"
+        );
+    }
+    for (i, (a, b)) in first.iter().zip(&later).enumerate() {
+        let a: Vec<u64> = a
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap_or(0))
+            .collect();
+        let b: Vec<u64> = b
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap_or(0))
+            .collect();
+        assert_eq!(b.len(), 2, "browser {i}: {b:?}");
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| y > x),
+            "browser {i}: inbound video did not grow from every peer: {a:?} -> {b:?}"
+        );
+    }
+    // Own camera plus one tile per other participant.
+    assert_eq!(tiles, json!(3));
 }
