@@ -72,11 +72,37 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// chromedriver in a process group of its own: dropping it ends chromedriver
+/// and every Chromium process it started, also when a test fails before it
+/// closes its session (no browser outlives its test).
+pub(crate) struct DriverProcess {
+    child: Child,
+}
+
+impl DriverProcess {
+    pub(crate) fn spawn(mut command: Command) -> DriverProcess {
+        command.process_group(0).kill_on_drop(true);
+        DriverProcess {
+            child: command.spawn().expect("chromedriver starts"),
+        }
+    }
+}
+
+impl Drop for DriverProcess {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
+    }
+}
+
 /// A running app, chromedriver and browser session.
 struct Browser {
     client: Client,
     base: String,
-    _driver: Child,
+    _driver: DriverProcess,
     _profile: tempfile::TempDir,
     driver_url: String,
     session: String,
@@ -102,14 +128,13 @@ async fn start_with(
     });
     // chromedriver on a free loopback port.
     let port = free_port();
-    let driver = Command::new(chromedriver)
+    let mut command = Command::new(chromedriver);
+    command
         .arg(format!("--port={port}"))
         .arg("--allowed-ips=127.0.0.1")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
+    let driver = DriverProcess::spawn(command);
     let driver_url = format!("http://127.0.0.1:{port}");
     let profile = tempfile::tempdir().unwrap();
     let mut caps = serde_json::Map::new();
@@ -688,35 +713,40 @@ async fn with_javascript_off_a_client_signs_in_and_sends_a_questionnaire() {
 }
 
 /// The pages each role sees (`{a}` is client A).
-fn pages_for(role: &str) -> &'static [&'static str] {
-    match role {
-        "client_a" => &[
-            "/me",
-            "/intake",
-            "/me/measures",
-            "/me/measures/phq9",
-            "/me/measures/gad7",
-            "/me/homework",
-            "/me/safety-plan",
-            "/me/access-log",
-        ],
-        "treating" | "supervisor" => &[
-            "/dashboard",
-            "/clients/{a}",
-            "/clients/{a}/notes",
-            "/clients/{a}/safety-plan",
-            "/clients/{a}/homework",
-        ],
-        "practice_admin" | "owner" => &["/practice", "/practice/audit", "/dashboard"],
-        _ => &[
-            "/",
-            "/sign-in",
-            "/mfa",
-            "/accept-invitation",
-            "/reset-password",
-        ],
+/// Every HTML page of the route table (GET, not the API, static files,
+/// health, the calendar feed or the video socket), with the client in the
+/// path being client A and `{instrument}` the PHQ-9. Pages that need an id
+/// the fixture has not made (a note, a worksheet, a group, a room) are left
+/// to the tests that make them, and returned as the second list.
+fn crawlable_pages() -> (Vec<String>, Vec<&'static str>) {
+    let mut pages = Vec::new();
+    let mut left = Vec::new();
+    for spec in tapestry_web::routes::all_routes() {
+        let p = spec.path;
+        let not_a_page = ["/api/", "/static/", "/calendar/", "/sessions/ws"]
+            .iter()
+            .any(|prefix| p.starts_with(prefix))
+            || ["/healthz", "/readyz", "/metrics"].contains(&p);
+        if spec.method != "GET" || not_a_page {
+            continue;
+        }
+        let path = p
+            .replace("{id}", "{a}")
+            .replace("{client}", "{a}")
+            .replace("{instrument}", "phq9");
+        if path.replace("{a}", "").contains('{') {
+            left.push(p);
+        } else {
+            pages.push(path);
+        }
     }
+    (pages, left)
 }
+
+/// Pages none of the crawled roles is shown: the first-run page answers
+/// only before the practice exists, and re-authentication only in a session
+/// that has been asked to re-authenticate.
+const NOT_FOR_THESE_ROLES: &[&str] = &["/bootstrap", "/reauth"];
 
 const PAGE_CHECK: &str = r#"
 const unlabelled = [];
@@ -744,6 +774,13 @@ async fn every_page_as_every_role_stays_on_origin_without_console_errors() {
     let a = f.client_a.id.to_string();
     let mut failures = Vec::new();
     let mut visited = 0;
+    let (pages, left) = crawlable_pages();
+    println!(
+        "crawl: {} pages from the route table; left to their own tests: {left:?}",
+        pages.len()
+    );
+    // Each page must be shown (200) to at least one role.
+    let mut shown: std::collections::BTreeSet<String> = Default::default();
     for role in [
         "anonymous",
         "client_a",
@@ -759,26 +796,38 @@ async fn every_page_as_every_role_stays_on_origin_without_console_errors() {
                 b.client.delete_all_cookies().await.unwrap();
             }
         }
-        for page in pages_for(role) {
+        for page in &pages {
             let path = page.replace("{a}", &a);
             b.go(&path).await;
             visited += 1;
             let v = b.client.execute(PAGE_CHECK, vec![]).await.unwrap();
-            let shot = match (role, *page) {
+            let shot = match (role, page.as_str()) {
                 ("owner", "/practice") => Some("practice"),
                 ("owner", "/practice/audit") => Some("audit-log"),
                 ("client_a", "/me/access-log") => Some("access-log"),
                 ("treating", "/clients/{a}/notes") => Some("notes"),
                 ("treating", "/clients/{a}/homework") => Some("homework-assign"),
                 ("anonymous", "/sign-in") => Some("sign-in"),
+                ("treating", "/me/matching-profile") => Some("matching-profile"),
+                ("treating", "/schedule") => Some("schedule"),
+                ("treating", "/groups") => Some("groups"),
+                ("client_a", "/me/appointments") => Some("booking"),
+                ("client_a", "/me/messages") => Some("messages"),
                 _ => None,
             };
             if let Some(name) = shot {
                 b.screenshot(name).await;
             }
             let title = v["title"].as_str().unwrap_or("");
-            if v["status"] != json!(200) {
-                failures.push(format!("{role} {path}: status {} ({title})", v["status"]));
+            // A role may be refused a page (403/404, or sent to sign in), but
+            // the answer is still a whole page; never a server error.
+            let status = v["status"].as_u64().unwrap_or(0);
+            let landed = b.path().await;
+            if status == 200 && (landed == path || !landed.starts_with("/sign-in")) {
+                shown.insert(page.clone());
+            }
+            if !(200..500).contains(&status) {
+                failures.push(format!("{role} {path}: status {status} ({title})"));
             }
             if title.trim().is_empty() {
                 failures.push(format!("{role} {path}: no <title>"));
@@ -813,12 +862,34 @@ async fn every_page_as_every_role_stays_on_origin_without_console_errors() {
             }
         }
     }
+    // Chromium reports a refused page (401/403/404 for this role) as a
+    // console error about the document itself; that is the answer under
+    // test, not a script or resource error, so only those are let through.
+    let refused_page = |message: &str| {
+        let Some((url, rest)) = message.split_once(" - ") else {
+            return false;
+        };
+        let refusal = ["401", "403", "404"].iter().any(|code| {
+            rest.starts_with(&format!(
+                "Failed to load resource: the server responded with a status of {code} "
+            ))
+        });
+        let path = url.strip_prefix(&b.base).unwrap_or("");
+        refusal && pages.iter().any(|p| p.replace("{a}", &a) == path)
+    };
     for e in b.log("browser").await {
-        if e["level"] == "SEVERE" {
-            failures.push(format!("console error: {}", e["message"]));
+        let message = e["message"].as_str().unwrap_or("");
+        if e["level"] == "SEVERE" && !refused_page(message) {
+            failures.push(format!("console error: {message}"));
         }
     }
-    assert!(visited >= 20, "crawled only {visited} pages");
+    let never: Vec<&String> = pages
+        .iter()
+        .filter(|p| !shown.contains(*p) && !NOT_FOR_THESE_ROLES.contains(&p.as_str()))
+        .collect();
+    assert!(never.is_empty(), "no role was shown {never:?}");
+    assert!(pages.len() >= 35, "the route table lists only {pages:?}");
+    assert_eq!(visited, pages.len() * 6, "every page as every role");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     b.client.close().await.unwrap();
 }

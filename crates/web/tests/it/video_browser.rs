@@ -10,6 +10,7 @@
 //! `/usr/bin/chromedriver` the test prints SKIPPED and passes, unless
 //! `TAPESTRY_TEST_REQUIRE_BROWSER=1`.
 
+use crate::browser::DriverProcess;
 use crate::fixture::*;
 use crate::sessions::{appointment_now, serve};
 use serde_json::{json, Value};
@@ -24,7 +25,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 struct Driver {
     http: reqwest::Client,
     base: String,
-    child: tokio::process::Child,
+    _child: DriverProcess,
 }
 
 impl Driver {
@@ -33,17 +34,16 @@ impl Driver {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let child = tokio::process::Command::new(CHROMEDRIVER)
+        let mut command = tokio::process::Command::new(CHROMEDRIVER);
+        command
             .arg(format!("--port={port}"))
             .arg(format!(
                 "--log-path={}",
                 dir.join("chromedriver.log").display()
             ))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("chromedriver starts");
+            .stderr(Stdio::null());
+        let child = DriverProcess::spawn(command);
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
         for _ in 0..100 {
@@ -54,7 +54,11 @@ impl Driver {
             }
             tokio::time::sleep(StdDuration::from_millis(100)).await;
         }
-        Driver { http, base, child }
+        Driver {
+            http,
+            base,
+            _child: child,
+        }
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
@@ -133,7 +137,7 @@ impl Driver {
                 .send()
                 .await;
         }
-        let _ = self.child.kill().await;
+        // Dropping `_child` ends chromedriver and its browsers.
     }
 }
 
