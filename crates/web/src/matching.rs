@@ -347,6 +347,22 @@ fn choices(
     out
 }
 
+/// One checkbox per value, ticked where the profile has it.
+fn checkboxes<T: Serialize + PartialEq + Copy>(
+    all: &[T],
+    label: fn(T) -> &'static str,
+    chosen: Option<&[T]>,
+) -> Vec<Choice> {
+    let chosen = chosen.unwrap_or_default();
+    all.iter()
+        .map(|&x| Choice {
+            value: wire_name(&x),
+            label: label(x).to_string(),
+            chosen: chosen.contains(&x),
+        })
+        .collect()
+}
+
 /// Half-hour steps from 00:00 to 24:00, valued in minutes after midnight.
 fn time_choices(chosen: Option<u16>) -> Vec<Choice> {
     let times = (0..=48u16).map(|h| {
@@ -407,40 +423,20 @@ impl ProfileForm {
             starts: time_choices(None),
             ends: time_choices(None),
         }));
-        let boxes = |all: Vec<(String, String)>, have: Vec<String>| -> Vec<Choice> {
-            all.into_iter()
-                .map(|(value, label)| Choice {
-                    chosen: have.contains(&value),
-                    value,
-                    label,
-                })
-                .collect()
-        };
-        let have = |f: &dyn Fn(&ClinicianProfile) -> Vec<String>| p.map(f).unwrap_or_default();
         ProfileForm {
             licences,
             languages: p.map(|p| p.languages.join(", ")).unwrap_or_default(),
             approaches: p.map(|p| p.approaches.join(", ")).unwrap_or_default(),
-            formats: boxes(
-                Format::ALL
-                    .iter()
-                    .map(|f| (wire_name(f), f.label().to_string()))
-                    .collect(),
-                have(&|p| p.formats.iter().map(wire_name).collect()),
+            formats: checkboxes(&Format::ALL, Format::label, p.map(|p| p.formats.as_slice())),
+            specialties: checkboxes(
+                &ProblemDomain::ALL,
+                ProblemDomain::label,
+                p.map(|p| p.specialties.as_slice()),
             ),
-            specialties: boxes(
-                ProblemDomain::ALL
-                    .iter()
-                    .map(|d| (wire_name(d), d.label().to_string()))
-                    .collect(),
-                have(&|p| p.specialties.iter().map(wire_name).collect()),
-            ),
-            populations: boxes(
-                Population::ALL
-                    .iter()
-                    .map(|x| (wire_name(x), x.label().to_string()))
-                    .collect(),
-                have(&|p| p.populations.iter().map(wire_name).collect()),
+            populations: checkboxes(
+                &Population::ALL,
+                Population::label,
+                p.map(|p| p.populations.as_slice()),
             ),
             caseload_limit: p
                 .map(|p| p.capacity.caseload_limit.to_string())
