@@ -310,7 +310,7 @@ pub async fn measures_page(
     let body = async {
         let client = a.client_id.ok_or_else(ApiError::not_found)?;
         let practice = a.caller.user.practice_id;
-    let tz = crate::pages::viewer_zone(&state, practice).await;
+        let tz = crate::pages::viewer_zone(&state, practice).await;
         let data = measure_data(&state, practice, client).await?;
         let view = measures_view(&state, &data);
         let mut h = String::new();
@@ -413,7 +413,7 @@ pub async fn formulation_page(
     let body = async {
         let client = a.client_id.ok_or_else(ApiError::not_found)?;
         let practice = a.caller.user.practice_id;
-    let tz = crate::pages::viewer_zone(&state, practice).await;
+        let tz = crate::pages::viewer_zone(&state, practice).await;
         let k = knowledge(&state)?;
         let versions = state.store.formulations(practice, client).await?;
         let current = versions.last();
@@ -758,7 +758,7 @@ pub async fn plan_page(
     let body = async {
         let client = a.client_id.ok_or_else(ApiError::not_found)?;
         let practice = a.caller.user.practice_id;
-    let tz = crate::pages::viewer_zone(&state, practice).await;
+        let tz = crate::pages::viewer_zone(&state, practice).await;
         let versions = state.store.plan_versions(practice, client).await?;
         let editable = a.caller.actor.client_id.is_none();
         let mut h = String::new();
@@ -865,7 +865,7 @@ pub async fn review_page(
     let body = async {
         let client = a.client_id.ok_or_else(ApiError::not_found)?;
         let practice = a.caller.user.practice_id;
-    let tz = crate::pages::viewer_zone(&state, practice).await;
+        let tz = crate::pages::viewer_zone(&state, practice).await;
         let reviews = state.store.session_reviews(practice, client).await?;
         let mut h = String::new();
         if a.caller.actor.client_id.is_none() {
@@ -955,7 +955,7 @@ pub async fn risk_page(
     let body = async {
         let client = a.client_id.ok_or_else(ApiError::not_found)?;
         let practice = a.caller.user.practice_id;
-    let tz = crate::pages::viewer_zone(&state, practice).await;
+        let tz = crate::pages::viewer_zone(&state, practice).await;
         let data = measure_data(&state, practice, client).await?;
         let flags = sorted_flags(&data.flags);
         let tasks: Vec<_> = tasks_for(&state, &a.caller)
