@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli_forms;
+mod demo_journey;
 mod durability;
 mod faults;
 mod harness;

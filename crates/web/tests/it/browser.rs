@@ -18,350 +18,57 @@
 //! capture) and pass, unless `TAPESTRY_TEST_REQUIRE_BROWSER=1`.
 
 use crate::fixture::*;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use serde_json::{json, Value};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 use tapestry_domain::clock::Clock as _;
 use tapestry_domain::identity::password::{hash_password, NormalizedPassword};
 use tapestry_domain::identity::totp::{self, TotpSecret};
 use tapestry_domain::user::User;
-use tokio::process::{Child, Command};
+use tapestry_testkit::{tools, Browser, JAVASCRIPT_OFF};
 
 pub(crate) const PASSWORD: &str = "violet harbour lantern 1987";
 
-fn find_tool(names: &[&str]) -> Option<PathBuf> {
-    for name in names {
-        for dir in ["/usr/bin", "/usr/local/bin", "/usr/lib/chromium"] {
-            let p = Path::new(dir).join(name);
-            if p.exists() {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
-/// chromium and chromedriver, or `None` (with SKIPPED printed) when missing.
-fn tools(test: &str) -> Option<(PathBuf, PathBuf)> {
-    let chromium = find_tool(&["chromium", "chromium-browser", "google-chrome"]);
-    let driver = find_tool(&["chromedriver"]);
-    match (chromium, driver) {
-        (Some(c), Some(d)) => Some((c, d)),
-        _ => {
-            assert!(
-                std::env::var("TAPESTRY_TEST_REQUIRE_BROWSER").as_deref() != Ok("1"),
-                "chromium and chromedriver are required (TAPESTRY_TEST_REQUIRE_BROWSER=1)"
-            );
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED (browser) {test}: chromium or chromedriver not installed"
-            );
-            None
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+/// The screenshots directory: `target/screenshots/`.
+fn screenshots() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// chromedriver in a process group of its own: dropping it ends chromedriver
-/// and every Chromium process it started, also when a test fails before it
-/// closes its session (no browser outlives its test).
-pub(crate) struct DriverProcess {
-    child: Child,
-}
-
-impl DriverProcess {
-    pub(crate) fn spawn(mut command: Command) -> DriverProcess {
-        command.process_group(0).kill_on_drop(true);
-        DriverProcess {
-            child: command.spawn().expect("chromedriver starts"),
-        }
-    }
-}
-
-impl Drop for DriverProcess {
-    fn drop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .status();
-        }
-    }
-}
-
-/// A running app, chromedriver and browser session.
-struct Browser {
-    client: Client,
-    base: String,
-    _driver: DriverProcess,
-    _profile: tempfile::TempDir,
-    driver_url: String,
-    session: String,
+        .join("screenshots")
 }
 
 async fn start(f: &Fixture, chromium: &Path, chromedriver: &Path) -> Browser {
     start_with(f, chromium, chromedriver, &[]).await
 }
 
-/// [`start`] with extra Chromium arguments (e.g. scripting off).
+/// The real router on a loopback port and a browser on it, with extra
+/// Chromium arguments (e.g. scripting off).
 async fn start_with(
     f: &Fixture,
     chromium: &Path,
     chromedriver: &Path,
     extra_args: &[&str],
 ) -> Browser {
-    // The real router on a loopback port.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = tapestry_web::router(f.state.clone());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    // chromedriver on a free loopback port.
-    let port = free_port();
-    let mut command = Command::new(chromedriver);
-    command
-        .arg(format!("--port={port}"))
-        .arg("--allowed-ips=127.0.0.1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let driver = DriverProcess::spawn(command);
-    let driver_url = format!("http://127.0.0.1:{port}");
-    let profile = tempfile::tempdir().unwrap();
-    let mut caps = serde_json::Map::new();
-    let mut args = vec![
-        "--headless".to_string(),
-        "--no-sandbox".into(),
-        "--disable-gpu".into(),
-        "--disable-quic".into(),
-        "--no-first-run".into(),
-        "--disable-background-networking".into(),
-        "--disable-component-update".into(),
-        "--disable-sync".into(),
-        "--disable-dev-shm-usage".into(),
-        "--window-size=1280,800".into(),
-        format!("--user-data-dir={}", profile.path().display()),
-    ];
-    args.extend(extra_args.iter().map(|a| a.to_string()));
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": chromium.to_string_lossy(),
-            "args": args,
-        }),
-    );
-    caps.insert(
-        "goog:loggingPrefs".into(),
-        json!({"browser": "ALL", "performance": "ALL"}),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let client = loop {
-        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps.clone())
-            .connect(&driver_url)
-            .await
-        {
-            Ok(c) => break c,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("chromedriver did not start: {e}"),
-        }
-    };
-    let session = client.session_id().await.unwrap().unwrap();
-    Browser {
-        client,
-        base,
-        _driver: driver,
-        _profile: profile,
-        driver_url,
-        session,
-    }
+    Browser::launch(&base, chromium, chromedriver, extra_args, &screenshots()).await
 }
 
-impl Browser {
-    async fn go(&self, path: &str) {
-        self.client
-            .goto(&format!("{}{path}", self.base))
-            .await
-            .unwrap();
-    }
-
-    async fn path(&self) -> String {
-        self.client.current_url().await.unwrap().path().to_string()
-    }
-
-    /// Waits (up to 15 s) until the page's path is `want`.
-    async fn wait_path(&self, want: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let p = self.path().await;
-            if p == want {
-                // Let the new document finish loading.
-                let _ = self.client.wait().for_element(Locator::Css("main")).await;
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still on {p}, wanted {want}; page: {}",
-                self.client.source().await.unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn fill(&self, css: &str, text: &str) {
-        let e = self.client.find(Locator::Css(css)).await.unwrap();
-        e.clear().await.unwrap();
-        e.send_keys(text).await.unwrap();
-    }
-
-    async fn click(&self, css: &str) {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .click()
-            .await
-            .unwrap();
-    }
-
-    async fn text(&self, css: &str) -> String {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-
-    /// Clicks `css` (a form that posts and then reloads this same page) and
-    /// waits until the new document has replaced the old one.
-    async fn submit_same_page(&self, css: &str) {
-        self.client
-            .execute("window.__beforeSubmit = true;", vec![])
-            .await
-            .unwrap();
-        self.click(css).await;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let gone = self
-                .client
-                .execute(
-                    "return document.readyState === 'complete' && window.__beforeSubmit === undefined;",
-                    vec![],
-                )
-                .await
-                .map(|v| v == json!(true))
-                .unwrap_or(false);
-            if gone {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{css}: the page did not reload");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Reloads the page after a same-page form post (the script answers
-    /// with `next` = this page) until `css` shows `want`.
-    async fn wait_text(&self, css: &str, want: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(e) = self.client.find(Locator::Css(css)).await {
-                if e.text().await.unwrap_or_default().contains(want) {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{css} never showed {want:?}; page: {}",
-                self.client.source().await.unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// The browser's log of `kind` (browser = console, performance = DevTools
-    /// network events), read through chromedriver.
-    async fn log(&self, kind: &str) -> Vec<Value> {
-        let url = format!("{}/session/{}/se/log", self.driver_url, self.session);
-        let v: Value = reqwest::Client::new()
-            .post(url)
-            .json(&json!({ "type": kind }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["value"].as_array().cloned().unwrap_or_default()
-    }
-
-    async fn sign_in(&self, email: &str) {
-        self.go("/sign-in").await;
-        self.fill("input[name=email]", email).await;
-        self.fill("input[name=password]", PASSWORD).await;
-        self.click("#sign-in button[type=submit]").await;
-    }
-
-    async fn sign_out(&self) {
-        self.click("header form.inline button").await;
-        self.wait_path("/sign-in").await;
-    }
-
-    async fn use_session(&self, login: &Login) {
-        self.go("/sign-in").await;
-        self.client.delete_all_cookies().await.unwrap();
-        // The fixture's session (made in the store) as the browser's cookie.
-        self.client
-            .execute(
-                "document.cookie = arguments[0] + '; path=/'; sessionStorage.setItem('csrf', arguments[1]);",
-                vec![json!(login.cookie), json!(login.csrf)],
-            )
-            .await
-            .unwrap();
-    }
-
-    async fn screenshot(&self, name: &str) {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .parent()
-            .unwrap()
-            .join("screenshots");
-        std::fs::create_dir_all(&dir).unwrap();
-        for (label, w, h) in [("desktop", 1280, 800), ("phone", 390, 844)] {
-            self.client.set_window_size(w, h).await.unwrap();
-            // The header never wraps: one line on a phone (the menu folds
-            // into a <details>), whatever the role's links.
-            let header = self
-                .client
-                .execute(
-                    "const h = document.querySelector('header.top'); return h ? h.getBoundingClientRect().height : 0;",
-                    vec![],
-                )
-                .await
-                .ok()
-                .and_then(|v| v.as_f64())
-                .unwrap_or(0.0);
-            assert!(
-                header <= 80.0,
-                "{name} ({label}): header is {header}px tall"
-            );
-            let png = self.client.screenshot().await.unwrap();
-            std::fs::write(dir.join(format!("{name}-{label}.png")), png).unwrap();
-        }
-        self.client.set_window_size(1280, 800).await.unwrap();
-    }
+/// The fixture's session (made in the store) as the browser's cookie.
+async fn use_session(b: &Browser, login: &Login) {
+    b.go("/sign-in").await;
+    b.client.delete_all_cookies().await.unwrap();
+    b.client
+        .execute(
+            "document.cookie = arguments[0] + '; path=/'; sessionStorage.setItem('csrf', arguments[1]);",
+            vec![json!(login.cookie), json!(login.csrf)],
+        )
+        .await
+        .unwrap();
 }
 
 pub(crate) async fn set_password(f: &Fixture, user: &User) {
@@ -391,7 +98,7 @@ pub(crate) async fn enrol_totp(f: &Fixture, user: &User) -> TotpSecret {
 /// fixture's secret at the server's clock (advanced past the last code).
 async fn clinician_sign_in(b: &Browser, f: &Fixture, secret: &TotpSecret) {
     f.clock.advance(chrono::Duration::seconds(60));
-    b.sign_in("treating@example.org").await;
+    b.sign_in("treating@example.org", PASSWORD).await;
     b.wait_path("/mfa").await;
     let code = totp::code_at(secret, f.clock.now()).unwrap();
     b.fill("#verify input[name=code]", &code).await;
@@ -414,7 +121,7 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
     let a = f.client_a.id;
 
     // 1. The client signs in and lands on their home.
-    b.sign_in("client_a@example.org").await;
+    b.sign_in("client_a@example.org", PASSWORD).await;
     b.wait_path("/me").await;
     assert!(b.text("main h1").await.contains("Hello"));
     // Crisis resources are one tap away, without leaving the page.
@@ -553,7 +260,7 @@ async fn journey_from_intake_to_signed_note_in_a_real_browser() {
     b.sign_out().await;
 
     // 7. The client completes it.
-    b.sign_in("client_a@example.org").await;
+    b.sign_in("client_a@example.org", PASSWORD).await;
     b.wait_path("/me").await;
     b.go("/me/safety-plan").await;
     assert!(b.text("main").await.contains("Cold water on my face"));
@@ -660,16 +367,10 @@ async fn with_javascript_off_a_client_signs_in_and_sends_a_questionnaire() {
     };
     let f = fixture().await;
     set_password(&f, f.user("client_a")).await;
-    let b = start_with(
-        &f,
-        &chromium,
-        &driver,
-        &["--blink-settings=scriptEnabled=false"],
-    )
-    .await;
+    let b = start_with(&f, &chromium, &driver, &[JAVASCRIPT_OFF]).await;
     let before = stored_submissions(&f).await;
     // Sign-in is a plain form post: the cookie comes with a 303 to /me.
-    b.sign_in("client_a@example.org").await;
+    b.sign_in("client_a@example.org", PASSWORD).await;
     b.wait_path("/me").await;
     assert!(b.text("main h1").await.contains("Hello"));
     // A PHQ-9, answered by clicking and sent by the browser itself.
@@ -697,12 +398,8 @@ async fn with_javascript_off_a_client_signs_in_and_sends_a_questionnaire() {
     assert!(!link.is_displayed().await.unwrap(), "closed at first");
     b.click("details.nav-narrow summary").await;
     assert!(link.is_displayed().await.unwrap(), "open after one tap");
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("screenshots");
     std::fs::write(
-        dir.join("phone-menu-open-phone.png"),
+        screenshots().join("phone-menu-open-phone.png"),
         b.client.screenshot().await.unwrap(),
     )
     .unwrap();
@@ -790,7 +487,7 @@ async fn every_page_as_every_role_stays_on_origin_without_console_errors() {
         "owner",
     ] {
         match f.login(role) {
-            Some(login) => b.use_session(login).await,
+            Some(login) => use_session(&b, login).await,
             None => {
                 b.go("/sign-in").await;
                 b.client.delete_all_cookies().await.unwrap();

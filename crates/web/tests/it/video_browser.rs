@@ -10,7 +10,6 @@
 //! `/usr/bin/chromedriver` the test prints SKIPPED and passes, unless
 //! `TAPESTRY_TEST_REQUIRE_BROWSER=1`.
 
-use crate::browser::DriverProcess;
 use crate::fixture::*;
 use crate::sessions::{appointment_now, serve};
 use serde_json::{json, Value};
@@ -18,6 +17,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration as StdDuration;
 use tapestry_domain::schedule::Format;
+use tapestry_testkit::DriverProcess;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
