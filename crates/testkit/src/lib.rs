@@ -283,7 +283,17 @@ impl Browser {
             if gone {
                 return;
             }
-            assert!(Instant::now() < deadline, "{css}: the page did not reload");
+            if Instant::now() >= deadline {
+                let said = self
+                    .client
+                    .execute(
+                        "return Array.from(document.querySelectorAll('.message, [role=alert], [role=status]')).map(function (e) { return e.textContent.trim(); }).concat(Array.from(document.querySelectorAll('input:invalid, select:invalid, textarea:invalid')).map(function (e) { return 'invalid ' + (e.id || e.name) + ': ' + e.validationMessage; })).filter(Boolean).join(' | ');",
+                        vec![],
+                    )
+                    .await
+                    .unwrap_or_default();
+                panic!("{css}: the page did not reload; it says: {said}");
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

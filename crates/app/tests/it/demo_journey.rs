@@ -73,15 +73,15 @@ fn screenshots() -> PathBuf {
         .join("screenshots")
 }
 
-/// Answers the PHQ-9 page: `value(item)` for each item, then sends it.
-async fn answer_phq9(b: &Browser, value: impl Fn(usize) -> u8) {
-    b.go("/me/measures/phq9").await;
+/// Answers the `instrument` page: `value(item)` for each item, then sends it.
+async fn answer(b: &Browser, instrument: &str, value: impl Fn(usize) -> u8) {
+    b.go(&format!("/me/measures/{instrument}")).await;
     let items = b
         .js("return document.querySelectorAll('fieldset.item').length;")
         .await
         .as_u64()
         .unwrap_or(0) as usize;
-    assert!(items >= 9, "PHQ-9 shows {items} items");
+    assert!(items >= 7, "{instrument} shows {items} items");
     for item in 1..=items {
         b.click(&format!("input[name=item_{item}][value='{}']", value(item)))
             .await;
@@ -120,11 +120,13 @@ async fn demo_clinician_and_client_journey_video_chat_messages_and_reminder() {
     let clinician = Browser::launch(&server.base, &chromium, &driver, FAKE_MEDIA, &shots).await;
     let a = client_id.as_str();
 
-    // 1. The demo client signs in and answers a PHQ-9 with item 9 above 0.
+    // 1. The demo client signs in and answers this session's measures: a
+    // PHQ-9 with item 9 above 0, and a GAD-7.
     client.sign_in(&alex.email, &alex.password).await;
     client.wait_path("/me").await;
     assert!(client.text("main h1").await.contains("Hello"));
-    answer_phq9(&client, |item| if item == 9 { 2 } else { 1 }).await;
+    answer(&client, "phq9", |item| if item == 9 { 2 } else { 1 }).await;
+    answer(&client, "gad7", |_| 2).await;
 
     // 2. The demo clinician signs in with a TOTP code from the demo secret.
     let secret =
@@ -198,6 +200,12 @@ async fn demo_clinician_and_client_journey_video_chat_messages_and_reminder() {
     clinician.fill("#d-cognitive", "9").await;
     clinician.fill("#f-goals", "Enjoy weekends again").await;
     clinician
+        .fill(
+            "#f-reason",
+            "Risk disclosed on the PHQ-9; self-criticism central",
+        )
+        .await;
+    clinician
         .submit_same_page("form.formulation button[type=submit]")
         .await;
     clinician.wait_text("main", "Version 2").await;
@@ -232,7 +240,7 @@ async fn demo_clinician_and_client_journey_video_chat_messages_and_reminder() {
     clinician.wait_text("article.hw h3", "Thought record").await;
 
     // 6. The client sees the safety plan, completes the thought record and
-    // answers a new PHQ-9, far below the last.
+    // answers new measures.
     client.go("/me/safety-plan").await;
     assert!(client.text("main").await.contains("Cold water on my face"));
     client.go("/me/homework").await;
@@ -247,7 +255,9 @@ async fn demo_clinician_and_client_journey_video_chat_messages_and_reminder() {
     client.click("#send").await;
     client.wait_path("/me/homework").await;
     client.wait_text("main", "Sent").await;
-    answer_phq9(&client, |_| 0).await;
+    // New measures: mood far better, worry still high (GAD-7 of 14).
+    answer(&client, "phq9", |_| 0).await;
+    answer(&client, "gad7", |_| 2).await;
 
     // 7. The session review suggests an adaptation after the new measures.
     clinician.go(&format!("/clients/{a}/review")).await;
@@ -255,8 +265,12 @@ async fn demo_clinician_and_client_journey_video_chat_messages_and_reminder() {
     clinician
         .submit_same_page("main form.stack button[type=submit]")
         .await;
-    let suggestions = clinician.text("ul.suggestions").await;
-    assert!(!suggestions.trim().is_empty(), "no adaptation suggested");
+    let review = clinician.text("section.review").await;
+    // Alex's formulation names insomnia and the GAD-7 is 14 (rule A2).
+    assert!(
+        review.contains("Suggestions") && review.contains("GAD-7 14"),
+        "the review suggests no adaptation for arousal and sleep: {review}"
+    );
     clinician.screenshot("demo-session-review").await;
 
     // 8. A progress note, signed.
