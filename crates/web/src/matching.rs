@@ -253,6 +253,8 @@ fn profile_error<E: std::fmt::Display>(r: Result<(), E>) -> Result<(), ApiError>
 #[derive(Template)]
 #[template(path = "matching_profile.html")]
 struct ProfilePage {
+    /// The header menu of the signed-in person.
+    nav: crate::portal::Nav,
     name: String,
     has_profile: bool,
     licences: Vec<String>,
@@ -476,8 +478,10 @@ async fn own_profile_page(
     let me = ClinicianId::from_uuid(a.caller.user.id.as_uuid());
     let mine = profiles.iter().find(|p| p.id == me);
     let norms = OutcomeNorms::pooled(&profiles);
+    let nav = crate::portal::nav(&state, &a.caller).await;
     let page = match mine {
         None => ProfilePage {
+            nav,
             name: a.caller.user.display_name.clone(),
             has_profile: false,
             licences: vec![],
@@ -491,6 +495,7 @@ async fn own_profile_page(
             edit: ProfileForm::new(None),
         },
         Some(p) => ProfilePage {
+            nav,
             name: p.display_name.clone(),
             has_profile: true,
             licences: p
@@ -726,6 +731,8 @@ async fn match_client(
 #[derive(Template)]
 #[template(path = "matching_choice.html")]
 struct ChoicePage {
+    /// The header menu of the signed-in person.
+    nav: crate::portal::Nav,
     /// Early session feedback suggests this clinician may not be the right fit.
     rematch_suggested: bool,
     has_request: bool,
@@ -791,6 +798,7 @@ async fn my_match_page(
         None => false,
     };
     let page = ChoicePage {
+        nav: crate::portal::nav(&state, &a.caller).await,
         rematch_suggested,
         has_request: result.is_some(),
         current: current
@@ -1162,6 +1170,8 @@ async fn run_batch(
 #[derive(Template)]
 #[template(path = "matching_waitlist.html")]
 struct WaitlistPage {
+    /// The header menu of the signed-in person.
+    nav: crate::portal::Nav,
     rows: Vec<WaitlistRow>,
     rematch: Vec<RematchRow>,
 }
@@ -1452,5 +1462,9 @@ async fn waitlist_page(
             reason: s.reason.clone(),
         })
         .collect();
-    crate::pages::render(&WaitlistPage { rows, rematch })
+    crate::pages::render(&WaitlistPage {
+        nav: crate::portal::nav(&state, &a.caller).await,
+        rows,
+        rematch,
+    })
 }

@@ -213,6 +213,9 @@ pub async fn nav(state: &AppState, caller: &Caller) -> Nav {
             ("/me", "Home"),
             ("/me/measures", "Questionnaires"),
             ("/me/homework", "Worksheets"),
+            ("/me/appointments", "Appointments"),
+            ("/me/messages", "Messages"),
+            ("/groups", "Groups"),
             ("/me/safety-plan", "My safety plan"),
             ("/me/access-log", "Who opened my record"),
         ],
@@ -221,6 +224,13 @@ pub async fn nav(state: &AppState, caller: &Caller) -> Nav {
             ("/dashboard", "Caseload"),
             ("/practice", "Practice"),
             ("/practice/audit", "Audit log"),
+        ],
+        Role::Clinician => vec![
+            ("/dashboard", "Caseload"),
+            ("/schedule", "Schedule"),
+            ("/messages", "Messages"),
+            ("/groups", "Groups"),
+            ("/me/matching-profile", "My profile"),
         ],
         _ => vec![("/dashboard", "Caseload")],
     };

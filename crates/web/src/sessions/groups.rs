@@ -835,6 +835,8 @@ pub type NextSession = Option<(String, String, bool)>;
 #[derive(askama::Template)]
 #[template(path = "sessions_groups.html")]
 pub struct GroupsPage {
+    /// The header menu of the signed-in person.
+    pub nav: crate::portal::Nav,
     pub csrf: String,
     pub is_client: bool,
     pub mine: MyGroups,
@@ -869,6 +871,7 @@ pub async fn groups_page(
         })
         .collect();
     crate::pages::render(&GroupsPage {
+        nav: crate::portal::nav(&state, &a.caller).await,
         csrf: csrf_of(&state, &a),
         is_client: a.caller.actor.role == Role::Client,
         mine,
@@ -879,6 +882,8 @@ pub async fn groups_page(
 #[derive(askama::Template)]
 #[template(path = "sessions_group.html")]
 pub struct GroupPage {
+    /// The header menu of the signed-in person.
+    pub nav: crate::portal::Nav,
     pub csrf: String,
     pub group: GroupDetail,
     pub facilitator: bool,
@@ -936,6 +941,7 @@ pub async fn group_page(
     let facilitator =
         detail.facilitator == a.caller.user.id || detail.co_facilitator == Some(a.caller.user.id);
     crate::pages::render(&GroupPage {
+        nav: crate::portal::nav(&state, &a.caller).await,
         csrf: csrf_of(&state, &a),
         group: detail,
         facilitator,
@@ -947,6 +953,8 @@ pub async fn group_page(
 #[derive(askama::Template)]
 #[template(path = "sessions_group_member.html")]
 pub struct MemberPage {
+    /// The header menu of the signed-in person.
+    pub nav: crate::portal::Nav,
     pub csrf: String,
     pub group_id: String,
     pub record: MemberRecord,
@@ -961,6 +969,7 @@ pub async fn member_page(
 ) -> Response {
     match member_record_of(&state, &a, &group, &client).await {
         Ok(record) => crate::pages::render(&MemberPage {
+            nav: crate::portal::nav(&state, &a.caller).await,
             csrf: csrf_of(&state, &a),
             group_id: group,
             record,

@@ -87,6 +87,8 @@ pub struct BookingQuery {
 #[derive(askama::Template)]
 #[template(path = "sessions_booking.html")]
 pub struct BookingPage {
+    /// The header menu of the signed-in person.
+    pub nav: crate::portal::Nav,
     pub client_id: String,
     pub csrf: String,
     pub is_client: bool,
@@ -189,6 +191,7 @@ async fn booking_page_of(
         .or_else(|| types.first().map(|(v, _)| v.clone()))
         .unwrap_or_default();
     let mut page = BookingPage {
+        nav: crate::portal::nav(state, &a.caller).await,
         client_id: client.to_string(),
         csrf: csrf_of(state, a),
         is_client: a.caller.actor.role == Role::Client,
@@ -267,6 +270,8 @@ pub async fn booking_page(
 #[derive(askama::Template)]
 #[template(path = "sessions_schedule.html")]
 pub struct SchedulePage {
+    /// The header menu of the signed-in person.
+    pub nav: crate::portal::Nav,
     pub time_zone: String,
     /// Appointments and group sessions of the next two weeks, by start.
     pub rows: Vec<AppointmentRow>,
@@ -342,6 +347,7 @@ async fn schedule_page_of(
         })
         .collect();
     Ok(SchedulePage {
+        nav: crate::portal::nav(state, &a.caller).await,
         time_zone: zone,
         rows,
         groups,
@@ -360,6 +366,8 @@ pub struct MessageRow {
 #[derive(askama::Template)]
 #[template(path = "sessions_messages.html")]
 pub struct ThreadPage {
+    /// The header menu of the signed-in person.
+    pub nav: crate::portal::Nav,
     pub client_id: String,
     pub client_name: String,
     pub csrf: String,
@@ -404,6 +412,7 @@ async fn thread_page_of(state: &AppState, a: &Authorized) -> Result<ThreadPage, 
         None => "—".into(),
     };
     Ok(ThreadPage {
+        nav: crate::portal::nav(state, &a.caller).await,
         client_id: client.to_string(),
         client_name,
         csrf: csrf_of(state, a),
@@ -423,6 +432,8 @@ pub struct ThreadRow {
 #[derive(askama::Template)]
 #[template(path = "sessions_threads.html")]
 pub struct ThreadsPage {
+    /// The header menu of the signed-in person.
+    pub nav: crate::portal::Nav,
     pub rows: Vec<ThreadRow>,
 }
 
@@ -473,5 +484,8 @@ async fn threads_page_of(state: &AppState, a: &Authorized) -> Result<ThreadsPage
                 .unwrap_or_else(|| "no messages".into()),
         });
     }
-    Ok(ThreadsPage { rows })
+    Ok(ThreadsPage {
+        nav: crate::portal::nav(state, &a.caller).await,
+        rows,
+    })
 }

@@ -891,6 +891,8 @@ pub async fn chat_transcript(
 #[derive(askama::Template)]
 #[template(path = "sessions_room.html")]
 pub struct RoomPage {
+    /// The header menu of the signed-in person.
+    pub nav: crate::portal::Nav,
     /// Where the page asks for its join token.
     pub join_url: String,
     pub csrf: String,
@@ -923,6 +925,7 @@ pub async fn room_page(
         .unwrap_or_default();
     let format = appt.appointment_type.format;
     crate::pages::render(&RoomPage {
+        nav: crate::portal::nav(&state, &a.caller).await,
         join_url: format!(
             "/api/v1/clients/{}/appointments/{}/join",
             appt.client_id, appt.id
@@ -954,6 +957,7 @@ pub async fn group_room_page(
         .unwrap_or_default();
     let format = s.appointment_type.format;
     crate::pages::render(&RoomPage {
+        nav: crate::portal::nav(&state, &a.caller).await,
         join_url: format!("/api/v1/groups/{group}/sessions/{}/join", s.id),
         csrf,
         group: true,

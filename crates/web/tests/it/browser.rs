@@ -10,7 +10,9 @@
 //! suggestion; the clinician signs a note.
 //! (a') with JavaScript off: sign-in and a questionnaire as plain form posts.
 //! (b) a crawl of every page as every role: no request to another origin, no
-//! console error, a title, a main landmark and labelled inputs everywhere.
+//! console error, a title, a main landmark and labelled inputs everywhere,
+//! and the one header menu (wide links and the phone `<details>`) on every
+//! page a signed-in person is shown.
 //! (c) screenshots of key pages at desktop and phone widths, saved under
 //! `target/screenshots/`.
 //!
@@ -456,6 +458,7 @@ return {
   status: nav ? nav.responseStatus : 0,
   title: document.title,
   mains: document.querySelectorAll('main').length,
+  menu: !!document.querySelector('header.top details.nav-narrow') && !!document.querySelector('header.top .nav-wide'),
   unlabelled: unlabelled,
   resources: performance.getEntriesByType('resource').map(function (e) { return e.name; }),
 };
@@ -478,6 +481,9 @@ async fn every_page_as_every_role_stays_on_origin_without_console_errors() {
     );
     // Each page must be shown (200) to at least one role.
     let mut shown: std::collections::BTreeSet<String> = Default::default();
+    // Pages shown to the anonymous visitor (crawled first) are public; every
+    // other page a signed-in role is shown carries the one header menu.
+    let mut public: std::collections::BTreeSet<String> = Default::default();
     for role in [
         "anonymous",
         "client_a",
@@ -522,6 +528,13 @@ async fn every_page_as_every_role_stays_on_origin_without_console_errors() {
             let landed = b.path().await;
             if status == 200 && (landed == path || !landed.starts_with("/sign-in")) {
                 shown.insert(page.clone());
+            }
+            if status == 200 && landed == path {
+                if role == "anonymous" {
+                    public.insert(page.clone());
+                } else if !public.contains(page) && v["menu"] != json!(true) {
+                    failures.push(format!("{role} {path}: no header menu"));
+                }
             }
             if !(200..500).contains(&status) {
                 failures.push(format!("{role} {path}: status {status} ({title})"));
