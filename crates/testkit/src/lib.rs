@@ -316,6 +316,20 @@ impl Browser {
         }
     }
 
+    /// Waits (up to 15 s) until nothing on the page matches `css` (e.g. a
+    /// form that a plain post, without JavaScript, has made unnecessary).
+    pub async fn wait_gone(&self, css: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.client.find(Locator::Css(css)).await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "{css} is still on {}",
+                self.path().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Runs `script` in the page and returns its value.
     pub async fn js(&self, script: &str) -> Value {
         self.client.execute(script, vec![]).await.unwrap()

@@ -411,6 +411,107 @@ async fn with_javascript_off_a_client_signs_in_and_sends_a_questionnaire() {
     b.client.close().await.unwrap();
 }
 
+/// With JavaScript off, the clinician's steps are plain form posts in the
+/// browser too: the risk flag closed with a note, a formulation, the plan
+/// generated and accepted with a reason, a thought record assigned from it,
+/// and a progress note written and signed (each answered by a 303 back to
+/// its page, which then shows the result).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_javascript_off_a_clinician_closes_risk_plans_assigns_and_signs() {
+    let Some((chromium, driver)) = tools("no-javascript clinician") else {
+        return;
+    };
+    let f = fixture().await;
+    set_password(&f, f.user("client_a")).await;
+    set_password(&f, f.user("treating")).await;
+    let secret = enrol_totp(&f, f.user("treating")).await;
+    let b = start_with(&f, &chromium, &driver, &[JAVASCRIPT_OFF]).await;
+    let a = f.client_a.id;
+
+    // The client's PHQ-9 with item 9 above 0 opens a risk flag.
+    b.sign_in("client_a@example.org", PASSWORD).await;
+    b.wait_path("/me").await;
+    b.go("/me/measures/phq9").await;
+    for item in 1..=9 {
+        let value = if item == 9 { 2 } else { 1 };
+        b.click(&format!("input[name=item_{item}][value='{value}']"))
+            .await;
+    }
+    b.click("#measure button[type=submit]").await;
+    b.wait_path("/me/measures").await;
+    b.sign_out().await;
+
+    // The clinician: password, then the TOTP code, as two form posts.
+    clinician_sign_in(&b, &f, &secret).await;
+    assert!(b.text("ol.caseload li").await.contains("Open risk task"));
+
+    // Risk: the open flag is closed with a note; its close form goes away.
+    b.go(&format!("/clients/{a}/risk")).await;
+    let close = "main form[action^='/api/v1/risk-flags/']";
+    b.fill(
+        &format!("{close} textarea[name=note]"),
+        "Phoned the same day: passive thoughts, no plan or intent.",
+    )
+    .await;
+    b.click(&format!("{close} button[type=submit]")).await;
+    b.wait_path(&format!("/clients/{a}/risk")).await;
+    b.wait_gone(close).await;
+
+    // A formulation, saved as version 1.
+    b.go(&format!("/clients/{a}/formulation")).await;
+    b.fill("#f-age", "34").await;
+    b.click(r#"input[name="formulation.presenting_problems[]"][value=depression]"#)
+        .await;
+    b.fill("#f-perpetuating", "Harsh self-criticism").await;
+    b.fill("#d-cognitive", "9").await;
+    b.fill("#f-goals", "Enjoy weekends again").await;
+    b.click("form.formulation button[type=submit]").await;
+    b.wait_text("main", "Version 1").await;
+
+    // The plan: generated, then accepted with a reason.
+    b.go(&format!("/clients/{a}/plan")).await;
+    b.click("main form.inline button[type=submit]").await;
+    b.client
+        .wait()
+        .at_most(std::time::Duration::from_secs(15))
+        .for_element(Locator::Css("#accept-reason"))
+        .await
+        .unwrap();
+    b.fill(
+        "#accept-reason",
+        "Discussed with the client; fits their goals.",
+    )
+    .await;
+    b.click("#accept-reason ~ button[type=submit]").await;
+    b.wait_text("main", "accepted").await;
+
+    // A thought record from the accepted plan's items.
+    b.go(&format!("/clients/{a}/homework")).await;
+    b.select("#technique", "T04").await;
+    b.click("main form button[type=submit]").await;
+    b.wait_text("article.hw h3", "Thought record").await;
+
+    // A progress note: started (303 to the note), written, signed.
+    b.go(&format!("/clients/{a}/notes")).await;
+    b.click("main form button[type=submit]").await;
+    b.wait_text("main h1", "Progress note").await;
+    b.fill("#s-subjective", "Reports low mood; item 9 discussed.")
+        .await;
+    b.fill("#s-plan", "Review safety plan next session.").await;
+    // (chromedriver's click waits for the navigation it starts: the save's
+    // 303 back to the note has landed before the next click.)
+    b.click("#note-form button[type=submit]").await;
+    b.click("#sign-note").await;
+    b.wait_text("p.status", "Signed").await;
+    assert!(b
+        .text("main")
+        .await
+        .contains("Review safety plan next session."));
+    b.wait_gone("#note-form").await;
+    b.screenshot("no-javascript-signed-note").await;
+    b.client.close().await.unwrap();
+}
+
 /// The pages each role sees (`{a}` is client A).
 /// Every HTML page of the route table (GET, not the API, static files,
 /// health, the calendar feed or the video socket), with the client in the
