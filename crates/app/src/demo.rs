@@ -341,6 +341,9 @@ pub async fn ensure(
         for result in ingestor.submit_batch(&batch).await? {
             result.map_err(|e| anyhow::anyhow!("demo submission: {e}"))?;
         }
+        if !waiting {
+            review_earlier_risk(store, &practice, &episode, clinician, now).await?;
+        }
         if !waiting && i < DEMO_FORMULATIONS.len() {
             seed_record(
                 store, &knowledge, &registry, &practice, &client, &episode, clinician, i, first_at,
@@ -500,6 +503,50 @@ async fn demo_sessions(
         "/clients/{}/appointments/{}/room",
         client.id, appointment.id
     )))
+}
+
+/// The demo's clinicians have reviewed each risk answer within days, as a
+/// working practice does: every risk task of the episode but the newest is
+/// completed and its flag closed with a note, so the caseload shows one open
+/// risk task per client (the newest answer), not one per week of history.
+async fn review_earlier_risk(
+    store: &Arc<dyn Store>,
+    practice: &Practice,
+    episode: &Episode,
+    clinician: &User,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut open: Vec<_> = store
+        .tasks_for_episode(practice.id, episode.id)
+        .await?
+        .into_iter()
+        .filter(|t| t.completed_at.is_none())
+        .collect();
+    open.sort_by_key(|t| t.created_at);
+    let kept = open.pop().and_then(|t| t.risk_flag_id);
+    let mut closed = Vec::new();
+    for task in open {
+        let reviewed_at = (task.created_at + Duration::days(2)).min(now);
+        if let Some(flag) = task
+            .risk_flag_id
+            .filter(|f| Some(*f) != kept && !closed.contains(f))
+        {
+            closed.push(flag);
+            store
+                .close_risk_flag(
+                    practice.id,
+                    flag,
+                    clinician.id,
+                    "Reviewed by phone within the week: passive thoughts, no plan or intent; safety plan in place.",
+                    reviewed_at,
+                )
+                .await?;
+        }
+        store
+            .complete_task(practice.id, task.id, reviewed_at)
+            .await?;
+    }
+    Ok(())
 }
 
 fn append_room(data_dir: &Path, room: Option<&str>) -> Result<()> {

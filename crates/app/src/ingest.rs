@@ -412,6 +412,15 @@ mod tests {
         )));
         let tasks = store.open_tasks(practice).await.unwrap();
         assert_eq!(tasks.len(), flags.len());
+        // Earlier weeks' risk answers were reviewed: one open task per client.
+        let mut clients = Vec::new();
+        for t in &tasks {
+            assert!(
+                !clients.contains(&t.client_id),
+                "two open risk tasks for one demo client"
+            );
+            clients.push(t.client_id);
+        }
         assert!(!store.not_on_track(practice).await.unwrap().is_empty());
     }
 
