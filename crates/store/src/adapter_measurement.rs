@@ -11,6 +11,7 @@ macro_rules! measurement_adapter {
             use crate::measurement::*;
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
+            use futures_util::TryStreamExt as _;
             use sqlx::Row as _;
             use std::collections::HashMap;
             use tapestry_domain::ids::*;
@@ -27,6 +28,9 @@ macro_rules! measurement_adapter {
 
             /// Rows per multi-row statement (well under both engines' bind limits).
             const CHUNK: usize = 200;
+
+            /// One multi-row statement ready to run, and what a unique violation in it means.
+            type Statement<'a> = (sqlx::QueryBuilder<'a, $db>, &'static str);
 
             fn schedule_from(row: &$row) -> StoreResult<MeasureSchedule> {
                 let rule: String = row.try_get("rule")?;
@@ -191,7 +195,10 @@ macro_rules! measurement_adapter {
                             }
                             q.push(") ORDER BY e.id");
                             q.push($lock_rows);
-                            for row in q.build().fetch_all(&mut **tx).await? {
+                            // Streamed: the database produces the next rows while these are
+                            // decoded.
+                            let mut rows = q.build().fetch(&mut **tx);
+                            while let Some(row) = rows.try_next().await? {
                                 loaded.episodes.insert(
                                     EpisodeId::from_uuid(row.try_get("e_id")?),
                                     (
@@ -351,21 +358,41 @@ macro_rules! measurement_adapter {
                         tasks.extend(decision.tasks);
                         results.push(Ok(receipt));
                     }
-                    Self::write_submissions(&mut tx, &submissions, &keyrings).await?;
                     let measures: Vec<&EpisodeMeasure> = touched.iter().filter_map(|k| loaded.states.get(k)).collect();
-                    Self::write_measures(&mut tx, &measures).await?;
-                    Self::write_flags(&mut tx, &flags).await?;
-                    Self::write_tasks(&mut tx, &tasks).await?;
+                    let statements = Self::submission_statements(&submissions, &keyrings)
+                        .chain(Self::measure_statements(&measures))
+                        .chain(Self::flag_statements(&flags))
+                        .chain(Self::task_statements(&tasks));
+                    Self::execute_pipelined(&mut tx, statements).await?;
                     tx.commit().await?;
                     Ok(results)
                 }
 
-                async fn write_submissions(
+                /// Runs the statements in order in `tx`, preparing the next one (sealing,
+                /// serialising, binding) on this task while the database executes the current
+                /// one: the two cores work at the same time (B3 profile).
+                async fn execute_pipelined<'a>(
                     tx: &mut sqlx::Transaction<'_, $db>,
-                    submissions: &[Submission],
-                    keyrings: &HashMap<PracticeId, crate::crypto::Keyring>,
+                    mut statements: impl Iterator<Item = StoreResult<Statement<'a>>> + Send,
                 ) -> StoreResult<()> {
-                    for chunk in submissions.chunks(CHUNK) {
+                    let mut current = statements.next().transpose()?;
+                    while let Some((mut q, conflict)) = current {
+                        // `join!` polls the execution first, which hands the statement to the
+                        // database, then builds the next statement while it runs.
+                        let (done, next) = tokio::join!(q.build().execute(&mut **tx), async { statements.next().transpose() });
+                        done.map_err(|e| StoreError::unique_or(e, conflict))?;
+                        current = next?;
+                    }
+                    Ok(())
+                }
+
+                /// Multi-row INSERTs of the submissions, answers sealed (same columns as the
+                /// base adapter's SUBMISSION_INSERT).
+                fn submission_statements<'a>(
+                    submissions: &'a [Submission],
+                    keyrings: &'a HashMap<PracticeId, crate::crypto::Keyring>,
+                ) -> impl Iterator<Item = StoreResult<Statement<'a>>> + Send + 'a {
+                    submissions.chunks(CHUNK).map(move |chunk| {
                         let answers: Vec<String> = chunk
                             .iter()
                             .map(|s| {
@@ -373,32 +400,28 @@ macro_rules! measurement_adapter {
                                 answers_json(s, keyring)
                             })
                             .collect::<StoreResult<_>>()?;
-                        // Same columns as the base adapter's SUBMISSION_INSERT.
                         let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO submissions (id, practice_id, client_id, episode_id, instrument, instrument_version, answers, total, session, submitted_at, idempotency_key, submitted_week) ");
                         q.push_values(chunk.iter().zip(answers), |mut b, (s, a)| {
                             b.push_bind(s.id.as_uuid())
                                 .push_bind(s.practice_id.as_uuid())
                                 .push_bind(s.client_id.as_uuid())
                                 .push_bind(s.episode_id.as_uuid())
-                                .push_bind(s.instrument.clone())
-                                .push_bind(s.instrument_version.clone())
+                                .push_bind(s.instrument.as_str())
+                                .push_bind(s.instrument_version.as_str())
                                 .push_bind(a)
                                 .push_bind(s.total)
                                 .push_bind(i64::from(s.session))
                                 .push_bind(s.submitted_at)
-                                .push_bind(s.idempotency_key.clone())
+                                .push_bind(s.idempotency_key.as_deref())
                                 .push_bind(s.week());
                         });
-                        q.build()
-                            .execute(&mut **tx)
-                            .await
-                            .map_err(|e| StoreError::unique_or(e, "Idempotency-Key: used concurrently"))?;
-                    }
-                    Ok(())
+                        Ok((q, "Idempotency-Key: used concurrently"))
+                    })
                 }
 
-                async fn write_measures(tx: &mut sqlx::Transaction<'_, $db>, measures: &[&EpisodeMeasure]) -> StoreResult<()> {
-                    for chunk in measures.chunks(CHUNK) {
+                /// Upserts of the episodes' measure state.
+                fn measure_statements<'a>(measures: &'a [&'a EpisodeMeasure]) -> impl Iterator<Item = StoreResult<Statement<'a>>> + Send + 'a {
+                    measures.chunks(CHUNK).map(|chunk| {
                         let tracks: Vec<Option<String>> = chunk
                             .iter()
                             .map(|m| m.track.as_ref().map(|t| json("episode_measures.track", t)).transpose())
@@ -407,7 +430,7 @@ macro_rules! measurement_adapter {
                         q.push_values(chunk.iter().zip(tracks), |mut b, (m, track)| {
                             b.push_bind(m.practice_id.as_uuid())
                                 .push_bind(m.episode_id.as_uuid())
-                                .push_bind(m.instrument.clone())
+                                .push_bind(m.instrument.as_str())
                                 .push_bind(m.baseline)
                                 .push_bind(m.latest)
                                 .push_bind(i64::from(m.sessions))
@@ -417,20 +440,19 @@ macro_rules! measurement_adapter {
                                 .push_bind(m.updated_at);
                         });
                         q.push(" ON CONFLICT (practice_id, episode_id, instrument) DO UPDATE SET baseline = excluded.baseline, latest = excluded.latest, sessions = excluded.sessions, track_status = excluded.track_status, not_on_track = excluded.not_on_track, track = excluded.track, updated_at = excluded.updated_at");
-                        q.build().execute(&mut **tx).await?;
-                    }
-                    Ok(())
+                        Ok((q, "episode_measures: written concurrently"))
+                    })
                 }
 
-                async fn write_flags(tx: &mut sqlx::Transaction<'_, $db>, flags: &[StoredRiskFlag]) -> StoreResult<()> {
-                    for chunk in flags.chunks(CHUNK) {
+                fn flag_statements<'a>(flags: &'a [StoredRiskFlag]) -> impl Iterator<Item = StoreResult<Statement<'a>>> + Send + 'a {
+                    flags.chunks(CHUNK).map(|chunk| {
                         let signals: Vec<String> = chunk.iter().map(|f| json("risk_flags.signal", &f.flag.signal)).collect::<StoreResult<_>>()?;
                         let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO risk_flags (id, practice_id, client_id, episode_id, submission_id, instrument, item, value, level, colour, rule, signal, raised_at) ");
                         q.push_values(chunk.iter().zip(signals), |mut b, (f, signal)| {
                             let s = &f.flag.signal;
                             let (instrument, item, value) = match &s.source {
-                                RiskSource::CriticalItem { instrument, item, value } => (instrument.clone(), Some(i64::from(*item)), Some(i64::from(*value))),
-                                RiskSource::StructuredAssessment { instrument } => (instrument.clone(), None, None),
+                                RiskSource::CriticalItem { instrument, item, value } => (instrument.as_str(), Some(i64::from(*item)), Some(i64::from(*value))),
+                                RiskSource::StructuredAssessment { instrument } => (instrument.as_str(), None, None),
                             };
                             b.push_bind(f.id.as_uuid())
                                 .push_bind(f.practice_id.as_uuid())
@@ -442,17 +464,16 @@ macro_rules! measurement_adapter {
                                 .push_bind(value)
                                 .push_bind(s.level.map(|l| l.as_str()))
                                 .push_bind(colour_str(s.colour))
-                                .push_bind(s.rule.clone())
+                                .push_bind(s.rule.as_str())
                                 .push_bind(signal)
                                 .push_bind(f.flag.raised_at);
                         });
-                        q.build().execute(&mut **tx).await?;
-                    }
-                    Ok(())
+                        Ok((q, "risk_flags.id: already used"))
+                    })
                 }
 
-                async fn write_tasks(tx: &mut sqlx::Transaction<'_, $db>, tasks: &[ClinicianTask]) -> StoreResult<()> {
-                    for chunk in tasks.chunks(CHUNK) {
+                fn task_statements<'a>(tasks: &'a [ClinicianTask]) -> impl Iterator<Item = StoreResult<Statement<'a>>> + Send + 'a {
+                    tasks.chunks(CHUNK).map(|chunk| {
                         let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO clinician_tasks (id, practice_id, client_id, episode_id, kind, risk_flag_id, assignee, title, detail, colour, due_at, created_at, completed_at) ");
                         q.push_values(chunk.iter(), |mut b, t| {
                             b.push_bind(t.id.as_uuid())
@@ -462,16 +483,15 @@ macro_rules! measurement_adapter {
                                 .push_bind(t.kind.as_str())
                                 .push_bind(t.risk_flag_id.map(|f| f.as_uuid()))
                                 .push_bind(t.assignee.map(|u| u.as_uuid()))
-                                .push_bind(t.title.clone())
-                                .push_bind(t.detail.clone())
+                                .push_bind(t.title.as_str())
+                                .push_bind(t.detail.as_str())
                                 .push_bind(colour_str(t.colour))
                                 .push_bind(t.due_at)
                                 .push_bind(t.created_at)
                                 .push_bind(t.completed_at);
                         });
-                        q.build().execute(&mut **tx).await?;
-                    }
-                    Ok(())
+                        Ok((q, "clinician_tasks.id: already used"))
+                    })
                 }
             }
 

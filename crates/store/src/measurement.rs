@@ -172,12 +172,11 @@ pub async fn open_sqlite_for_benchmark(
             SqliteSynchronous::Normal
         })
         .foreign_keys(true)
-        .pragma("cache_size", crate::sqlite::PAGE_CACHE)
         .busy_timeout(std::time::Duration::from_secs(10));
     let pool = SqlitePoolOptions::new()
         .max_connections(2)
         .min_connections(1)
-        .connect_with(options)
+        .connect_with(crate::sqlite::tuned(options))
         .await?;
     Ok(crate::SqliteStore::from_pool(pool))
 }

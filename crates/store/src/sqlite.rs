@@ -52,7 +52,19 @@ crate::adapter_portal::portal_adapter!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::
 /// Page cache per connection (`PRAGMA cache_size`; negative = KiB): 32 MiB instead of
 /// SQLite's 2 MiB, so the hot index pages of the submission pipeline stay in memory
 /// instead of being re-read from the OS for every group commit (B3 profile).
-pub(crate) const PAGE_CACHE: &str = "-32768";
+const PAGE_CACHE: &str = "-32768";
+
+/// Rows sqlx's SQLite worker thread may queue ahead of the reader (its default is 50): the
+/// ingest pipeline reads thousands of episode states per group commit, and with a short queue
+/// the worker stops and is woken again every 50 rows (B3 profile).
+const ROW_BUFFER: usize = 4096;
+
+/// The connection settings every SQLite pool shares, on top of journal mode and `synchronous`.
+pub(crate) fn tuned(options: SqliteConnectOptions) -> SqliteConnectOptions {
+    options
+        .pragma("cache_size", PAGE_CACHE)
+        .row_buffer_size(ROW_BUFFER)
+}
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file at `path`, with the key
@@ -93,7 +105,7 @@ impl SqliteStore {
     }
 
     async fn pool_with(options: SqliteConnectOptions) -> StoreResult<sqlx::SqlitePool> {
-        let options = options.pragma("cache_size", PAGE_CACHE);
+        let options = tuned(options);
         Ok(SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
