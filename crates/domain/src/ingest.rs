@@ -257,7 +257,7 @@ pub fn decide(
     let mut flags = Vec::new();
     let mut tasks = Vec::new();
     for signal in risk_signals(def, &req.answers, &scored) {
-        let request = task_for(&signal);
+        let request = task_for(def, &signal);
         let flag = StoredRiskFlag {
             id: RecordId::random(),
             practice_id: req.practice_id,

@@ -400,6 +400,8 @@ pub struct InstrumentDef {
     pub id: String,
     pub version: String,
     pub title: String,
+    /// The name clinicians use in lists and task titles ("PHQ-9").
+    pub short_title: String,
     /// False for Tapestry's own forms ("not a validated instrument").
     pub validated: bool,
     pub administered_by: AdministeredBy,
@@ -601,6 +603,7 @@ impl InstrumentDef {
         for (field, value) in [
             ("version", &self.version),
             ("title", &self.title),
+            ("short_title", &self.short_title),
             ("copyright", &self.copyright),
             ("source", &self.source),
             ("recall_period", &self.recall_period),

@@ -187,15 +187,12 @@ pub fn risk_signals(def: &InstrumentDef, answers: &Answers, score: &Score) -> Ve
     out
 }
 
-/// The task a signal creates.
-pub fn task_for(signal: &RiskSignal) -> RiskTaskRequest {
+/// The task a signal creates, titled with the instrument's short name ("PHQ-9").
+pub fn task_for(def: &InstrumentDef, signal: &RiskSignal) -> RiskTaskRequest {
+    let name = &def.short_title;
     let (title, detail) = match &signal.source {
-        RiskSource::CriticalItem {
-            instrument,
-            item,
-            value,
-        } => (
-            format!("Risk review: {instrument} item {item} answered {value}"),
+        RiskSource::CriticalItem { item, value, .. } => (
+            format!("Risk review: {name} item {item} answered {value}"),
             format!(
                 "{} (rule {}{})",
                 signal.action,
@@ -207,9 +204,9 @@ pub fn task_for(signal: &RiskSignal) -> RiskTaskRequest {
                 }
             ),
         ),
-        RiskSource::StructuredAssessment { instrument } => (
+        RiskSource::StructuredAssessment { .. } => (
             format!(
-                "Risk {}: {instrument} assessed {}",
+                "Risk {}: {name} assessed {}",
                 if signal.colour == RiskColour::Red {
                     "ACTION NOW"
                 } else {

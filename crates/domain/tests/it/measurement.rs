@@ -992,8 +992,8 @@ fn risk_signal_is_raised_even_when_totals_improve() {
             value: 1
         }
     );
-    let task = task_for(&signals[0]);
-    assert!(task.title.contains("phq9 item 9"), "{}", task.title);
+    let task = task_for(d, &signals[0]);
+    assert_eq!(task.title, "Risk review: PHQ-9 item 9 answered 1");
     // Item 9 = 2 → R2, same-day assessment.
     let a = Answers::from_values(&[0, 0, 0, 0, 0, 0, 0, 0, 2]);
     let sig = risk_signals(d, &a, &score(d, &a).unwrap());

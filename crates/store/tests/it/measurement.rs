@@ -140,7 +140,7 @@ async fn risk_answers_create_a_flag_and_a_task_in_the_same_commit(s: Arc<dyn Sto
     assert!(tasks.iter().all(|t| t.assignee == Some(f.clinician.id)));
     assert!(tasks
         .iter()
-        .any(|t| t.risk_flag_id == Some(r.flags[0]) && t.title.contains("phq9 item 9")));
+        .any(|t| t.risk_flag_id == Some(r.flags[0]) && t.title.contains("PHQ-9 item 9")));
     // The submission is there with its raw answers.
     let stored = s
         .submission(f.practice.id, r.submission_id)
