@@ -284,10 +284,10 @@ pub struct MatchResult {
     pub funnel: Funnel,
 }
 
-/// The planes of one of the client's most elevated domains, and its rank weight.
+/// The planes of one of the client's most elevated domains (its rank gives the
+/// weight, see [`RANK_WEIGHTS`]).
 #[derive(Debug, Clone, Copy, Default)]
 struct ElevatedPlanes<'a> {
-    weight: u32,
     /// The outcome points' bit slices.
     points: [&'a [u64]; POINT_BITS],
     ineffective: &'a [u64],
@@ -708,10 +708,9 @@ impl MatchIndex {
         }
         let mut top = [ElevatedPlanes::default(); ELEVATED_DOMAINS_CONSIDERED];
         let mut top_len = 0;
-        for ((slot, d), weight) in top.iter_mut().zip(&req.elevated_domains).zip(RANK_WEIGHTS) {
+        for (slot, d) in top.iter_mut().zip(&req.elevated_domains) {
             let first = POINTS_PLANE + d.index() * POINT_BITS;
             *slot = ElevatedPlanes {
-                weight,
                 points: std::array::from_fn(|b| list.fixed.plane(first + b)),
                 ineffective: list.fixed.plane(INEFFECTIVE_PLANE + d.index()),
             };
@@ -760,6 +759,14 @@ impl MatchIndex {
         let (mut risk_n, mut outcomes_n) = (0u32, 0);
         let words = list.fixed.words;
         let bits = q.score_bits;
+        let scorer: fn(&ScorePlanes<'_>, usize, &mut [u64; SCORE_BITS]) = match bits {
+            0..=6 => score_word::<6>,
+            7 => score_word::<7>,
+            8 => score_word::<8>,
+            9 => score_word::<9>,
+            _ => score_word::<SCORE_BITS>,
+        };
+        let planes = ScorePlanes::of(q);
         let mut block = vec![ScoreWord::default(); words];
         for (w, slot) in block.iter_mut().enumerate() {
             let language = q.languages().iter().fold(0, |m, l| m | word(l, w));
@@ -780,7 +787,7 @@ impl MatchIndex {
             outcomes_n += outcomes.count_ones();
             slot.eligible = outcomes;
             if outcomes != 0 {
-                score_word(q, w, &mut slot.score);
+                scorer(&planes, w, &mut slot.score);
             }
         }
         // Licences expired on the match date are a prefix of the expiry order.
@@ -992,72 +999,134 @@ struct ScoreWord {
 }
 
 /// Adds the bit-sliced number `x`, times 2^`shift`, to the bit-sliced `acc` (its
-/// low `bits` slices): a ripple-carry adder over 64 clinicians at once, branch-free.
+/// low `B` slices): a ripple-carry adder over 64 clinicians at once, branch-free
+/// (with constant `shift` it unrolls completely).
 #[inline(always)]
-fn add_shifted<const N: usize>(
+fn add_shifted<const N: usize, const B: usize>(
     acc: &mut [u64; SCORE_BITS],
     x: &[u64; N],
     shift: usize,
-    bits: usize,
 ) {
     let mut carry = 0u64;
-    for (i, slot) in acc.iter_mut().enumerate().take(bits).skip(shift) {
-        let a = *slot;
-        let b = x.get(i - shift).copied().unwrap_or(0);
-        let sum = a ^ b;
-        *slot = sum ^ carry;
-        carry = (a & b) | (carry & sum);
+    // Plain counted loops over constants: the compiler unrolls them and drops the
+    // bounds checks (iterator adaptors here kept a loop with state on the stack).
+    for i in shift..B {
+        let b = match x.get(i - shift) {
+            Some(&b) => b,
+            None => 0,
+        };
+        if let Some(slot) = acc.get_mut(i) {
+            let a = *slot;
+            let sum = a ^ b;
+            *slot = sum ^ carry;
+            carry = (a & b) | (carry & sum);
+        }
     }
 }
 
-/// Adds `weight` to the bit-sliced number of every clinician set in `x`.
-#[inline(always)]
-fn add_weighted(acc: &mut [u64; SCORE_BITS], x: u64, weight: u32, bits: usize) {
+/// Adds `weight` to the bit-sliced number of every clinician set in `x` (tests).
+#[cfg(test)]
+fn add_weighted(acc: &mut [u64; SCORE_BITS], x: u64, weight: u32) {
     let mut weight = weight;
     while weight != 0 {
-        add_shifted(acc, &[x], weight.trailing_zeros() as usize, bits);
+        let shift = weight.trailing_zeros() as usize;
+        add_shifted::<1, SCORE_BITS>(acc, &[x], shift);
         weight &= weight - 1;
     }
 }
 
-/// The score of word `w`'s 64 clinicians, bit-sliced into `score` (zero on entry):
-/// for the elevated domains ranked 1, 2, 3 (weights 3, 2, 1) the weighted outcome
+// The scorer adds the constant weights as fixed shifts.
+const _: () = assert!(
+    RANK_WEIGHTS[0] == 0b11
+        && RANK_WEIGHTS[1] == 0b10
+        && RANK_WEIGHTS[2] == 0b01
+        && TOP_LEVEL_BONUS == 0b1010
+        && APPROACH_POINTS == 0b101
+        && CHARACTERISTIC_POINTS == 0b100
+        && MAX_HOUR_POINTS == 0b1010
+);
+
+/// Adds one to the `B`-bit bit-sliced counter of every clinician set in `x`.
+#[inline(always)]
+fn count_one<const B: usize>(count: &mut [u64; 8], x: u64) {
+    let mut carry = x;
+    for i in 0..B {
+        if let Some(c) = count.get_mut(i) {
+            let next = *c & carry;
+            *c ^= carry;
+            carry = next;
+        }
+    }
+}
+
+/// What the scorer reads, resolved once per match: the three elevated domains'
+/// point planes (empty planes read as zeros when fewer are given), and the masks
+/// that make the "effective on all of them" bonus ignore the missing ones.
+struct ScorePlanes<'p> {
+    top: [ElevatedPlanes<'p>; ELEVATED_DOMAINS_CONSIDERED],
+    /// All ones for a domain that is not given (it does not block the bonus).
+    absent: [u64; ELEVATED_DOMAINS_CONSIDERED],
+    /// All ones when at least one domain is given (no domains, no bonus).
+    any: u64,
+    approaches: &'p [&'p [u64]],
+    characteristics: &'p [&'p [u64]],
+    hours: Option<&'p [&'p [u64]]>,
+}
+
+impl<'p> ScorePlanes<'p> {
+    fn of(q: &'p PreparedRequest<'p>) -> Self {
+        ScorePlanes {
+            top: q.top,
+            absent: std::array::from_fn(|i| if i < q.top_len { 0 } else { !0 }),
+            any: if q.top_len > 0 { !0 } else { 0 },
+            approaches: q.approaches(),
+            characteristics: q.characteristics(),
+            hours: q.has_times.then(|| q.hours()),
+        }
+    }
+}
+
+/// The score of word `w`'s 64 clinicians, bit-sliced into `score` (zero on entry,
+/// `B` bits): for the elevated domains ranked 1, 2, 3 (weights 3, 2, 1) the outcome
 /// points (specialty 4, effective 6, neutral 1); effective on all of them +10; each
 /// preferred approach +5; each shared characteristic +4; one per overlapping
 /// preferred hour, at most 10.
-#[inline]
-fn score_word(q: &PreparedRequest<'_>, w: usize, score: &mut [u64; SCORE_BITS]) {
-    let bits = q.score_bits;
-    let elevated = q.elevated();
-    let mut all_effective = if elevated.is_empty() { 0 } else { !0u64 };
-    for d in elevated {
-        let points: [u64; POINT_BITS] =
-            std::array::from_fn(|b| d.points.get(b).map_or(0, |plane| word(plane, w)));
-        all_effective &= points.get(EFFECTIVE_POINT_BIT).copied().unwrap_or(0);
-        let mut weight = d.weight;
-        while weight != 0 {
-            add_shifted(score, &points, weight.trailing_zeros() as usize, bits);
-            weight &= weight - 1;
-        }
+fn score_word<const B: usize>(p: &ScorePlanes<'_>, w: usize, score: &mut [u64; SCORE_BITS]) {
+    let points = |d: &ElevatedPlanes<'_>| -> [u64; POINT_BITS] {
+        let [a, b, c, e] = d.points;
+        [word(a, w), word(b, w), word(c, w), word(e, w)]
+    };
+    let [t0, t1, t2] = &p.top;
+    let (p0, p1, p2) = (points(t0), points(t1), points(t2));
+    add_shifted::<POINT_BITS, B>(score, &p0, 0);
+    add_shifted::<POINT_BITS, B>(score, &p0, 1);
+    add_shifted::<POINT_BITS, B>(score, &p1, 1);
+    add_shifted::<POINT_BITS, B>(score, &p2, 0);
+    let [a0, a1, a2] = p.absent;
+    let all_effective = p.any
+        & (p0[EFFECTIVE_POINT_BIT] | a0)
+        & (p1[EFFECTIVE_POINT_BIT] | a1)
+        & (p2[EFFECTIVE_POINT_BIT] | a2);
+    add_shifted::<1, B>(score, &[all_effective], 1);
+    add_shifted::<1, B>(score, &[all_effective], 3);
+    for a in p.approaches {
+        let x = [word(a, w)];
+        add_shifted::<1, B>(score, &x, 0);
+        add_shifted::<1, B>(score, &x, 2);
     }
-    add_weighted(score, all_effective, TOP_LEVEL_BONUS, bits);
-    for a in q.approaches() {
-        add_weighted(score, word(a, w), APPROACH_POINTS, bits);
+    for c in p.characteristics {
+        add_shifted::<1, B>(score, &[word(c, w)], 2);
     }
-    for c in q.characteristics() {
-        add_weighted(score, word(c, w), CHARACTERISTIC_POINTS, bits);
-    }
-    if q.has_times {
+    if let Some(hour_planes) = p.hours {
         // Count the overlapping hours (at most 168: 8 bits), then cap at 10.
-        let hour_planes = q.hours();
-        let count_bits = (usize::BITS - hour_planes.len().leading_zeros()) as usize;
         let mut count = [0u64; 8];
-        for plane in hour_planes {
-            let mut carry = word(plane, w);
-            for c in count.iter_mut().take(count_bits) {
-                let next = *c & carry;
-                *c ^= carry;
-                carry = next;
+        if hour_planes.len() < 16 {
+            for plane in hour_planes {
+                count_one::<4>(&mut count, word(plane, w));
+            }
+        } else {
+            for plane in hour_planes {
+                count_one::<8>(&mut count, word(plane, w));
             }
         }
         // count ≥ 10 = 0b1010: any bit above 3, or bit 3 with bit 1 or bit 2.
@@ -1069,8 +1138,7 @@ fn score_word(q: &PreparedRequest<'_>, w: usize, score: &mut [u64; SCORE_BITS]) 
             c2 & !capped,
             (c3 & !capped) | capped,
         ];
-        const _: () = assert!(MAX_HOUR_POINTS == 0b1010);
-        add_shifted(score, &hours, 0, bits);
+        add_shifted::<4, B>(score, &hours, 0);
     }
 }
 
@@ -1186,7 +1254,7 @@ mod tests {
         for (e, &(eligible, score)) in entries.iter().enumerate() {
             let s = &mut block[e / 64];
             s.eligible |= u64::from(eligible) << (e % 64);
-            add_weighted(&mut s.score, 1 << (e % 64), score, SCORE_BITS);
+            add_weighted(&mut s.score, 1 << (e % 64), score);
         }
         block
     }
@@ -1201,10 +1269,10 @@ mod tests {
     fn bit_sliced_sums_add_up_per_clinician() {
         // Three clinicians in one word: weights added only where their bit is set.
         let mut score = [0u64; SCORE_BITS];
-        add_weighted(&mut score, 0b011, 12, SCORE_BITS);
-        add_weighted(&mut score, 0b110, 18, SCORE_BITS);
-        add_weighted(&mut score, 0b111, 3, SCORE_BITS);
-        add_weighted(&mut score, 0, 500, SCORE_BITS); // nobody: nothing changes
+        add_weighted(&mut score, 0b011, 12);
+        add_weighted(&mut score, 0b110, 18);
+        add_weighted(&mut score, 0b111, 3);
+        add_weighted(&mut score, 0, 500); // nobody: nothing changes
         let block = [ScoreWord {
             eligible: 0b111,
             chosen: 0,
