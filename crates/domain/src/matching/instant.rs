@@ -792,7 +792,13 @@ impl MatchIndex {
         }
         // Licences expired on the match date are a prefix of the expiry order.
         let mut expired_n = 0u32;
-        let expired = list.expiry_days.partition_point(|&d| d < q.date_days);
+        // A forward scan (the expired are few, and the days sequential in memory)
+        // instead of a binary search's scattered reads.
+        let expired = list
+            .expiry_days
+            .iter()
+            .take_while(|&&d| d < q.date_days)
+            .count();
         for &e in list.by_expiry.get(..expired).unwrap_or(&[]) {
             let e = e as usize;
             if let Some(slot) = block.get_mut(e / 64) {
@@ -1161,7 +1167,12 @@ fn select_top(
     let mut pending: Option<(usize, Decision)> = None;
     if eligible_n as usize > k {
         let mut above = 0usize;
+        let mut tied_n = eligible_n as usize;
         for b in (0..bits).rev() {
+            if above + tied_n == k {
+                // Exactly k left: every tied entry is in, whatever its lower bits.
+                break;
+            }
             let mut ones = 0usize;
             for s in block.iter_mut() {
                 if let Some((pb, decision)) = pending {
@@ -1170,9 +1181,11 @@ fn select_top(
                 ones += (s.eligible & slice(s, b)).count_ones() as usize;
             }
             pending = if above + ones >= k {
+                tied_n = ones;
                 Some((b, Decision::KthHasBit))
             } else if ones > 0 {
                 above += ones;
+                tied_n -= ones;
                 Some((b, Decision::KthLacksBit))
             } else {
                 None
