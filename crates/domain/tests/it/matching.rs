@@ -427,6 +427,15 @@ fn bad_requests_are_named() {
         .unwrap_err()
         .to_string()
         .contains("preferences.approaches[0]"));
+    // A huge preference list is refused by name rather than scored.
+    req.preferences.approaches = vec!["cbt".to_string(); 65];
+    assert_eq!(
+        idx.match_client(&req, 5).unwrap_err().to_string(),
+        "preferences.approaches: at most 64 entries (got 65)"
+    );
+    // 64 (duplicates included) is still fine.
+    req.preferences.approaches = vec!["cbt".to_string(); 64];
+    assert!(idx.match_client(&req, 5).is_ok());
     // Empty index: no error, nobody licensed.
     let empty = index(vec![]);
     let r = empty.match_client(&request("CA-ON"), 5).unwrap();
