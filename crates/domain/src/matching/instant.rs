@@ -109,6 +109,8 @@ pub enum InstantMatchError {
     InvalidPreference { field: String, value: String },
     #[error("preferences.times: {0}")]
     InvalidTimes(ProfileError),
+    #[error("{field}: at most {MAX_PREFERENCES} entries (got {count})")]
+    TooManyPreferences { field: &'static str, count: usize },
     #[error("k: must be 1…{MAX_CHOICES} (got {0})")]
     InvalidChoiceCount(usize),
     #[error("clinicians[{index}]: {source}")]
@@ -156,14 +158,28 @@ impl Planes {
 }
 
 /// Fixed planes of a jurisdiction's list: formats, populations, risk acceptance, a
-/// free place, and "rated ineffective" and "rated effective" per problem domain.
+/// free place, and per problem domain "rated ineffective" and the unweighted outcome
+/// points (specialty 4 + effective 6 or neutral 1) as [`POINT_BITS`] bit slices.
 const FORMAT_PLANE: usize = 0;
 const POPULATION_PLANE: usize = FORMAT_PLANE + Format::ALL.len();
 const RISK_PLANE: usize = POPULATION_PLANE + Population::ALL.len();
 const PLACE_PLANE: usize = RISK_PLANE + 1;
 const INEFFECTIVE_PLANE: usize = PLACE_PLANE + 1;
-const EFFECTIVE_PLANE: usize = INEFFECTIVE_PLANE + ProblemDomain::COUNT;
-const FIXED_PLANES: usize = EFFECTIVE_PLANE + ProblemDomain::COUNT;
+const POINTS_PLANE: usize = INEFFECTIVE_PLANE + ProblemDomain::COUNT;
+const FIXED_PLANES: usize = POINTS_PLANE + POINT_BITS * ProblemDomain::COUNT;
+/// Bits of a domain's unweighted outcome points (at most 4 + 6 = 10).
+const POINT_BITS: usize = 4;
+/// "Rated effective" is bit 1 of the outcome points: set in 6 and 4 + 6, clear in
+/// 0, 1, 4 and 4 + 1.
+const EFFECTIVE_POINT_BIT: usize = 1;
+const _: () = assert!(
+    SPECIALTY_POINTS + EFFECTIVE_POINTS < 1 << POINT_BITS
+        && EFFECTIVE_POINTS & 2 != 0
+        && (SPECIALTY_POINTS + EFFECTIVE_POINTS) & 2 != 0
+        && SPECIALTY_POINTS & 2 == 0
+        && NEUTRAL_POINTS & 2 == 0
+        && (SPECIALTY_POINTS + NEUTRAL_POINTS) & 2 == 0
+);
 const HOURS_PER_WEEK: usize = 168;
 
 /// The clinicians licensed in one jurisdiction, in profile order (one entry per
@@ -178,6 +194,8 @@ struct JurisdictionList {
     last_day: Vec<i32>,
     /// Entries ordered by `last_day` (ascending): the expired ones on a date are a prefix.
     by_expiry: Vec<u32>,
+    /// `last_day` in `by_expiry` order (sorted), to find that prefix.
+    expiry_days: Vec<i32>,
     fixed: Planes,
     /// One plane per language id of the index.
     languages: Planes,
@@ -185,9 +203,6 @@ struct JurisdictionList {
     approaches: Planes,
     /// One plane per consented characteristic id.
     characteristics: Planes,
-    /// Domain-major: `points[d * len + e]` = the unweighted outcome points of entry `e`
-    /// on domain `d` (specialty 4 + effective 6 or neutral 1).
-    points: Vec<u8>,
     /// One plane per UTC hour of the week (168): who is available then. A match
     /// reads only the planes of the client's preferred hours.
     hours: Planes,
@@ -269,45 +284,73 @@ pub struct MatchResult {
     pub funnel: Funnel,
 }
 
-/// A request resolved against an index: the planes to AND, weights to add.
+/// The planes of one of the client's most elevated domains (its rank gives the
+/// weight, see [`RANK_WEIGHTS`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct ElevatedPlanes<'a> {
+    /// The outcome points' bit slices.
+    points: [&'a [u64]; POINT_BITS],
+    ineffective: &'a [u64],
+}
+
+/// Most entries in each preference list of a request (approaches, characteristics):
+/// keeps every score within [`SCORE_BITS`] bits.
+pub const MAX_PREFERENCES: usize = 64;
+/// Bit slices of a score: the largest possible score, 70 for the outcomes, 10 for
+/// the times and 9 per listed preference, is below 2^10.
+const SCORE_BITS: usize = 10;
+
+/// A request resolved against an index: the planes to AND, weights to add. Built
+/// with one allocation.
 #[derive(Debug, Clone)]
 pub struct PreparedRequest<'a> {
     date_days: i32,
     list: &'a JurisdictionList,
-    /// The planes of the client's languages (one in common is enough).
-    languages: Vec<&'a [u64]>,
     format: &'a [u64],
     population: &'a [u64],
     /// Present when the client must go to a clinician accepting risk.
     risk: Option<&'a [u64]>,
     place: &'a [u64],
-    /// "Rated ineffective" planes of the most elevated domains.
-    ineffective: Vec<&'a [u64]>,
-    /// (outcome points of the domain, weight) for the most elevated domains.
-    top: Vec<(&'a [u8], u32)>,
-    /// "Rated effective" planes of the two most elevated domains: the clinicians worth
-    /// scoring first.
-    promising: Vec<&'a [u64]>,
-    /// Most outcome points a clinician outside `promising` can have.
-    rest_bound: u32,
-    approaches: Vec<&'a [u64]>,
-    characteristics: Vec<&'a [u64]>,
-    /// The planes of the client's preferred UTC hours (`None`: no preferred times).
-    hours: Option<Vec<&'a [u64]>>,
-    /// Most points the preferences can add.
-    max_rest: u32,
+    /// The (up to three) most elevated domains, most elevated first.
+    top: [ElevatedPlanes<'a>; ELEVATED_DOMAINS_CONSIDERED],
+    top_len: usize,
+    /// Every other plane the request reads, in this order: the client's languages
+    /// (one in common is enough), preferred approaches, preferred characteristics,
+    /// and the client's preferred UTC hours. Unknown keys read as all zeros.
+    planes: Vec<&'a [u64]>,
+    languages_end: usize,
+    approaches_end: usize,
+    characteristics_end: usize,
+    /// The client gave preferred times (the hour planes may still be empty).
+    has_times: bool,
+    /// How many score bit slices this request needs.
+    score_bits: usize,
 }
 
-impl PreparedRequest<'_> {
+impl<'a> PreparedRequest<'a> {
     /// How many elevated domains the score looks at (at most three).
     pub fn top_len(&self) -> usize {
-        self.top.len()
+        self.top_len
     }
-}
 
-#[inline]
-fn has_bit(bits: &[u64], i: usize) -> bool {
-    bits.get(i / 64).copied().unwrap_or(0) >> (i % 64) & 1 == 1
+    fn group(&self, from: usize, to: usize) -> &[&'a [u64]] {
+        self.planes.get(from..to).unwrap_or(&[])
+    }
+    fn languages(&self) -> &[&'a [u64]] {
+        self.group(0, self.languages_end)
+    }
+    fn approaches(&self) -> &[&'a [u64]] {
+        self.group(self.languages_end, self.approaches_end)
+    }
+    fn characteristics(&self) -> &[&'a [u64]] {
+        self.group(self.approaches_end, self.characteristics_end)
+    }
+    fn hours(&self) -> &[&'a [u64]] {
+        self.group(self.characteristics_end, self.planes.len())
+    }
+    fn elevated(&self) -> &[ElevatedPlanes<'a>] {
+        self.top.get(..self.top_len).unwrap_or(&[])
+    }
 }
 
 #[inline]
@@ -402,7 +445,8 @@ impl MatchIndex {
             };
             for (e, &(i, last_day)) in list_entries.iter().enumerate() {
                 let ci = i as usize;
-                let (Some(p), Some(&[_, eff, _, inef])) = (profiles.get(ci), outcome_masks.get(ci))
+                let (Some(p), Some(&[spec, eff, neu, inef])) =
+                    (profiles.get(ci), outcome_masks.get(ci))
                 else {
                     continue;
                 };
@@ -432,8 +476,17 @@ impl MatchIndex {
                 for d in ProblemDomain::ALL {
                     list.fixed
                         .set(INEFFECTIVE_PLANE + d.index(), e, inef & d.bit() != 0);
-                    list.fixed
-                        .set(EFFECTIVE_PLANE + d.index(), e, eff & d.bit() != 0);
+                    let bit = d.bit();
+                    let points = SPECIALTY_POINTS * u32::from(spec & bit != 0)
+                        + EFFECTIVE_POINTS * u32::from(eff & bit != 0)
+                        + NEUTRAL_POINTS * u32::from(neu & bit != 0);
+                    for b in 0..POINT_BITS {
+                        list.fixed.set(
+                            POINTS_PLANE + d.index() * POINT_BITS + b,
+                            e,
+                            points >> b & 1 == 1,
+                        );
+                    }
                 }
                 for code in &p.languages {
                     if let Some(&id) = language_ids.get(code) {
@@ -451,24 +504,12 @@ impl MatchIndex {
                     }
                 }
             }
-            let len = list.len();
-            list.points = vec![0; ProblemDomain::COUNT * len];
-            for (e, &(i, _)) in list_entries.iter().enumerate() {
-                let Some(&[spec, eff, neu, _]) = outcome_masks.get(i as usize) else {
-                    continue;
-                };
-                for d in ProblemDomain::ALL {
-                    let bit = d.bit();
-                    let points = SPECIALTY_POINTS * u32::from(spec & bit != 0)
-                        + EFFECTIVE_POINTS * u32::from(eff & bit != 0)
-                        + NEUTRAL_POINTS * u32::from(neu & bit != 0);
-                    if let Some(slot) = list.points.get_mut(d.index() * len + e) {
-                        *slot = points as u8;
-                    }
-                }
-            }
             let mut by_expiry: Vec<u32> = (0..list.len() as u32).collect();
             by_expiry.sort_by_key(|&e| list.last_day.get(e as usize).copied());
+            list.expiry_days = by_expiry
+                .iter()
+                .map(|&e| list.last_day.get(e as usize).copied().unwrap_or(0))
+                .collect();
             list.by_expiry = by_expiry;
             lists.push(list);
         }
@@ -562,6 +603,7 @@ impl MatchIndex {
             clinician: Vec::new(),
             last_day: Vec::new(),
             by_expiry: Vec::new(),
+            expiry_days: Vec::new(),
             fixed: Planes {
                 words: 0,
                 data: Vec::new(),
@@ -578,7 +620,6 @@ impl MatchIndex {
                 words: 0,
                 data: Vec::new(),
             },
-            points: Vec::new(),
             hours: Planes {
                 words: 0,
                 data: Vec::new(),
@@ -590,16 +631,12 @@ impl MatchIndex {
         if req.languages.is_empty() {
             return Err(InstantMatchError::NoLanguage);
         }
-        let mut languages = Vec::with_capacity(req.languages.len());
         for (index, code) in req.languages.iter().enumerate() {
             if !is_language_code(code) {
                 return Err(InstantMatchError::InvalidLanguage {
                     index,
                     code: code.clone(),
                 });
-            }
-            if let Some(&id) = self.language_ids.get(code) {
-                languages.push(list.languages.plane(id));
             }
         }
         let mut seen = 0u16;
@@ -616,6 +653,12 @@ impl MatchIndex {
                 &req.preferences.characteristics,
             ),
         ] {
+            if values.len() > MAX_PREFERENCES {
+                return Err(InstantMatchError::TooManyPreferences {
+                    field,
+                    count: values.len(),
+                });
+            }
             for (i, v) in values.iter().enumerate() {
                 if !is_slug(v) {
                     return Err(InstantMatchError::InvalidPreference {
@@ -625,117 +668,116 @@ impl MatchIndex {
                 }
             }
         }
-        if let Some(times) = &req.preferences.times {
-            times
-                .validate("preferences.times")
-                .map_err(InstantMatchError::InvalidTimes)?;
-        }
-        let planes = |ids: &HashMap<String, usize>, planes: &'a Planes, keys: &[String]| {
-            keys.iter()
-                .map(|key| ids.get(key).map_or(&[][..], |&id| planes.plane(id)))
-                .collect::<Vec<&'a [u64]>>()
+        let want_hours = match &req.preferences.times {
+            Some(times) => {
+                times
+                    .validate("preferences.times")
+                    .map_err(InstantMatchError::InvalidTimes)?;
+                Some(times.utc_hours())
+            }
+            None => None,
         };
-        let domains: Vec<ProblemDomain> = req
-            .elevated_domains
-            .iter()
-            .take(ELEVATED_DOMAINS_CONSIDERED)
-            .copied()
-            .collect();
-        let len = list.len();
-        let top = domains
-            .iter()
-            .zip(RANK_WEIGHTS)
-            .map(|(d, w)| {
-                let points = list
-                    .points
-                    .get(d.index() * len..(d.index() + 1) * len)
-                    .unwrap_or(&[]);
-                (points, w)
-            })
-            .collect();
-        // Outside `promising` (not effective on the first two domains) a clinician
-        // gets at most specialty + neutral there, the full points on the third, and
-        // never the top-level bonus.
-        let rest_bound = RANK_WEIGHTS
-            .iter()
-            .take(domains.len())
-            .enumerate()
-            .map(|(i, w)| {
-                w * if i < 2 {
-                    SPECIALTY_POINTS + NEUTRAL_POINTS
-                } else {
-                    SPECIALTY_POINTS + EFFECTIVE_POINTS
-                }
-            })
-            .sum();
+        let prefs = &req.preferences;
+        let hour_count: usize = want_hours.map_or(0, |h| {
+            h.iter().map(|w| w.count_ones() as usize).sum::<usize>()
+        });
+        let mut planes = Vec::with_capacity(
+            req.languages.len() + prefs.approaches.len() + prefs.characteristics.len() + hour_count,
+        );
+        let lookup = |ids: &HashMap<String, usize>, planes: &'a Planes, key: &String| {
+            ids.get(key).map_or(&[][..], |&id| planes.plane(id))
+        };
+        for code in &req.languages {
+            planes.push(lookup(&self.language_ids, &list.languages, code));
+        }
+        let languages_end = planes.len();
+        for a in &prefs.approaches {
+            planes.push(lookup(&self.approach_ids, &list.approaches, a));
+        }
+        let approaches_end = planes.len();
+        for c in &prefs.characteristics {
+            planes.push(lookup(&self.characteristic_ids, &list.characteristics, c));
+        }
+        let characteristics_end = planes.len();
+        for (wi, &bits) in want_hours.unwrap_or_default().iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                planes.push(list.hours.plane(wi * 64 + bits.trailing_zeros() as usize));
+                bits &= bits - 1;
+            }
+        }
+        let mut top = [ElevatedPlanes::default(); ELEVATED_DOMAINS_CONSIDERED];
+        let mut top_len = 0;
+        for (slot, d) in top.iter_mut().zip(&req.elevated_domains) {
+            let first = POINTS_PLANE + d.index() * POINT_BITS;
+            *slot = ElevatedPlanes {
+                points: std::array::from_fn(|b| list.fixed.plane(first + b)),
+                ineffective: list.fixed.plane(INEFFECTIVE_PLANE + d.index()),
+            };
+            top_len += 1;
+        }
+        let max_score = RANK_WEIGHTS.iter().take(top_len).sum::<u32>()
+            * (SPECIALTY_POINTS + EFFECTIVE_POINTS)
+            + if top_len > 0 { TOP_LEVEL_BONUS } else { 0 }
+            + APPROACH_POINTS * prefs.approaches.len() as u32
+            + CHARACTERISTIC_POINTS * prefs.characteristics.len() as u32
+            + if want_hours.is_some() {
+                MAX_HOUR_POINTS
+            } else {
+                0
+            };
         Ok(PreparedRequest {
             date_days: date_days(req.date),
             list,
-            languages,
             format: list.fixed.plane(FORMAT_PLANE + req.format.index()),
             population: list.fixed.plane(POPULATION_PLANE + req.population.index()),
             risk: needs_risk_routing(req).then(|| list.fixed.plane(RISK_PLANE)),
             place: list.fixed.plane(PLACE_PLANE),
-            ineffective: domains
-                .iter()
-                .map(|d| list.fixed.plane(INEFFECTIVE_PLANE + d.index()))
-                .collect(),
-            promising: domains
-                .iter()
-                .take(2)
-                .map(|d| list.fixed.plane(EFFECTIVE_PLANE + d.index()))
-                .collect(),
-            rest_bound,
             top,
-            approaches: planes(
-                &self.approach_ids,
-                &list.approaches,
-                &req.preferences.approaches,
-            ),
-            characteristics: planes(
-                &self.characteristic_ids,
-                &list.characteristics,
-                &req.preferences.characteristics,
-            ),
-            hours: req.preferences.times.as_ref().map(|t| {
-                let mut planes = Vec::new();
-                for (wi, &bits) in t.utc_hours().iter().enumerate() {
-                    let mut bits = bits;
-                    while bits != 0 {
-                        planes.push(list.hours.plane(wi * 64 + bits.trailing_zeros() as usize));
-                        bits &= bits - 1;
-                    }
-                }
-                planes
-            }),
-            max_rest: APPROACH_POINTS * req.preferences.approaches.len() as u32
-                + CHARACTERISTIC_POINTS * req.preferences.characteristics.len() as u32
-                + if req.preferences.times.is_some() {
-                    MAX_HOUR_POINTS
-                } else {
-                    0
-                },
+            top_len,
+            planes,
+            languages_end,
+            approaches_end,
+            characteristics_end,
+            has_times: want_hours.is_some(),
+            score_bits: ((u32::BITS - max_score.leading_zeros()) as usize).min(SCORE_BITS),
         })
     }
 
     /// Applies the hard filters and keeps the best `k` clinicians in `out` (cleared
     /// first), best first; ties go to the lower index. Returns the filter funnel.
+    ///
+    /// Everything works on 64 clinicians at a time: pass 1 ANDs the filter planes
+    /// (counting what each filter leaves) and adds the weighted score planes into a
+    /// bit-sliced score per clinician; licences expired on the match date are then
+    /// cleared; a radix selection over the score slices finds the `k`-th best score,
+    /// and only the `k` chosen clinicians are ever looked at one by one.
     pub fn rank(&self, q: &PreparedRequest<'_>, k: usize, out: &mut Vec<Candidate>) -> Funnel {
         out.clear();
         let list = q.list;
-        // Pass 1, 64 clinicians per step: AND the filter planes in order, count what
-        // each filter leaves (the funnel), keep the survivors' word.
         let (mut language_n, mut format_n, mut population_n, mut capacity_n) = (0u32, 0, 0, 0);
         let (mut risk_n, mut outcomes_n) = (0u32, 0);
         let words = list.fixed.words;
-        let mut eligible = vec![0u64; words];
-        for (w, slot) in eligible.iter_mut().enumerate() {
-            let language = q.languages.iter().fold(0, |m, l| m | word(l, w));
+        let bits = q.score_bits;
+        let scorer: fn(&ScorePlanes<'_>, usize, &mut [u64; SCORE_BITS]) = match bits {
+            0..=6 => score_word::<6>,
+            7 => score_word::<7>,
+            8 => score_word::<8>,
+            9 => score_word::<9>,
+            _ => score_word::<SCORE_BITS>,
+        };
+        let planes = ScorePlanes::of(q);
+        let mut block = vec![ScoreWord::default(); words];
+        for (w, slot) in block.iter_mut().enumerate() {
+            let language = q.languages().iter().fold(0, |m, l| m | word(l, w));
             let format = language & word(q.format, w);
             let population = format & word(q.population, w);
             let capacity = population & word(q.place, w);
             let risk = q.risk.map_or(capacity, |r| capacity & word(r, w));
-            let ineffective = q.ineffective.iter().fold(0, |m, p| m | word(p, w));
+            let ineffective = q
+                .elevated()
+                .iter()
+                .fold(0, |m, d| m | word(d.ineffective, w));
             let outcomes = risk & !ineffective;
             language_n += language.count_ones();
             format_n += format.count_ones();
@@ -743,72 +785,30 @@ impl MatchIndex {
             capacity_n += capacity.count_ones();
             risk_n += risk.count_ones();
             outcomes_n += outcomes.count_ones();
-            *slot = outcomes;
+            slot.eligible = outcomes;
+            if outcomes != 0 {
+                scorer(&planes, w, &mut slot.score);
+            }
         }
         // Licences expired on the match date are a prefix of the expiry order.
         let mut expired_n = 0u32;
-        for &e in &list.by_expiry {
+        // A forward scan (the expired are few, and the days sequential in memory)
+        // instead of a binary search's scattered reads.
+        let expired = list
+            .expiry_days
+            .iter()
+            .take_while(|&&d| d < q.date_days)
+            .count();
+        for &e in list.by_expiry.get(..expired).unwrap_or(&[]) {
             let e = e as usize;
-            if list.last_day.get(e).is_none_or(|&d| d >= q.date_days) {
-                break;
-            }
-            if let Some(w) = eligible.get_mut(e / 64) {
+            if let Some(slot) = block.get_mut(e / 64) {
                 let bit = 1u64 << (e % 64);
-                expired_n += u32::from(*w & bit != 0);
-                *w &= !bit;
+                expired_n += u32::from(slot.eligible & bit != 0);
+                slot.eligible &= !bit;
             }
         }
-        // Pass 2: score the eligible ones, outcomes first, the promising ones
-        // (effective on one of the two most elevated domains) before the rest; skip
-        // the preference part when even its maximum cannot beat the current k-th
-        // choice, and the whole rest when its bound cannot.
-        // The k-th choice so far as (score, entry); entries are in profile order, so
-        // comparing entries compares profiles.
-        let mut kth: Option<(u32, usize)> = None;
-        let beats = |kth: Option<(u32, usize)>, score: u32, e: usize| {
-            kth.is_none_or(|(s, ke)| score > s || (score == s && e < ke))
-        };
-        let hour_points = if q.hours.is_some() {
-            MAX_HOUR_POINTS
-        } else {
-            0
-        };
-        for promising_pass in [true, false] {
-            if !promising_pass && !beats(kth, q.rest_bound + q.max_rest, 0) {
-                break;
-            }
-            for (w, &bits) in eligible.iter().enumerate() {
-                let promising = q.promising.iter().fold(0, |m, p| m | word(p, w));
-                let mut bits = if promising_pass {
-                    bits & promising
-                } else {
-                    bits & !promising
-                };
-                while bits != 0 {
-                    let e = w * 64 + bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    let base = outcome_score(e, q);
-                    if !beats(kth, base + q.max_rest, e) {
-                        continue;
-                    }
-                    // Approaches and characteristics come from the planes (cheap);
-                    // the week is read only when it can still make a difference.
-                    let mut score = base + bit_preference_score(e, q);
-                    if !beats(kth, score + hour_points, e) {
-                        continue;
-                    }
-                    score += hour_score(e, q);
-                    if !beats(kth, score, e) {
-                        continue;
-                    }
-                    // During the scan `index` holds the entry (same order).
-                    push_top(out, k, Candidate { index: e, score });
-                    if out.len() == k {
-                        kth = out.last().map(|c| (c.score, c.index));
-                    }
-                }
-            }
-        }
+        let eligible_n = outcomes_n - expired_n;
+        select_top(&mut block, bits, k, eligible_n, out);
         for c in out.iter_mut() {
             c.index = list.clinician.get(c.index).copied().unwrap_or(0) as usize;
         }
@@ -821,7 +821,7 @@ impl MatchIndex {
             capacity: capacity_n,
             risk: risk_n,
             outcomes: outcomes_n,
-            licence_current: outcomes_n - expired_n,
+            licence_current: eligible_n,
         }
     }
 
@@ -995,50 +995,258 @@ impl MatchIndex {
     }
 }
 
-/// Score from specialty and measured outcomes on the elevated domains for entry `e`.
-#[inline]
-fn outcome_score(e: usize, q: &PreparedRequest<'_>) -> u32 {
-    let mut s = 0u32;
-    let mut all_effective = !q.top.is_empty();
-    for &(points, w) in &q.top {
-        let p = u32::from(points.get(e).copied().unwrap_or(0));
-        s += w * p;
-        all_effective &= p >= EFFECTIVE_POINTS;
-    }
-    if all_effective {
-        s += TOP_LEVEL_BONUS;
-    }
-    s
+/// 64 clinicians of a list during a match: who is eligible, and each one's score as
+/// bit slices (`score[b]` holds bit `b` of every clinician's score).
+#[derive(Debug, Clone, Copy, Default)]
+struct ScoreWord {
+    eligible: u64,
+    chosen: u64,
+    score: [u64; SCORE_BITS],
 }
 
-/// Score from the client's preferred approaches and characteristics for entry `e`.
-#[inline]
-fn bit_preference_score(e: usize, q: &PreparedRequest<'_>) -> u32 {
-    let mut s = 0u32;
-    for a in &q.approaches {
-        s += APPROACH_POINTS * u32::from(has_bit(a, e));
-    }
-    for ch in &q.characteristics {
-        s += CHARACTERISTIC_POINTS * u32::from(has_bit(ch, e));
-    }
-    s
-}
-
-/// Score from the overlap with the client's preferred times for entry `e` (whole
-/// hours, at most `MAX_HOUR_POINTS`).
-#[inline]
-fn hour_score(e: usize, q: &PreparedRequest<'_>) -> u32 {
-    let Some(want) = &q.hours else {
-        return 0;
-    };
-    let mut overlap = 0;
-    for plane in want {
-        overlap += u32::from(has_bit(plane, e));
-        if overlap == MAX_HOUR_POINTS {
-            break;
+/// Adds the bit-sliced number `x`, times 2^`shift`, to the bit-sliced `acc` (its
+/// low `B` slices): a ripple-carry adder over 64 clinicians at once, branch-free
+/// (with constant `shift` it unrolls completely).
+#[inline(always)]
+fn add_shifted<const N: usize, const B: usize>(
+    acc: &mut [u64; SCORE_BITS],
+    x: &[u64; N],
+    shift: usize,
+) {
+    let mut carry = 0u64;
+    // Plain counted loops over constants: the compiler unrolls them and drops the
+    // bounds checks (iterator adaptors here kept a loop with state on the stack).
+    for i in shift..B {
+        let b = match x.get(i - shift) {
+            Some(&b) => b,
+            None => 0,
+        };
+        if let Some(slot) = acc.get_mut(i) {
+            let a = *slot;
+            let sum = a ^ b;
+            *slot = sum ^ carry;
+            carry = (a & b) | (carry & sum);
         }
     }
-    overlap
+}
+
+/// Adds `weight` to the bit-sliced number of every clinician set in `x` (tests).
+#[cfg(test)]
+fn add_weighted(acc: &mut [u64; SCORE_BITS], x: u64, weight: u32) {
+    let mut weight = weight;
+    while weight != 0 {
+        let shift = weight.trailing_zeros() as usize;
+        add_shifted::<1, SCORE_BITS>(acc, &[x], shift);
+        weight &= weight - 1;
+    }
+}
+
+// The scorer adds the constant weights as fixed shifts.
+const _: () = assert!(
+    RANK_WEIGHTS[0] == 0b11
+        && RANK_WEIGHTS[1] == 0b10
+        && RANK_WEIGHTS[2] == 0b01
+        && TOP_LEVEL_BONUS == 0b1010
+        && APPROACH_POINTS == 0b101
+        && CHARACTERISTIC_POINTS == 0b100
+        && MAX_HOUR_POINTS == 0b1010
+);
+
+/// Adds one to the `B`-bit bit-sliced counter of every clinician set in `x`.
+#[inline(always)]
+fn count_one<const B: usize>(count: &mut [u64; 8], x: u64) {
+    let mut carry = x;
+    for i in 0..B {
+        if let Some(c) = count.get_mut(i) {
+            let next = *c & carry;
+            *c ^= carry;
+            carry = next;
+        }
+    }
+}
+
+/// What the scorer reads, resolved once per match: the three elevated domains'
+/// point planes (empty planes read as zeros when fewer are given), and the masks
+/// that make the "effective on all of them" bonus ignore the missing ones.
+struct ScorePlanes<'p> {
+    top: [ElevatedPlanes<'p>; ELEVATED_DOMAINS_CONSIDERED],
+    /// All ones for a domain that is not given (it does not block the bonus).
+    absent: [u64; ELEVATED_DOMAINS_CONSIDERED],
+    /// All ones when at least one domain is given (no domains, no bonus).
+    any: u64,
+    approaches: &'p [&'p [u64]],
+    characteristics: &'p [&'p [u64]],
+    hours: Option<&'p [&'p [u64]]>,
+}
+
+impl<'p> ScorePlanes<'p> {
+    fn of(q: &'p PreparedRequest<'p>) -> Self {
+        ScorePlanes {
+            top: q.top,
+            absent: std::array::from_fn(|i| if i < q.top_len { 0 } else { !0 }),
+            any: if q.top_len > 0 { !0 } else { 0 },
+            approaches: q.approaches(),
+            characteristics: q.characteristics(),
+            hours: q.has_times.then(|| q.hours()),
+        }
+    }
+}
+
+/// The score of word `w`'s 64 clinicians, bit-sliced into `score` (zero on entry,
+/// `B` bits): for the elevated domains ranked 1, 2, 3 (weights 3, 2, 1) the outcome
+/// points (specialty 4, effective 6, neutral 1); effective on all of them +10; each
+/// preferred approach +5; each shared characteristic +4; one per overlapping
+/// preferred hour, at most 10.
+fn score_word<const B: usize>(p: &ScorePlanes<'_>, w: usize, score: &mut [u64; SCORE_BITS]) {
+    let points = |d: &ElevatedPlanes<'_>| -> [u64; POINT_BITS] {
+        let [a, b, c, e] = d.points;
+        [word(a, w), word(b, w), word(c, w), word(e, w)]
+    };
+    let [t0, t1, t2] = &p.top;
+    let (p0, p1, p2) = (points(t0), points(t1), points(t2));
+    add_shifted::<POINT_BITS, B>(score, &p0, 0);
+    add_shifted::<POINT_BITS, B>(score, &p0, 1);
+    add_shifted::<POINT_BITS, B>(score, &p1, 1);
+    add_shifted::<POINT_BITS, B>(score, &p2, 0);
+    let [a0, a1, a2] = p.absent;
+    let all_effective = p.any
+        & (p0[EFFECTIVE_POINT_BIT] | a0)
+        & (p1[EFFECTIVE_POINT_BIT] | a1)
+        & (p2[EFFECTIVE_POINT_BIT] | a2);
+    add_shifted::<1, B>(score, &[all_effective], 1);
+    add_shifted::<1, B>(score, &[all_effective], 3);
+    for a in p.approaches {
+        let x = [word(a, w)];
+        add_shifted::<1, B>(score, &x, 0);
+        add_shifted::<1, B>(score, &x, 2);
+    }
+    for c in p.characteristics {
+        add_shifted::<1, B>(score, &[word(c, w)], 2);
+    }
+    if let Some(hour_planes) = p.hours {
+        // Count the overlapping hours (at most 168: 8 bits), then cap at 10.
+        let mut count = [0u64; 8];
+        if hour_planes.len() < 16 {
+            for plane in hour_planes {
+                count_one::<4>(&mut count, word(plane, w));
+            }
+        } else {
+            for plane in hour_planes {
+                count_one::<8>(&mut count, word(plane, w));
+            }
+        }
+        // count ≥ 10 = 0b1010: any bit above 3, or bit 3 with bit 1 or bit 2.
+        let [c0, c1, c2, c3, c4, c5, c6, c7] = count;
+        let capped = c4 | c5 | c6 | c7 | (c3 & (c1 | c2));
+        let hours = [
+            c0 & !capped,
+            (c1 & !capped) | capped,
+            c2 & !capped,
+            (c3 & !capped) | capped,
+        ];
+        add_shifted::<4, B>(score, &hours, 0);
+    }
+}
+
+/// Keeps in `out` the best `k` eligible entries of `block` (score descending, then
+/// entry ascending): a radix selection from the top score bit finds the `k`-th best
+/// score `t`; the entries above `t` are all in, and the earliest of those at `t`
+/// fill the rest. `out` receives entry positions and their scores. Uses the
+/// `eligible` and `chosen` words of `block` as scratch.
+fn select_top(
+    block: &mut [ScoreWord],
+    bits: usize,
+    k: usize,
+    eligible_n: u32,
+    out: &mut Vec<Candidate>,
+) {
+    // `eligible` comes to mean "tied with the k-th best on the bits decided so far";
+    // `chosen`: known to be strictly better than the k-th best (fewer than k).
+    // Each pass applies the previous bit's decision and counts the next bit.
+    let mut take_tied = k;
+    let mut pending: Option<(usize, Decision)> = None;
+    if eligible_n as usize > k {
+        let mut above = 0usize;
+        let mut tied_n = eligible_n as usize;
+        for b in (0..bits).rev() {
+            if above + tied_n == k {
+                // Exactly k left: every tied entry is in, whatever its lower bits.
+                break;
+            }
+            let mut ones = 0usize;
+            for s in block.iter_mut() {
+                if let Some((pb, decision)) = pending {
+                    s.decide(pb, decision);
+                }
+                ones += (s.eligible & slice(s, b)).count_ones() as usize;
+            }
+            pending = if above + ones >= k {
+                tied_n = ones;
+                Some((b, Decision::KthHasBit))
+            } else if ones > 0 {
+                above += ones;
+                tied_n -= ones;
+                Some((b, Decision::KthLacksBit))
+            } else {
+                None
+            };
+        }
+        take_tied = k - above;
+    }
+    for (w, s) in block.iter_mut().enumerate() {
+        if let Some((pb, decision)) = pending {
+            s.decide(pb, decision);
+        }
+        // The earliest `take_tied` tied entries are in.
+        let mut rest = s.eligible;
+        while rest != 0 && take_tied > 0 {
+            rest &= rest - 1;
+            take_tied -= 1;
+        }
+        let mut lanes = s.chosen | (s.eligible & !rest);
+        while lanes != 0 {
+            let lane = lanes.trailing_zeros();
+            lanes &= lanes - 1;
+            let score = s
+                .score
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (b, sl)| acc | (((sl >> lane) & 1) as u32) << b);
+            out.push(Candidate {
+                index: w * 64 + lane as usize,
+                score,
+            });
+        }
+    }
+    out.sort_unstable_by(|a, b| b.score.cmp(&a.score).then(a.index.cmp(&b.index)));
+}
+
+/// What one bit of the k-th best score turned out to be.
+#[derive(Debug, Clone, Copy)]
+enum Decision {
+    /// Set: the tied entries without the bit are out.
+    KthHasBit,
+    /// Clear: the tied entries with the bit are in.
+    KthLacksBit,
+}
+
+impl ScoreWord {
+    #[inline]
+    fn decide(&mut self, b: usize, decision: Decision) {
+        let with = self.eligible & slice(self, b);
+        match decision {
+            Decision::KthHasBit => self.eligible = with,
+            Decision::KthLacksBit => {
+                self.chosen |= with;
+                self.eligible &= !with;
+            }
+        }
+    }
+}
+
+#[inline]
+fn slice(s: &ScoreWord, b: usize) -> u64 {
+    s.score.get(b).copied().unwrap_or(0)
 }
 
 /// Urgent referrals and clients at moderate or higher risk go only to clinicians who
@@ -1047,57 +1255,94 @@ pub fn needs_risk_routing(req: &ClientRequest) -> bool {
     req.urgent || req.risk >= RiskLevel::Moderate
 }
 
-impl Candidate {
-    /// Whether a clinician with `score` at `index` ranks above this one: a higher
-    /// score, or an equal score and an earlier profile.
-    #[inline]
-    fn beaten_by(&self, score: u32, index: usize) -> bool {
-        score > self.score || (score == self.score && index < self.index)
-    }
-}
-
-/// Inserts into a best-first buffer of at most `k` (best score first, then the
-/// earlier profile). Candidates may arrive in any order.
-#[inline]
-fn push_top(out: &mut Vec<Candidate>, k: usize, c: Candidate) {
-    if out.len() == k {
-        match out.last() {
-            Some(last) if last.beaten_by(c.score, c.index) => {
-                out.pop();
-            }
-            _ => return,
-        }
-    }
-    let pos = out.partition_point(|x| !x.beaten_by(c.score, c.index));
-    out.insert(pos, c);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn top_buffer_keeps_best_and_earliest_on_ties() {
-        let mut out = Vec::new();
-        for (index, score) in [(0, 5), (1, 9), (2, 5), (3, 9), (4, 7), (5, 9)] {
-            push_top(&mut out, 3, Candidate { index, score });
+    use proptest::prelude::*;
+
+    /// Builds a block from plain (eligible, score) entries.
+    fn block_of(entries: &[(bool, u32)]) -> Vec<ScoreWord> {
+        let mut block = vec![ScoreWord::default(); entries.len().div_ceil(64)];
+        for (e, &(eligible, score)) in entries.iter().enumerate() {
+            let s = &mut block[e / 64];
+            s.eligible |= u64::from(eligible) << (e % 64);
+            add_weighted(&mut s.score, 1 << (e % 64), score);
         }
-        let got: Vec<_> = out.iter().map(|c| (c.index, c.score)).collect();
-        assert_eq!(got, vec![(1, 9), (3, 9), (5, 9)]);
-        push_top(&mut out, 3, Candidate { index: 6, score: 9 });
-        assert_eq!(out.len(), 3);
-        assert_eq!(out.last().map(|c| c.index), Some(5));
+        block
+    }
+
+    fn lane_score(block: &[ScoreWord], e: usize) -> u32 {
+        (0..SCORE_BITS)
+            .map(|b| ((block[e / 64].score[b] >> (e % 64) & 1) as u32) << b)
+            .sum()
     }
 
     #[test]
-    fn top_buffer_order_does_not_depend_on_arrival() {
-        // The same candidates in reverse index order give the same buffer: equal
-        // scores still go to the earlier profile.
+    fn bit_sliced_sums_add_up_per_clinician() {
+        // Three clinicians in one word: weights added only where their bit is set.
+        let mut score = [0u64; SCORE_BITS];
+        add_weighted(&mut score, 0b011, 12);
+        add_weighted(&mut score, 0b110, 18);
+        add_weighted(&mut score, 0b111, 3);
+        add_weighted(&mut score, 0, 500); // nobody: nothing changes
+        let block = [ScoreWord {
+            eligible: 0b111,
+            chosen: 0,
+            score,
+        }];
+        assert_eq!(lane_score(&block, 0), 15);
+        assert_eq!(lane_score(&block, 1), 33);
+        assert_eq!(lane_score(&block, 2), 21);
+        assert_eq!(lane_score(&block, 3), 0);
+    }
+
+    #[test]
+    fn selection_breaks_ties_by_earlier_entry_and_skips_ineligible() {
+        // Entry 1 is the best but not eligible; 0, 2, 3 tie; 4 is better.
+        let mut block = block_of(&[(true, 7), (false, 99), (true, 7), (true, 7), (true, 9)]);
         let mut out = Vec::new();
-        for (index, score) in [(5, 9), (4, 7), (3, 9), (2, 5), (1, 9), (0, 5)] {
-            push_top(&mut out, 3, Candidate { index, score });
-        }
+        select_top(&mut block, SCORE_BITS, 3, 4, &mut out);
         let got: Vec<_> = out.iter().map(|c| (c.index, c.score)).collect();
-        assert_eq!(got, vec![(1, 9), (3, 9), (5, 9)]);
+        assert_eq!(got, vec![(4, 9), (0, 7), (2, 7)]);
+    }
+
+    #[test]
+    fn selection_of_an_empty_or_small_list_returns_what_there_is() {
+        let mut out = Vec::new();
+        select_top(&mut [], SCORE_BITS, 5, 0, &mut out);
+        assert!(out.is_empty());
+        let mut block = block_of(&[(true, 0), (false, 3)]);
+        select_top(&mut block, SCORE_BITS, 5, 1, &mut out);
+        assert_eq!(out, vec![Candidate { index: 0, score: 0 }]);
+    }
+
+    proptest! {
+        /// The radix selection equals sorting every eligible entry (score
+        /// descending, entry ascending) and keeping the first k, across word
+        /// boundaries, with many ties and scores up to the largest possible.
+        #[test]
+        fn selection_equals_a_full_sort(
+            entries in proptest::collection::vec((any::<bool>(), prop_oneof![0u32..8, 0u32..1024]), 0..300),
+            k in 1usize..60,
+        ) {
+            let mut block = block_of(&entries);
+            for (e, &(_, score)) in entries.iter().enumerate() {
+                prop_assert_eq!(lane_score(&block, e), score);
+            }
+            let eligible_n = entries.iter().filter(|x| x.0).count() as u32;
+            let mut out = Vec::new();
+            select_top(&mut block, SCORE_BITS, k, eligible_n, &mut out);
+            let mut want: Vec<(usize, u32)> = entries
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| x.0)
+                .map(|(e, x)| (e, x.1))
+                .collect();
+            want.sort_by_key(|&(e, s)| (std::cmp::Reverse(s), e));
+            want.truncate(k);
+            let got: Vec<(usize, u32)> = out.iter().map(|c| (c.index, c.score)).collect();
+            prop_assert_eq!(got, want);
+        }
     }
 }

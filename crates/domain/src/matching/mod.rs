@@ -9,6 +9,8 @@
 //!   (most clients matched first, then the highest total score), solved exactly by a
 //!   sparse successive-shortest-path min-cost-flow solver.
 //!
+//! * [`elevation`] — the client's most elevated problem domains from the intake
+//!   measures and their own words (mapping as unverified data).
 //! * [`outcomes`] — each finished episode counted once, for its presenting problem's
 //!   domain, as reliably improved or not (the clinician's report card).
 //! * [`rematch`] — early low session feedback with the current clinician suggests
@@ -20,6 +22,7 @@
 //! store's job; these functions only say who fits and who is best.
 
 pub mod assign;
+pub mod elevation;
 pub mod instant;
 pub mod outcomes;
 pub mod profile;

@@ -427,6 +427,15 @@ fn bad_requests_are_named() {
         .unwrap_err()
         .to_string()
         .contains("preferences.approaches[0]"));
+    // A huge preference list is refused by name rather than scored.
+    req.preferences.approaches = vec!["cbt".to_string(); 65];
+    assert_eq!(
+        idx.match_client(&req, 5).unwrap_err().to_string(),
+        "preferences.approaches: at most 64 entries (got 65)"
+    );
+    // 64 (duplicates included) is still fine.
+    req.preferences.approaches = vec!["cbt".to_string(); 64];
+    assert!(idx.match_client(&req, 5).is_ok());
     // Empty index: no error, nobody licensed.
     let empty = index(vec![]);
     let r = empty.match_client(&request("CA-ON"), 5).unwrap();
@@ -470,6 +479,9 @@ fn outcome_informed_score_prefers_effective_specialists() {
 
 // Small random clinician pools: the bitset index must agree with a plain reading of
 // the rules over the profiles.
+const APPROACHES: [&str; 3] = ["cbt", "dbt", "emdr"];
+const CHARACTERISTICS: [&str; 3] = ["woman", "man", "nonbinary"];
+
 fn arb_profile() -> impl Strategy<Value = ClinicianProfile> {
     (
         0usize..3,
@@ -481,9 +493,12 @@ fn arb_profile() -> impl Strategy<Value = ClinicianProfile> {
         0i32..3,
         proptest::collection::vec((0usize..14, 0u32..40, 0u32..40), 0..4),
         0u16..(1 << 14),
+        0u8..8,
+        (any::<bool>(), 0usize..3),
+        (0u8..7, 0u16..20, 1u16..20),
     )
         .prop_map(
-            |(jur, expired, langs, fmts, pops, risk, slots, outs, spec)| {
+            |(jur, expired, langs, fmts, pops, risk, slots, outs, spec, appr, ident, avail)| {
                 let mut p = profile("P", ["CA-ON", "CA-BC", "US-NY"][jur]);
                 if expired {
                     p.licences[0].expires_on = day(2026, 1, 1);
@@ -522,6 +537,23 @@ fn arb_profile() -> impl Strategy<Value = ClinicianProfile> {
                     .into_iter()
                     .filter(|d| spec & d.bit() != 0)
                     .collect();
+                p.approaches = APPROACHES
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| appr >> i & 1 == 1)
+                    .map(|(_, a)| a.to_string())
+                    .collect();
+                p.identity = Some(IdentityCharacteristics {
+                    consent_to_show: ident.0,
+                    characteristics: vec![CHARACTERISTICS[ident.1].to_string()],
+                });
+                let (day, start, hours) = avail;
+                let start = start.min(23);
+                p.availability.intervals = vec![WeeklyInterval {
+                    day,
+                    start_minute: start * 60,
+                    end_minute: ((start + hours) * 60).min(24 * 60),
+                }];
                 p
             },
         )
@@ -534,11 +566,32 @@ proptest! {
         lang in 0usize..3,
         urgent in any::<bool>(),
         elevated in proptest::collection::vec(0usize..14, 0..5),
+        approaches in proptest::collection::vec(0usize..4, 0..3),
+        characteristics in proptest::collection::vec(0usize..3, 0..2),
+        times in proptest::option::of((0u8..7, 0u16..20, 1u16..20, -2i32..3)),
+        k in prop_oneof![Just(50usize), 1usize..6],
     ) {
         let idx = index(profiles.clone());
         let mut req = request("CA-ON");
         req.languages = vec![["en", "es", "fr"][lang].to_string()];
         req.urgent = urgent;
+        // Preferences, including an approach nobody is trained in ("ipt").
+        req.preferences.approaches = approaches
+            .iter()
+            .map(|&a| ["cbt", "dbt", "emdr", "ipt"][a].to_string())
+            .collect();
+        req.preferences.characteristics = characteristics
+            .iter()
+            .map(|&c| CHARACTERISTICS[c].to_string())
+            .collect();
+        req.preferences.times = times.map(|(day, start, hours, shift)| WeeklyAvailability {
+            utc_offset_minutes: -300 + 60 * shift,
+            intervals: vec![WeeklyInterval {
+                day,
+                start_minute: start * 60,
+                end_minute: ((start + hours) * 60).min(24 * 60),
+            }],
+        });
         let mut seen = 0u16;
         req.elevated_domains = elevated
             .into_iter()
@@ -546,7 +599,7 @@ proptest! {
             .filter(|d| { let new = seen & d.bit() == 0; seen |= d.bit(); new })
             .collect();
         let got: Vec<(usize, u32)> = idx
-            .match_client(&req, 50)
+            .match_client(&req, k)
             .unwrap()
             .choices
             .iter()
@@ -577,10 +630,27 @@ proptest! {
             if !top3.is_empty() && top3.iter().all(|&d| rating(d) == Some(Effective)) {
                 s += 10;
             }
+            for a in &req.preferences.approaches {
+                s += 5 * u32::from(p.approaches.contains(a));
+            }
+            let shared = p.shareable_characteristics();
+            for c in &req.preferences.characteristics {
+                s += 4 * u32::from(shared.contains(c));
+            }
+            if let Some(t) = &req.preferences.times {
+                let have = p.availability.utc_hours();
+                let overlap: u32 = t
+                    .utc_hours()
+                    .iter()
+                    .zip(have)
+                    .map(|(a, b)| (a & b).count_ones())
+                    .sum();
+                s += overlap.min(10);
+            }
             want.push((i, s));
         }
         want.sort_by_key(|&(i, s)| (std::cmp::Reverse(s), i));
-        want.truncate(50);
+        want.truncate(k);
         prop_assert_eq!(got, want);
     }
 }
