@@ -12,7 +12,7 @@ use crate::mailer::Mailer;
 use chrono::{DateTime, Duration};
 use std::sync::Arc;
 use tapestry_domain::clock::Clock;
-use tapestry_domain::ids::PracticeId;
+use tapestry_domain::ids::{PracticeId, UserId};
 use tapestry_domain::notification::{render, Notification, ReminderJob};
 use tapestry_domain::schedule::{Appointment, AppointmentStatus};
 use tapestry_domain::user::AccountStatus;
@@ -54,14 +54,15 @@ pub fn reminder_job(
     })
 }
 
-/// The reminder for `appointment`, sent 24 hours before it to the client's
-/// account, shown in `time_zone`. `None` when the client has no account.
+/// The reminder for `appointment`, sent 24 hours before it to `recipient`
+/// (the client's account or the clinician), shown in `time_zone` (the
+/// recipient's own). Keyed by appointment, start and recipient, so
+/// planning twice queues once and a moved appointment gets a new reminder.
 pub fn appointment_reminder(
     appointment: &Appointment,
-    client_user: Option<tapestry_domain::ids::UserId>,
+    recipient: UserId,
     time_zone: &str,
-) -> Option<Result<NewJob, serde_json::Error>> {
-    let recipient = client_user?;
+) -> Result<NewJob, serde_json::Error> {
     let payload = ReminderJob {
         practice_id: appointment.practice_id,
         recipient,
@@ -72,16 +73,17 @@ pub fn appointment_reminder(
         },
     };
     let key = format!(
-        "reminder:{}:{}:{}h",
+        "reminder:{}:{}:{}h:{}",
         appointment.id,
         appointment.starts_at.timestamp(),
-        REMINDER_HOURS_BEFORE
+        REMINDER_HOURS_BEFORE,
+        recipient
     );
-    Some(reminder_job(
+    reminder_job(
         key,
         &payload,
         appointment.starts_at - Duration::hours(REMINDER_HOURS_BEFORE),
-    ))
+    )
 }
 
 /// One worker.
@@ -179,9 +181,12 @@ impl Worker {
         Ok(Ran::Sent)
     }
 
-    /// Enqueues the 24-hour reminder for every booked appointment starting
-    /// within the next 25 hours in every practice (idempotent: a reminder
-    /// already queued is not queued again). Returns how many were new.
+    /// Enqueues the 24-hour reminders for every booked appointment starting
+    /// within the next 25 hours in every practice: one to the client (in
+    /// the client's own zone, else the practice's) and one to the clinician
+    /// (in the zone of their working hours, else the practice's).
+    /// Idempotent: a reminder already queued is not queued again. Returns
+    /// how many were new.
     pub async fn plan_reminders(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let mut new = 0;
@@ -195,19 +200,36 @@ impl Worker {
                 )
                 .await?;
             for appointment in upcoming {
-                let client = self
+                let mut jobs = Vec::with_capacity(2);
+                // The client, in their own zone (else the practice's).
+                if let Some(client) = self
                     .store
                     .client(practice.id, appointment.client_id)
-                    .await?;
-                let user = client.and_then(|c| c.user_id);
-                let Some(job) =
-                    appointment_reminder(&appointment, user, practice.time_zone.as_str())
-                else {
-                    continue;
-                };
-                let job = job.map_err(|e| StoreError::Corrupt(format!("reminder payload: {e}")))?;
-                if matches!(self.store.enqueue(&job, now).await?, Enqueued::New(_)) {
-                    new += 1;
+                    .await?
+                {
+                    if let Some(user) = client.user_id {
+                        let zone = client.zone_or(&practice.time_zone).as_str().to_string();
+                        jobs.push(appointment_reminder(&appointment, user, &zone));
+                    }
+                }
+                // The clinician, in the zone of their working hours.
+                let zone = self
+                    .store
+                    .clinician_schedule(practice.id, appointment.clinician)
+                    .await?
+                    .map(|s| s.availability.time_zone)
+                    .unwrap_or_else(|| practice.time_zone.as_str().to_string());
+                jobs.push(appointment_reminder(
+                    &appointment,
+                    appointment.clinician,
+                    &zone,
+                ));
+                for job in jobs {
+                    let job =
+                        job.map_err(|e| StoreError::Corrupt(format!("reminder payload: {e}")))?;
+                    if matches!(self.store.enqueue(&job, now).await?, Enqueued::New(_)) {
+                        new += 1;
+                    }
                 }
             }
         }
@@ -459,7 +481,8 @@ mod tests {
         let w = world().await;
         let (port, captured) = smtp_sink().await;
         let worker = worker(&w, smtp_to(port));
-        assert_eq!(worker.plan_reminders().await.unwrap(), 1);
+        // One to the client, one to the clinician.
+        assert_eq!(worker.plan_reminders().await.unwrap(), 2);
         assert_eq!(
             worker.plan_reminders().await.unwrap(),
             0,
@@ -475,14 +498,29 @@ mod tests {
         kinds.sort_unstable();
         assert_eq!(
             kinds,
-            vec!["appointment_reminder", "homework_due", "measures_due"]
+            vec![
+                "appointment_reminder",
+                "appointment_reminder",
+                "homework_due",
+                "measures_due"
+            ]
         );
         let messages = captured.lock().unwrap().clone();
-        assert_eq!(messages.len(), 3);
+        assert_eq!(messages.len(), 4);
+        assert_eq!(
+            messages
+                .iter()
+                .filter(|m| m.contains("To: clin@example.org"))
+                .count(),
+            1
+        );
         let mut matches = Vec::new();
         for m in &messages {
             assert!(m.contains("Content-Transfer-Encoding: 7bit"), "{m}");
-            assert!(m.contains("To: person@example.org"), "{m}");
+            assert!(
+                m.contains("To: person@example.org") || m.contains("To: clin@example.org"),
+                "{m}"
+            );
             let lower = m.to_lowercase();
             for word in CLINICAL_DENY_LIST.iter().copied().chain(["canary"]) {
                 if lower.contains(word) {
@@ -499,12 +537,114 @@ mod tests {
             .any(|m| m.contains("You have an appointment tomorrow at 10:00 (Europe/London).")));
     }
 
+    /// Client in New York, clinician in London, between the two
+    /// spring-forward dates (US 8 March, EU 29 March 2026): the clocks are
+    /// four hours apart instead of five. Each reminder states the time in
+    /// its recipient's own zone.
+    #[tokio::test]
+    async fn reminders_state_the_time_in_each_recipients_zone_across_dst() {
+        use tapestry_domain::practice::TimeZoneName;
+        use tapestry_domain::schedule::{Availability, BookingRules, CancellationPolicy};
+        use tapestry_store::schedule::ClinicianSchedule;
+        let w = world().await;
+        let now = Utc.with_ymd_and_hms(2026, 3, 9, 14, 0, 0).unwrap();
+        w.clock.set(now);
+        w.store
+            .set_client_time_zone(
+                w.practice.id,
+                w.appointment.client_id,
+                Some(&TimeZoneName::parse("America/New_York").unwrap()),
+            )
+            .await
+            .unwrap();
+        w.store
+            .put_clinician_schedule(&ClinicianSchedule {
+                practice_id: w.practice.id,
+                clinician: w.appointment.clinician,
+                availability: Availability {
+                    time_zone: "Europe/London".into(),
+                    weekly: vec![],
+                    exceptions: vec![],
+                },
+                rules: BookingRules::default(),
+                policy: CancellationPolicy::default(),
+                updated_at: now,
+            })
+            .await
+            .unwrap();
+        let t = AppointmentType::new(AppointmentKind::Session, 50, Format::Video).unwrap();
+        let appointment = Appointment::book(
+            w.practice.id,
+            w.appointment.clinician,
+            w.appointment.client_id,
+            t,
+            Utc.with_ymd_and_hms(2026, 3, 10, 14, 0, 0).unwrap(),
+            now,
+        )
+        .unwrap();
+        w.store.book_appointment(&appointment).await.unwrap();
+        let (port, captured) = smtp_sink().await;
+        let worker = worker(&w, smtp_to(port));
+        assert_eq!(worker.plan_reminders().await.unwrap(), 2);
+        while let Some((_, ran)) = worker.run_once().await.unwrap() {
+            assert_eq!(ran, Ran::Sent);
+        }
+        let messages = captured.lock().unwrap().clone();
+        let to = |addr: &str| {
+            messages
+                .iter()
+                .find(|m| m.contains(&format!("To: {addr}")))
+                .cloned()
+                .unwrap()
+        };
+        assert!(
+            to("person@example.org")
+                .contains("You have an appointment tomorrow at 10:00 (America/New_York)."),
+            "{messages:?}"
+        );
+        assert!(
+            to("clin@example.org")
+                .contains("You have an appointment tomorrow at 14:00 (Europe/London)."),
+            "{messages:?}"
+        );
+        // Three weeks later both zones are on summer time: 14:00 UTC is
+        // 10:00 in New York and 15:00 in London.
+        let later = Utc.with_ymd_and_hms(2026, 3, 30, 14, 0, 0).unwrap();
+        w.clock.set(later - Duration::hours(24));
+        let next = Appointment::book(
+            w.practice.id,
+            w.appointment.clinician,
+            w.appointment.client_id,
+            t,
+            later,
+            w.clock.now(),
+        )
+        .unwrap();
+        w.store.book_appointment(&next).await.unwrap();
+        assert_eq!(worker.plan_reminders().await.unwrap(), 2);
+        while worker.run_once().await.unwrap().is_some() {}
+        let messages = captured.lock().unwrap().clone();
+        // New York was already on summer time: still 10:00 for the client;
+        // the clinician's hour moved with London's clocks.
+        assert_eq!(messages.len(), 4);
+        assert_eq!(
+            messages
+                .iter()
+                .filter(|m| m.contains("tomorrow at 10:00 (America/New_York)"))
+                .count(),
+            2
+        );
+        assert!(messages
+            .iter()
+            .any(|m| m.contains("tomorrow at 15:00 (Europe/London)")));
+    }
+
     #[tokio::test]
     async fn reminders_for_cancelled_appointments_are_not_sent() {
         let w = world().await;
         let (port, captured) = smtp_sink().await;
         let worker = worker(&w, smtp_to(port));
-        worker.plan_reminders().await.unwrap();
+        assert_eq!(worker.plan_reminders().await.unwrap(), 2);
         w.store
             .set_appointment_status(
                 w.practice.id,
@@ -516,15 +656,17 @@ mod tests {
             )
             .await
             .unwrap();
-        let (_, ran) = worker.run_once().await.unwrap().unwrap();
-        assert_eq!(ran, Ran::Skipped("appointment cancelled or moved"));
+        for _ in 0..2 {
+            let (_, ran) = worker.run_once().await.unwrap().unwrap();
+            assert_eq!(ran, Ran::Skipped("appointment cancelled or moved"));
+        }
         assert!(captured.lock().unwrap().is_empty());
         assert_eq!(
             w.store
                 .count_jobs(w.practice.id, JobState::Done)
                 .await
                 .unwrap(),
-            1
+            2
         );
     }
 
@@ -584,7 +726,12 @@ mod tests {
             .unwrap();
         assert_eq!(stored.len(), 1);
         let feed = clinician_feed(&stored, w.clock.now());
-        let ics = appointment_ics(&stored[0], w.clock.now(), "Sign in to Tapestry to join.");
+        let ics = appointment_ics(
+            &stored[0],
+            w.clock.now(),
+            "Sign in to Tapestry to join.",
+            w.practice.time_zone.tz(),
+        );
         for text in [&feed, &ics] {
             assert!(parse_content_lines(text).is_ok());
             let lower = text.to_lowercase();

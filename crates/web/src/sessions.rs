@@ -197,6 +197,12 @@ pub const SESSIONS_ROUTES: &[RouteSpec] = &[
         "/api/v1/clients/{id}/appointments",
         A(Action::ReadSchedule, ClientInPath),
     ),
+    // The client's own time zone (their settings; their care team may set it).
+    r(
+        "POST",
+        "/api/v1/clients/{id}/time-zone",
+        A(Action::ManageSchedule, ClientInPath),
+    ),
     r(
         "POST",
         "/api/v1/clients/{id}/appointments",
@@ -368,6 +374,7 @@ pub fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("POST", "/api/v1/me/calendar-feed/revoke") => post(booking::revoke_feed),
         ("GET", "/api/v1/clients/{id}/slots") => get(booking::slots),
         ("GET", "/api/v1/clients/{id}/appointments") => get(booking::appointments),
+        ("POST", "/api/v1/clients/{id}/time-zone") => post(booking::set_time_zone),
         ("POST", "/api/v1/clients/{id}/appointments") => post(booking::book),
         ("POST", "/api/v1/clients/{id}/appointments/{appointment}/cancel") => post(booking::cancel),
         ("POST", "/api/v1/clients/{id}/appointments/{appointment}/reschedule") => {

@@ -9,6 +9,7 @@
 
 use super::{Appointment, AppointmentStatus};
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 
 /// The longest line in octets, excluding CRLF (RFC 5545 §3.1).
 pub const MAX_LINE_OCTETS: usize = 75;
@@ -160,7 +161,7 @@ fn event(out: &mut String, a: &Appointment, now: DateTime<Utc>, description: Opt
     push(out, "END", "VEVENT");
 }
 
-fn calendar(name: &str, events: impl FnOnce(&mut String)) -> String {
+fn calendar(name: &str, zone: Option<Tz>, events: impl FnOnce(&mut String)) -> String {
     let mut out = String::new();
     push(&mut out, "BEGIN", "VCALENDAR");
     push(&mut out, "VERSION", "2.0");
@@ -168,6 +169,10 @@ fn calendar(name: &str, events: impl FnOnce(&mut String)) -> String {
     push(&mut out, "CALSCALE", "GREGORIAN");
     push(&mut out, "METHOD", "PUBLISH");
     push(&mut out, "X-WR-CALNAME", &escape_text(name));
+    if let Some(tz) = zone {
+        // The zone calendar programs show the (UTC) times in by default.
+        push(&mut out, "X-WR-TIMEZONE", tz.name());
+    }
     events(&mut out);
     push(&mut out, "END", "VCALENDAR");
     out
@@ -177,7 +182,7 @@ fn calendar(name: &str, events: impl FnOnce(&mut String)) -> String {
 /// `STATUS:CANCELLED` so subscribed calendars remove them), neutral summary,
 /// no description, no client.
 pub fn clinician_feed(appointments: &[Appointment], now: DateTime<Utc>) -> String {
-    calendar("Tapestry sessions", |out| {
+    calendar("Tapestry sessions", None, |out| {
         for a in appointments {
             event(out, a, now, None);
         }
@@ -186,10 +191,23 @@ pub fn clinician_feed(appointments: &[Appointment], now: DateTime<Utc>) -> Strin
 
 /// The `.ics` a client downloads for one appointment. `note` is the
 /// practice's neutral joining instruction (e.g. "Sign in to Tapestry to
-/// join."); it must not carry clinical content.
-pub fn appointment_ics(appointment: &Appointment, now: DateTime<Utc>, note: &str) -> String {
-    calendar("Tapestry appointment", |out| {
-        event(out, appointment, now, Some(note))
+/// join."); it must not carry clinical content. Times stay in UTC (exact
+/// across daylight-saving changes); the description states the start in
+/// the client's zone `zone` and the calendar names it as its zone.
+pub fn appointment_ics(
+    appointment: &Appointment,
+    now: DateTime<Utc>,
+    note: &str,
+    zone: Tz,
+) -> String {
+    let local = appointment.starts_at.with_timezone(&zone);
+    let description = format!(
+        "Starts {} ({}). {note}",
+        local.format("%a %-d %b %Y, %H:%M %Z"),
+        zone.name()
+    );
+    calendar("Tapestry appointment", Some(zone), |out| {
+        event(out, appointment, now, Some(&description))
     })
 }
 
@@ -302,13 +320,49 @@ mod tests {
             &appts()[0],
             Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap(),
             &value,
+            chrono_tz::UTC,
         );
         let d = parse_content_lines(&ics)
             .unwrap()
             .into_iter()
             .find(|l| l.name == "DESCRIPTION")
             .unwrap();
-        assert_eq!(unescape_text(&d.value), value);
+        assert!(unescape_text(&d.value).ends_with(&value));
+    }
+
+    #[test]
+    fn the_clients_ics_states_the_start_in_their_zone_across_dst() {
+        // 2026-03-10 14:00 UTC: New York has sprung forward (EDT, -4) but
+        // London has not (GMT): the same instant is 10:00 and 14:00.
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        let t = AppointmentType::new(AppointmentKind::Session, 50, Format::Video).unwrap();
+        let a = Appointment::book(
+            PracticeId::random(),
+            UserId::random(),
+            ClientId::random(),
+            t,
+            Utc.with_ymd_and_hms(2026, 3, 10, 14, 0, 0).unwrap(),
+            now,
+        )
+        .unwrap();
+        let ny = appointment_ics(&a, now, "Sign in to join.", chrono_tz::America::New_York);
+        let lines = parse_content_lines(&ny).unwrap();
+        let value = |n: &str| {
+            lines
+                .iter()
+                .find(|l| l.name == n)
+                .map(|l| unescape_text(&l.value))
+                .unwrap()
+        };
+        // The instant itself stays exact (UTC).
+        assert_eq!(value("DTSTART"), "20260310T140000Z");
+        assert_eq!(value("X-WR-TIMEZONE"), "America/New_York");
+        assert_eq!(
+            value("DESCRIPTION"),
+            "Starts Tue 10 Mar 2026, 10:00 EDT (America/New_York). Sign in to join."
+        );
+        let london = appointment_ics(&a, now, "", chrono_tz::Europe::London);
+        assert!(london.contains("14:00 GMT (Europe/London)"));
     }
 
     #[test]

@@ -17,7 +17,8 @@ use axum::{Extension, Json};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use tapestry_domain::identity::token::SecretToken;
-use tapestry_domain::ids::{ClientId, UserId};
+use tapestry_domain::ids::{ClientId, PracticeId, UserId};
+use tapestry_domain::practice::TimeZoneName;
 use tapestry_domain::schedule::{
     self, ical, Appointment, AppointmentId, AppointmentKind, AppointmentStatus, AppointmentType,
     Availability, BookingRules, CancellationPolicy, Format, Interval, Party, Recurrence,
@@ -280,8 +281,57 @@ pub struct SlotParams {
     pub format: Format,
     pub from: NaiveDate,
     pub to: NaiveDate,
-    /// The client's IANA zone; slots carry their wall-clock time in it.
+    /// An explicit IANA zone for the slots' wall-clock times; without it,
+    /// the client's stored zone (else the practice's).
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+
+/// The zone a client's times are shown in: the client's own (set at intake
+/// or in their settings), else the practice's, else UTC.
+pub(crate) async fn client_zone(
+    state: &AppState,
+    practice: PracticeId,
+    client: ClientId,
+) -> Result<TimeZoneName, ApiError> {
+    let fallback = match state.store.practice(practice).await? {
+        Some(p) => p.time_zone,
+        None => TimeZoneName::parse("UTC").map_err(|e| ApiError::unprocessable("time_zone", e.to_string()))?,
+    };
+    Ok(match state.store.client(practice, client).await? {
+        Some(c) => c.zone_or(&fallback).clone(),
+        None => fallback,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeZoneBody {
     pub time_zone: String,
+}
+
+/// `POST /api/v1/clients/{id}/time-zone`: `{time_zone}` sets the client's
+/// own IANA zone (the client in their settings, or their care team). An
+/// unknown name is 422 naming `time_zone`; an empty one clears it.
+pub async fn set_time_zone(
+    State(state): State<AppState>,
+    Extension(a): Extension<Authorized>,
+    ApiJson(body): ApiJson<TimeZoneBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let client = client_of(&a)?;
+    let zone = match body.time_zone.trim() {
+        "" => None,
+        z => Some(
+            TimeZoneName::parse(z).map_err(|e| ApiError::unprocessable("time_zone", e.to_string()))?,
+        ),
+    };
+    state
+        .store
+        .set_client_time_zone(a.caller.user.practice_id, client, zone.as_ref())
+        .await?;
+    Ok(Json(
+        serde_json::json!({"time_zone": zone.as_ref().map(|z| z.as_str())}),
+    ))
 }
 
 async fn busy_of(
@@ -350,13 +400,20 @@ pub(crate) async fn slots_for(
     let from = q.from.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc() - Duration::days(1);
     let to = q.to.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc() + Duration::days(2);
     let busy = busy_of(state, a, q.clinician, from, to, None).await?;
+    let zone = match &q.time_zone {
+        Some(z) => z.clone(),
+        None => client_zone(state, a.caller.user.practice_id, client_of(a)?)
+            .await?
+            .as_str()
+            .to_string(),
+    };
     schedule::available_slots(&SlotQuery {
         availability: &sched.availability,
         rules: &sched.rules,
         appointment_type: t,
         busy: &busy,
         now,
-        client_time_zone: &q.time_zone,
+        client_time_zone: &zone,
         from: q.from,
         to: q.to,
     })
@@ -676,6 +733,7 @@ pub async fn appointment_ics(
     Path((_, appointment)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let appt = appointment_of(&state, &a, &appointment).await?;
+    let zone = client_zone(&state, appt.practice_id, appt.client_id).await?;
     let note = match appt.appointment_type.format {
         Format::Phone if !state.online.config.phone_instructions.trim().is_empty() => {
             state.online.config.phone_instructions.clone()
@@ -684,7 +742,7 @@ pub async fn appointment_ics(
         _ => "Sign in to Tapestry to join.".to_string(),
     };
     Ok(calendar(
-        ical::appointment_ics(&appt, state.clock.now(), &note),
+        ical::appointment_ics(&appt, state.clock.now(), &note, zone.tz()),
         Some("appointment.ics"),
     ))
 }
