@@ -725,7 +725,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(stored.len(), 1);
-        let feed = clinician_feed(&stored, w.clock.now());
+        let feed = clinician_feed(&stored, &[], w.clock.now());
         let ics = appointment_ics(
             &stored[0],
             w.clock.now(),

@@ -25,10 +25,10 @@ use tapestry_domain::ids::{ClientId, PracticeId};
 use tapestry_domain::ingest::IngestRequest;
 use tapestry_domain::instrument::InstrumentRegistry;
 use tapestry_domain::intake::{self, IntakeDraft};
-use tapestry_domain::practice::TimeZoneName;
 use tapestry_domain::knowledge::Knowledge;
 use tapestry_domain::measure_schedule::{self, Due, DueContext};
 use tapestry_domain::notes::{NoteBody, NoteKind, NoteTemplate};
+use tapestry_domain::practice::TimeZoneName;
 use tapestry_domain::safety_plan::{self, SafetyPlanBody};
 use tapestry_domain::schedule::AppointmentStatus;
 use tapestry_domain::scoring::Answers;
@@ -1433,7 +1433,8 @@ pub async fn save_intake(
     // 422 naming `time_zone`); it becomes the client's own zone.
     let zone = match body.get("time_zone").map(|z| z.trim()) {
         Some(z) if !z.is_empty() => Some(
-            TimeZoneName::parse(z).map_err(|e| ApiError::unprocessable("time_zone", e.to_string()))?,
+            TimeZoneName::parse(z)
+                .map_err(|e| ApiError::unprocessable("time_zone", e.to_string()))?,
         ),
         _ => None,
     };

@@ -7,7 +7,8 @@
 //! id, times, status and type only, and the summary is the neutral
 //! [`AppointmentType::summary`], e.g. `Session · 50 min · video`.
 
-use super::{Appointment, AppointmentStatus};
+use super::group::GroupSession;
+use super::{Appointment, AppointmentId, AppointmentStatus, AppointmentType};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
@@ -139,9 +140,43 @@ fn push(out: &mut String, name: &str, value: &str) {
     out.push_str(&fold_line(&format!("{name}:{value}")));
 }
 
-/// The event for one appointment. Reads only id, times, status and type:
-/// the function never sees a name or a note.
-fn event(out: &mut String, a: &Appointment, now: DateTime<Utc>, description: Option<&str>) {
+/// What a calendar event is built from: an appointment's or a group
+/// session's id, times, status and type, and nothing else (no names, no
+/// notes, no group name).
+struct Entry {
+    id: AppointmentId,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    appointment_type: AppointmentType,
+    status: AppointmentStatus,
+}
+
+impl From<&Appointment> for Entry {
+    fn from(a: &Appointment) -> Self {
+        Self {
+            id: a.id,
+            starts_at: a.starts_at,
+            ends_at: a.ends_at,
+            appointment_type: a.appointment_type,
+            status: a.status,
+        }
+    }
+}
+
+impl From<&GroupSession> for Entry {
+    fn from(g: &GroupSession) -> Self {
+        Self {
+            id: g.id,
+            starts_at: g.starts_at,
+            ends_at: g.ends_at,
+            appointment_type: g.appointment_type,
+            status: g.status,
+        }
+    }
+}
+
+/// The event for one entry: the function never sees a name or a note.
+fn event(out: &mut String, a: &Entry, now: DateTime<Utc>, description: Option<&str>) {
     push(out, "BEGIN", "VEVENT");
     push(out, "UID", &format!("{}@tapestry", a.id));
     push(out, "DTSTAMP", &stamp(now));
@@ -178,13 +213,21 @@ fn calendar(name: &str, zone: Option<Tz>, events: impl FnOnce(&mut String)) -> S
     out
 }
 
-/// A clinician's feed: every given appointment (cancelled ones appear as
-/// `STATUS:CANCELLED` so subscribed calendars remove them), neutral summary,
-/// no description, no client.
-pub fn clinician_feed(appointments: &[Appointment], now: DateTime<Utc>) -> String {
+/// A clinician's feed: every given appointment and group session they
+/// facilitate, by start (cancelled ones appear as `STATUS:CANCELLED` so
+/// subscribed calendars remove them), neutral summary ("Group session ·
+/// 90 min · video"), no description, no client, no group name.
+pub fn clinician_feed(
+    appointments: &[Appointment],
+    group_sessions: &[GroupSession],
+    now: DateTime<Utc>,
+) -> String {
+    let mut entries: Vec<Entry> = appointments.iter().map(Entry::from).collect();
+    entries.extend(group_sessions.iter().map(Entry::from));
+    entries.sort_by_key(|e| (e.starts_at, e.id));
     calendar("Tapestry sessions", None, |out| {
-        for a in appointments {
-            event(out, a, now, None);
+        for e in &entries {
+            event(out, e, now, None);
         }
     })
 }
@@ -207,7 +250,7 @@ pub fn appointment_ics(
         zone.name()
     );
     calendar("Tapestry appointment", Some(zone), |out| {
-        event(out, appointment, now, Some(&description))
+        event(out, &Entry::from(appointment), now, Some(&description))
     })
 }
 
@@ -252,7 +295,7 @@ mod tests {
     fn feed_parses_and_carries_only_neutral_summaries() {
         let now = Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap();
         let a = appts();
-        let text = clinician_feed(&a, now);
+        let text = clinician_feed(&a, &[], now);
         assert!(text.ends_with("\r\n"));
         let lines = parse_content_lines(&text).unwrap();
         let summaries: Vec<String> = lines
@@ -266,7 +309,7 @@ mod tests {
                 "Intake · 60 min · video",
                 "Session · 50 min · phone",
                 "Review · 30 min · chat",
-                "Group · 90 min · in person"
+                "Group session · 90 min · in person"
             ]
         );
         assert_eq!(
@@ -294,7 +337,7 @@ mod tests {
         }
         // Empty feed is still a valid calendar.
         assert_eq!(
-            parse_content_lines(&clinician_feed(&[], now))
+            parse_content_lines(&clinician_feed(&[], &[], now))
                 .unwrap()
                 .len(),
             7

@@ -244,7 +244,9 @@ fn calendar(body: String, download: Option<&str>) -> Response {
 }
 
 /// `GET /calendar/{token}.ics`: the clinician's feed (public; the token is
-/// the secret). Summaries only ("Session · 50 min · video"), never a name.
+/// the secret): their appointments and the group sessions they facilitate.
+/// Summaries only ("Session · 50 min · video", "Group session · 90 min ·
+/// video"), never a client's or a group's name.
 /// A malformed, unknown or revoked token is a plain 404.
 pub async fn calendar_feed(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let raw = token.strip_suffix(".ics").unwrap_or(&token);
@@ -257,17 +259,20 @@ pub async fn calendar_feed(State(state): State<AppState>, Path(token): Path<Stri
         Err(e) => return ApiError::from(e).into_response(),
     };
     let now = state.clock.now();
-    match state
-        .store
-        .appointments_for_clinician(
-            owner.0,
-            owner.1,
-            now - Duration::days(60),
-            now + Duration::days(400),
-        )
-        .await
-    {
-        Ok(list) => calendar(ical::clinician_feed(&list, now), None),
+    let (from, to) = (now - Duration::days(60), now + Duration::days(400));
+    let feed = async {
+        let appointments = state
+            .store
+            .appointments_for_clinician(owner.0, owner.1, from, to)
+            .await?;
+        let groups = state
+            .store
+            .group_sessions_for_clinician(owner.0, owner.1, from, to)
+            .await?;
+        Ok::<_, tapestry_store::StoreError>(ical::clinician_feed(&appointments, &groups, now))
+    };
+    match feed.await {
+        Ok(text) => calendar(text, None),
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -296,7 +301,8 @@ pub(crate) async fn client_zone(
 ) -> Result<TimeZoneName, ApiError> {
     let fallback = match state.store.practice(practice).await? {
         Some(p) => p.time_zone,
-        None => TimeZoneName::parse("UTC").map_err(|e| ApiError::unprocessable("time_zone", e.to_string()))?,
+        None => TimeZoneName::parse("UTC")
+            .map_err(|e| ApiError::unprocessable("time_zone", e.to_string()))?,
     };
     Ok(match state.store.client(practice, client).await? {
         Some(c) => c.zone_or(&fallback).clone(),
@@ -322,7 +328,8 @@ pub async fn set_time_zone(
     let zone = match body.time_zone.trim() {
         "" => None,
         z => Some(
-            TimeZoneName::parse(z).map_err(|e| ApiError::unprocessable("time_zone", e.to_string()))?,
+            TimeZoneName::parse(z)
+                .map_err(|e| ApiError::unprocessable("time_zone", e.to_string()))?,
         ),
     };
     state

@@ -25,7 +25,9 @@ use tapestry_domain::schedule::group::{
     self, Attendance, GroupError, GroupId, GroupKind, GroupNote, GroupProgramme, GroupSession,
     Membership, NewGroup,
 };
-use tapestry_domain::schedule::{AppointmentId, AppointmentStatus, Format};
+use tapestry_domain::schedule::{
+    AppointmentId, AppointmentKind, AppointmentStatus, AppointmentType, Format,
+};
 use tapestry_domain::user::Role;
 use tapestry_store::AttendanceRecord;
 use uuid::Uuid;
@@ -910,11 +912,12 @@ pub async fn group_page(
         .map(|s| SessionRow {
             id: s.session.id.to_string(),
             when: when(s.session.starts_at),
-            summary: format!(
-                "Group · {} min · {}",
-                s.session.minutes,
-                s.session.format.label()
-            ),
+            summary: AppointmentType {
+                kind: AppointmentKind::Group,
+                minutes: s.session.minutes,
+                format: s.session.format,
+            }
+            .summary(),
             booked: s.session.status == AppointmentStatus::Booked,
             upcoming: s.session.starts_at > now,
             online: s.session.format != Format::InPerson
