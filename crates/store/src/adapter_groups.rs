@@ -292,6 +292,16 @@ macro_rules! groups_adapter {
                     rows.iter().map(session_from).collect()
                 }
 
+                async fn booked_group_sessions_starting_between(&self, practice: PracticeId, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Vec<GroupSession>> {
+                    let rows = sqlx::query("SELECT * FROM group_sessions WHERE practice_id = $1 AND status = 'booked' AND starts_at >= $2 AND starts_at < $3 ORDER BY starts_at, id")
+                        .bind(practice.as_uuid())
+                        .bind(from)
+                        .bind(to)
+                        .fetch_all(self.pool())
+                        .await?;
+                    rows.iter().map(session_from).collect()
+                }
+
                 async fn cancel_group_session(&self, practice: PracticeId, id: AppointmentId, at: DateTime<Utc>) -> StoreResult<()> {
                     let done = sqlx::query("UPDATE group_sessions SET status = 'cancelled', status_changed_at = $3 WHERE practice_id = $1 AND id = $2 AND status = 'booked'")
                         .bind(practice.as_uuid())

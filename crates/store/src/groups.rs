@@ -85,6 +85,14 @@ pub trait GroupStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> StoreResult<Vec<GroupSession>>;
+    /// The practice's booked group sessions starting in `[from, to)`, by
+    /// start (for reminders).
+    async fn booked_group_sessions_starting_between(
+        &self,
+        practice: PracticeId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<GroupSession>>;
     /// Cancels a booked session (`NotFound` if not booked).
     async fn cancel_group_session(
         &self,
