@@ -78,6 +78,7 @@ macro_rules! groups_adapter {
                     starts_at: row.try_get("starts_at")?,
                     ends_at: row.try_get("ends_at")?,
                     status: AppointmentStatus::parse(&status).map_err(|e| corrupt("group_sessions.status", e))?,
+                    series_id: row.try_get::<Option<Uuid>, _>("series_id")?.map(tapestry_domain::schedule::SeriesId::from_uuid),
                     created_at: row.try_get("created_at")?,
                 })
             }
@@ -118,7 +119,7 @@ macro_rules! groups_adapter {
                             return Err(StoreError::Conflict(OVERLAP));
                         }
                     }
-                    sqlx::query("INSERT INTO group_sessions (id, practice_id, group_id, facilitator, co_facilitator, minutes, format, starts_at, ends_at, status, created_at, status_changed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'booked',$10,$10)")
+                    sqlx::query("INSERT INTO group_sessions (id, practice_id, group_id, facilitator, co_facilitator, minutes, format, starts_at, ends_at, status, created_at, status_changed_at, series_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'booked',$10,$10,$11)")
                         .bind(s.id.as_uuid())
                         .bind(s.practice_id.as_uuid())
                         .bind(s.group_id.as_uuid())
@@ -129,6 +130,7 @@ macro_rules! groups_adapter {
                         .bind(s.starts_at)
                         .bind(s.ends_at)
                         .bind(s.created_at)
+                        .bind(s.series_id.map(|x| x.as_uuid()))
                         .execute(&mut *tx)
                         .await
                         .map_err(overlap_or)?;

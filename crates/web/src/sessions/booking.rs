@@ -292,6 +292,17 @@ pub struct SlotParams {
     pub time_zone: Option<String>,
 }
 
+/// The practice's zone name ("UTC" if the practice is gone).
+pub(crate) async fn practice_zone_name(
+    state: &AppState,
+    practice: PracticeId,
+) -> Result<String, ApiError> {
+    Ok(match state.store.practice(practice).await? {
+        Some(p) => p.time_zone.as_str().to_string(),
+        None => "UTC".to_string(),
+    })
+}
+
 /// The zone a client's times are shown in: the client's own (set at intake
 /// or in their settings), else the practice's, else UTC.
 pub(crate) async fn client_zone(
@@ -544,12 +555,14 @@ async fn book_series(
     rule: Recurrence,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
-    let zone = state
+    let zone = match state
         .store
         .clinician_schedule(first.practice_id, first.clinician)
         .await?
-        .map(|s| s.availability.time_zone)
-        .unwrap_or_else(|| "UTC".to_string());
+    {
+        Some(s) => s.availability.time_zone,
+        None => practice_zone_name(state, first.practice_id).await?,
+    };
     let tz = schedule::parse_time_zone(&zone).map_err(schedule_error)?;
     let wall = first.starts_at.with_timezone(&tz).naive_local();
     let intervals = schedule::occurrences(wall, &zone, first.appointment_type.minutes, rule)
