@@ -28,6 +28,7 @@ macro_rules! groups_adapter {
             use uuid::Uuid;
 
             const NOTES: &str = "group_notes";
+            const CHAT: &str = "group_chat_lines";
 
             fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
                 StoreError::Corrupt(format!("{what}: {e}"))
@@ -140,6 +141,45 @@ macro_rules! groups_adapter {
 
             #[async_trait]
             impl GroupStore for $store {
+                async fn append_group_chat_line(&self, l: &GroupChatLine) -> StoreResult<()> {
+                    let body = self.seal_text(l.practice_id, CHAT, "body", l.id, &l.body).await?;
+                    let done = sqlx::query("INSERT INTO group_chat_lines (id, practice_id, group_id, session_id, sender, body, sent_at) SELECT $1,$2,$3,$4,$5,$6,$7 WHERE EXISTS (SELECT 1 FROM group_sessions WHERE practice_id = $2 AND group_id = $3 AND id = $4)")
+                        .bind(l.id)
+                        .bind(l.practice_id.as_uuid())
+                        .bind(l.group_id.as_uuid())
+                        .bind(l.session_id.as_uuid())
+                        .bind(l.sender.as_uuid())
+                        .bind(body)
+                        .bind(l.sent_at)
+                        .execute(self.pool())
+                        .await
+                        .map_err(|e| StoreError::unique_or(e, "group chat line id already exists"))?;
+                    if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::NotFound("group session")) }
+                }
+
+                async fn group_chat_transcript(&self, practice: PracticeId, group: GroupId) -> StoreResult<Vec<GroupChatLine>> {
+                    let rows = sqlx::query("SELECT * FROM group_chat_lines WHERE practice_id = $1 AND group_id = $2 ORDER BY sent_at, id")
+                        .bind(practice.as_uuid())
+                        .bind(group.as_uuid())
+                        .fetch_all(self.pool())
+                        .await?;
+                    let mut out = Vec::with_capacity(rows.len());
+                    for r in &rows {
+                        let id: Uuid = r.try_get("id")?;
+                        let sealed: String = r.try_get("body")?;
+                        out.push(GroupChatLine {
+                            id,
+                            practice_id: practice,
+                            group_id: group,
+                            session_id: AppointmentId::from_uuid(r.try_get("session_id")?),
+                            sender: UserId::from_uuid(r.try_get("sender")?),
+                            body: self.open_text(practice, CHAT, "body", id, &sealed).await?,
+                            sent_at: r.try_get("sent_at")?,
+                        });
+                    }
+                    Ok(out)
+                }
+
                 async fn insert_group(&self, g: &GroupProgramme) -> StoreResult<()> {
                     let measures = serde_json::to_string(&g.measures).map_err(|e| corrupt("group_programmes.measures", e))?;
                     sqlx::query("INSERT INTO group_programmes (id, practice_id, name, kind, facilitator, co_facilitator, capacity, self_enrolment, measures, active_members, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,0,$10)")

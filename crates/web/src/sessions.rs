@@ -341,6 +341,12 @@ pub const SESSIONS_ROUTES: &[RouteSpec] = &[
         "/groups/{group}/members/{client}",
         A(Action::ReadGroupMember, GroupMemberInPath),
     ),
+    // The group's chat transcript: its facilitators only (audited).
+    r(
+        "GET",
+        "/api/v1/groups/{group}/chat",
+        A(Action::ReadSchedule, GroupInPath),
+    ),
     // A group session's room: its facilitators and current members (the
     // handler checks which; the join token binds session and person).
     r(
@@ -421,6 +427,7 @@ pub fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("GET", "/api/v1/groups/{group}/members/{client}/notes") => get(groups::member_record),
         ("POST", "/api/v1/groups/{group}/members/{client}/notes") => post(groups::write_note),
         ("GET", "/groups/{group}/members/{client}") => get(groups::member_page),
+        ("GET", "/api/v1/groups/{group}/chat") => get(video::group_chat_transcript),
         ("POST", "/api/v1/groups/{group}/sessions/{session}/join") => {
             post(video::issue_group_join_token)
         }

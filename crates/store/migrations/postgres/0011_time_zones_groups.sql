@@ -6,3 +6,17 @@ ALTER TABLE clients ADD COLUMN time_zone TEXT;
 -- id (each session is still booked, and checked for overlaps, on its own).
 ALTER TABLE group_sessions ADD COLUMN series_id UUID;
 CREATE INDEX group_sessions_series ON group_sessions(practice_id, series_id);
+
+-- Live chat in group rooms: the transcript belongs to the group's record
+-- (facilitators read it; members see the chat live only). SEALED: the body
+-- column holds `s1.` text.
+CREATE TABLE group_chat_lines (
+    id          UUID PRIMARY KEY,
+    practice_id UUID NOT NULL REFERENCES practices(id),
+    group_id    UUID NOT NULL REFERENCES group_programmes(id),
+    session_id  UUID NOT NULL REFERENCES group_sessions(id),
+    sender      UUID NOT NULL REFERENCES users(id),
+    body        TEXT NOT NULL,
+    sent_at     TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX group_chat_lines_group ON group_chat_lines(practice_id, group_id, sent_at);

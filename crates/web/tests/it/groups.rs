@@ -530,16 +530,73 @@ async fn a_group_room_admits_members_as_a_mesh_and_refuses_outsiders_and_the_sev
     .await;
     let got = next_of(&mut b, "signal").await;
     assert_eq!((got["from"].as_u64(), &got["data"]), (Some(a_id), &offer));
-    // No group chat transcript: chat is refused in group rooms.
+    // Group chat: typing and lines reach the admitted participants with the
+    // sender's first name only; the line is sealed into the group's record.
+    send(&mut b, serde_json::json!({"type":"typing"})).await;
+    let typing = next_of(&mut a, "typing").await;
+    let b_full = f.user("client_b").display_name.clone();
+    let b_first = b_full.split_whitespace().next().unwrap().to_string();
+    assert_eq!(typing["name"], b_first.as_str());
+    let canary = "CANARY-91c2 hello all";
+    send(&mut a, serde_json::json!({"type":"chat","text":canary})).await;
+    for ws in [&mut host, &mut a, &mut b] {
+        let line = next_of(ws, "chat").await;
+        assert_eq!(line["text"], canary);
+        assert_eq!(line["from"], "guest");
+    }
+    // Empty and huge lines are refused and not stored.
+    send(&mut a, serde_json::json!({"type":"chat","text":"  "})).await;
+    next_of(&mut a, "error").await;
     send(
         &mut a,
-        serde_json::json!({"type":"chat","text":"hello all"}),
+        serde_json::json!({"type":"chat","text":"x".repeat(4001)}),
     )
     .await;
-    assert!(next_of(&mut a, "error").await["message"]
-        .as_str()
-        .unwrap()
-        .contains("not available in group rooms"));
+    next_of(&mut a, "error").await;
+    send(
+        &mut host,
+        serde_json::json!({"type":"chat","text":"Welcome, everyone"}),
+    )
+    .await;
+    next_of(&mut a, "chat").await;
+    use sqlx::Row;
+    let rows = sqlx::query("SELECT body FROM group_chat_lines")
+        .fetch_all(f.sqlite().pool())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        let raw: String = r.get("body");
+        assert!(raw.starts_with("s1.") && !raw.contains("CANARY"), "{raw}");
+    }
+    // The transcript: the facilitator reads it (audited); members see the
+    // chat live only; other staff and practices do not see it.
+    let path = format!("/api/v1/groups/{g}/chat");
+    let t = call(&f.state, "GET", &path, f.login("treating"), None).await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    let lines: serde_json::Value = json(&t.body);
+    assert_eq!(lines.as_array().unwrap().len(), 2);
+    assert_eq!(lines[0]["text"], canary);
+    assert_eq!(lines[1]["from"], "host");
+    assert!(!t.body.contains(&b_full) && !t.body.contains("Client Alpha"));
+    for (who, status) in [
+        ("client_a", 403),
+        ("client_b", 403),
+        ("non_treating", 403),
+        ("practice_admin", 403),
+        ("other_practice", 404),
+    ] {
+        let r = call(&f.state, "GET", &path, f.login(who), None).await;
+        assert_eq!(r.status, status, "{who}: {}", r.body);
+        assert!(!r.body.contains("CANARY"), "{who}");
+    }
+    let audited = sqlx::query(
+        "SELECT COUNT(*) AS n FROM audit_events WHERE action = 'group_chat_transcript_read'",
+    )
+    .fetch_one(f.sqlite().pool())
+    .await
+    .unwrap();
+    assert_eq!(audited.get::<i64, _>("n"), 1);
 
     // Fill the room to six (host + five members); the seventh is refused,
     // at the socket (a token issued earlier) and at the token.

@@ -83,7 +83,8 @@ pub fn expected(spec: &RouteSpec) -> Option<[u16; 9]> {
             | "/groups/{group}"
             | "/api/v1/groups/{group}/members/{client}/notes"
             | "/groups/{group}/members/{client}"
-            | "/groups/{group}/sessions/{session}/room",
+            | "/groups/{group}/sessions/{session}/room"
+            | "/api/v1/groups/{group}/chat",
         )
         | (
             "POST",
