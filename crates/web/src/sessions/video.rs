@@ -968,13 +968,12 @@ pub async fn group_chat_transcript(
     let mut names: HashMap<UserId, String> = HashMap::new();
     let mut out = Vec::with_capacity(lines.len());
     for l in lines {
-        if !names.contains_key(&l.sender) {
-            let name = match state.store.user(practice, l.sender).await? {
+        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(l.sender) {
+            slot.insert(match state.store.user(practice, l.sender).await? {
                 Some(u) if g.is_facilitator(u.id) => u.display_name,
                 Some(u) => member_alias(&u.display_name),
                 None => "—".to_string(),
-            };
-            names.insert(l.sender, name);
+            });
         }
         out.push(GroupChatLineView {
             id: l.id,
