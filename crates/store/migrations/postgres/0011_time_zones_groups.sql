@@ -20,3 +20,13 @@ CREATE TABLE group_chat_lines (
     sent_at     TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX group_chat_lines_group ON group_chat_lines(practice_id, group_id, sent_at);
+
+-- A practice's own urgent-language list (phrases added and removed against
+-- the shipped draft list, and who reviewed it when), as JSON. Not clinical
+-- content (no client's words): the phrases are the practice's screening
+-- configuration.
+CREATE TABLE urgent_phrase_lists (
+    practice_id UUID PRIMARY KEY REFERENCES practices(id),
+    body        TEXT NOT NULL,
+    updated_at  TIMESTAMPTZ NOT NULL
+);

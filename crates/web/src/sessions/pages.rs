@@ -448,6 +448,9 @@ pub struct ThreadRow {
 #[template(path = "sessions_threads.html")]
 pub struct ThreadsPage {
     pub rows: Vec<ThreadRow>,
+    /// "reviewed by X on date", or `None` while the practice's
+    /// urgent-language list is unreviewed (the shipped draft list screens).
+    pub phrase_list_review: Option<String>,
 }
 
 /// `GET /messages`: the threads of the clinician's clients (those whose
@@ -497,5 +500,11 @@ async fn threads_page_of(state: &AppState, a: &Authorized) -> Result<ThreadsPage
                 .unwrap_or_else(|| "no messages".into()),
         });
     }
-    Ok(ThreadsPage { rows })
+    let phrase_list_review = crate::sessions::messages::phrase_list_review(state, practice)
+        .await?
+        .map(|r| format!("reviewed by {} on {}", r.by_name, r.on));
+    Ok(ThreadsPage {
+        rows,
+        phrase_list_review,
+    })
 }

@@ -279,3 +279,63 @@ async fn the_intake_stores_the_clients_time_zone_and_refuses_unknown_ones() {
         page.body
     );
 }
+
+/// Until the practice's clinical lead reviews its urgent-language list, the
+/// messages page says so and the shipped draft list screens; once reviewed,
+/// the practice's own list (with its added phrase) screens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_practices_reviewed_phrase_list_screens_and_the_page_says_whether_it_is_reviewed() {
+    use tapestry_domain::urgent_language::{PhraseList, PracticePhraseList};
+    let f = fixture().await;
+    let page = call(&f.state, "GET", "/messages", f.login("treating"), None).await;
+    assert!(
+        page.body.contains("urgent-language list is unreviewed"),
+        "{}",
+        page.body
+    );
+    let shipped = PhraseList::embedded().unwrap();
+    let mut list = PracticePhraseList::default();
+    list.add(&shipped, "going to jump", "suicide").unwrap();
+    f.state
+        .store
+        .put_practice_phrase_list(f.practice.id, &list, t0())
+        .await
+        .unwrap();
+    let path = format!("/api/v1/clients/{}/messages", f.client_a.id);
+    let send = || {
+        call(
+            &f.state,
+            "POST",
+            &path,
+            f.login("client_a"),
+            Some(r#"{"body":"Some days I think I am going to jump."}"#),
+        )
+    };
+    let r = send().await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(
+        r.body.contains(r#""urgent_notice":null"#),
+        "unreviewed: {}",
+        r.body
+    );
+    list.record_review(f.user("treating").id, "Dr Lead", t0().date_naive());
+    f.state
+        .store
+        .put_practice_phrase_list(f.practice.id, &list, t0())
+        .await
+        .unwrap();
+    let r = send().await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(
+        !r.body.contains(r#""urgent_notice":null"#),
+        "reviewed: {}",
+        r.body
+    );
+    let page = call(&f.state, "GET", "/messages", f.login("treating"), None).await;
+    assert!(
+        page.body.contains("reviewed by Dr Lead on 2026-03-02"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("unreviewed"));
+}
