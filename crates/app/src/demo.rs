@@ -239,7 +239,10 @@ pub async fn ensure(
             rng.gen_range(1..=12),
             rng.gen_range(1..=28),
         );
-        let client = Client::new(practice.id, &name, dob, Some("GB"), now)?;
+        let mut client = Client::new(practice.id, &name, dob, Some("GB"), now)?;
+        client.time_zone = Some(tapestry_domain::practice::TimeZoneName::parse(
+            "Europe/London",
+        )?);
         store.insert_client(&client).await?;
         // The first five clients, and the first waiting one (who gets an
         // explained match at /me/match), can sign in.

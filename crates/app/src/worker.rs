@@ -11,10 +11,12 @@
 use crate::mailer::Mailer;
 use chrono::{DateTime, Duration};
 use std::sync::Arc;
+use tapestry_domain::client::Client;
 use tapestry_domain::clock::Clock;
-use tapestry_domain::ids::PracticeId;
+use tapestry_domain::ids::{PracticeId, UserId};
 use tapestry_domain::notification::{render, Notification, ReminderJob};
-use tapestry_domain::schedule::{Appointment, AppointmentStatus};
+use tapestry_domain::practice::Practice;
+use tapestry_domain::schedule::{AppointmentId, AppointmentStatus};
 use tapestry_domain::user::AccountStatus;
 use tapestry_store::{Enqueued, Job, JobState, NewJob, Store, StoreError};
 
@@ -54,34 +56,39 @@ pub fn reminder_job(
     })
 }
 
-/// The reminder for `appointment`, sent 24 hours before it to the client's
-/// account, shown in `time_zone`. `None` when the client has no account.
-pub fn appointment_reminder(
-    appointment: &Appointment,
-    client_user: Option<tapestry_domain::ids::UserId>,
+/// The reminder for a session (a one-to-one appointment or a group
+/// session: both carry an [`AppointmentId`]) starting at `starts_at`, sent
+/// 24 hours before it to `recipient`, shown in `time_zone` (the
+/// recipient's own). Keyed by session, start and recipient, so planning
+/// twice queues once and a moved session gets a new reminder.
+pub fn session_reminder(
+    practice: PracticeId,
+    session: AppointmentId,
+    starts_at: DateTime<chrono::Utc>,
+    recipient: UserId,
     time_zone: &str,
-) -> Option<Result<NewJob, serde_json::Error>> {
-    let recipient = client_user?;
+) -> Result<NewJob, serde_json::Error> {
     let payload = ReminderJob {
-        practice_id: appointment.practice_id,
+        practice_id: practice,
         recipient,
         notification: Notification::AppointmentReminder {
-            appointment: appointment.id,
-            starts_at: appointment.starts_at,
+            appointment: session,
+            starts_at,
             time_zone: time_zone.to_string(),
         },
     };
     let key = format!(
-        "reminder:{}:{}:{}h",
-        appointment.id,
-        appointment.starts_at.timestamp(),
-        REMINDER_HOURS_BEFORE
+        "reminder:{}:{}:{}h:{}",
+        session,
+        starts_at.timestamp(),
+        REMINDER_HOURS_BEFORE,
+        recipient
     );
-    Some(reminder_job(
+    reminder_job(
         key,
         &payload,
-        appointment.starts_at - Duration::hours(REMINDER_HOURS_BEFORE),
-    ))
+        starts_at - Duration::hours(REMINDER_HOURS_BEFORE),
+    )
 }
 
 /// One worker.
@@ -136,6 +143,62 @@ impl Worker {
         Ok(Some((job, ran)))
     }
 
+    /// Why a session reminder should not be sent any more (`None`: send
+    /// it): the appointment or group session was cancelled or moved, or
+    /// the recipient no longer takes part in the group.
+    async fn session_changed(
+        &self,
+        practice: PracticeId,
+        session: AppointmentId,
+        starts_at: DateTime<chrono::Utc>,
+        recipient: UserId,
+    ) -> Result<Option<&'static str>, StoreError> {
+        const MOVED: &str = "appointment cancelled or moved";
+        if let Some(a) = self.store.appointment(practice, session).await? {
+            let current = a.status == AppointmentStatus::Booked && a.starts_at == starts_at;
+            return Ok((!current).then_some(MOVED));
+        }
+        let Some(g) = self.store.group_session(practice, session).await? else {
+            return Ok(Some(MOVED));
+        };
+        if g.status != AppointmentStatus::Booked || g.starts_at != starts_at {
+            return Ok(Some(MOVED));
+        }
+        if g.facilitator == recipient || g.co_facilitator == Some(recipient) {
+            return Ok(None);
+        }
+        let member = match self.store.client_for_user(practice, recipient).await? {
+            Some(c) => self
+                .store
+                .memberships(practice, g.group_id)
+                .await?
+                .iter()
+                .any(|m| m.client_id == c.id && m.is_current()),
+            None => false,
+        };
+        Ok((!member).then_some("recipient no longer in the group"))
+    }
+
+    /// The zone a client's reminders use: theirs, else the practice's.
+    fn client_zone(client: &Client, practice: &Practice) -> String {
+        client.zone_or(&practice.time_zone).as_str().to_string()
+    }
+
+    /// The zone a clinician's reminders use: that of their working hours,
+    /// else the practice's.
+    async fn clinician_zone(
+        &self,
+        practice: &Practice,
+        clinician: UserId,
+    ) -> Result<String, StoreError> {
+        Ok(self
+            .store
+            .clinician_schedule(practice.id, clinician)
+            .await?
+            .map(|s| s.availability.time_zone)
+            .unwrap_or_else(|| practice.time_zone.as_str().to_string()))
+    }
+
     async fn email_reminder(&self, job: &Job) -> Result<Ran, String> {
         let payload: ReminderJob =
             serde_json::from_str(&job.payload).map_err(|e| format!("payload: {e}"))?;
@@ -149,14 +212,12 @@ impl Worker {
             ..
         } = &payload.notification
         {
-            let current = self
-                .store
-                .appointment(practice, *appointment)
+            if let Some(skip) = self
+                .session_changed(practice, *appointment, *starts_at, payload.recipient)
                 .await
-                .map_err(|e| e.to_string())?;
-            match current {
-                Some(a) if a.status == AppointmentStatus::Booked && a.starts_at == *starts_at => {}
-                _ => return Ok(Ran::Skipped("appointment cancelled or moved")),
+                .map_err(|e| e.to_string())?
+            {
+                return Ok(Ran::Skipped(skip));
             }
         }
         let Some(user) = self
@@ -179,33 +240,63 @@ impl Worker {
         Ok(Ran::Sent)
     }
 
-    /// Enqueues the 24-hour reminder for every booked appointment starting
-    /// within the next 25 hours in every practice (idempotent: a reminder
-    /// already queued is not queued again). Returns how many were new.
+    /// Enqueues the 24-hour reminders for every booked appointment and
+    /// group session starting within the next 25 hours in every practice:
+    /// to the client (in the client's own zone, else the practice's) and the
+    /// clinician (in the zone of their working hours, else the practice's);
+    /// for a group session to its facilitators and every current member with
+    /// an account. Idempotent: a reminder already queued is not queued
+    /// again. Returns how many were new.
     pub async fn plan_reminders(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
+        let until = now + Duration::hours(REMINDER_HOURS_BEFORE + 1);
         let mut new = 0;
         for practice in self.store.practices().await? {
-            let upcoming = self
+            let p = practice.id;
+            // (session, start, recipient, zone)
+            let mut due: Vec<(AppointmentId, DateTime<chrono::Utc>, UserId, String)> = Vec::new();
+            for a in self.store.booked_starting_between(p, now, until).await? {
+                if let Some(client) = self.store.client(p, a.client_id).await? {
+                    if let Some(user) = client.user_id {
+                        due.push((
+                            a.id,
+                            a.starts_at,
+                            user,
+                            Self::client_zone(&client, &practice),
+                        ));
+                    }
+                }
+                let zone = self.clinician_zone(&practice, a.clinician).await?;
+                due.push((a.id, a.starts_at, a.clinician, zone));
+            }
+            for g in self
                 .store
-                .booked_starting_between(
-                    practice.id,
-                    now,
-                    now + Duration::hours(REMINDER_HOURS_BEFORE + 1),
-                )
-                .await?;
-            for appointment in upcoming {
-                let client = self
-                    .store
-                    .client(practice.id, appointment.client_id)
-                    .await?;
-                let user = client.and_then(|c| c.user_id);
-                let Some(job) =
-                    appointment_reminder(&appointment, user, practice.time_zone.as_str())
-                else {
-                    continue;
-                };
-                let job = job.map_err(|e| StoreError::Corrupt(format!("reminder payload: {e}")))?;
+                .booked_group_sessions_starting_between(p, now, until)
+                .await?
+            {
+                for staff in std::iter::once(g.facilitator).chain(g.co_facilitator) {
+                    let zone = self.clinician_zone(&practice, staff).await?;
+                    due.push((g.id, g.starts_at, staff, zone));
+                }
+                for m in self.store.memberships(p, g.group_id).await? {
+                    if !m.is_current() {
+                        continue;
+                    }
+                    if let Some(client) = self.store.client(p, m.client_id).await? {
+                        if let Some(user) = client.user_id {
+                            due.push((
+                                g.id,
+                                g.starts_at,
+                                user,
+                                Self::client_zone(&client, &practice),
+                            ));
+                        }
+                    }
+                }
+            }
+            for (session, starts_at, recipient, zone) in due {
+                let job = session_reminder(p, session, starts_at, recipient, &zone)
+                    .map_err(|e| StoreError::Corrupt(format!("reminder payload: {e}")))?;
                 if matches!(self.store.enqueue(&job, now).await?, Enqueued::New(_)) {
                     new += 1;
                 }
@@ -280,7 +371,7 @@ mod tests {
     use tapestry_domain::clock::FixedClock;
     use tapestry_domain::notification::CLINICAL_DENY_LIST;
     use tapestry_domain::practice::Practice;
-    use tapestry_domain::schedule::{AppointmentKind, AppointmentType, Format};
+    use tapestry_domain::schedule::{Appointment, AppointmentKind, AppointmentType, Format};
     use tapestry_domain::user::{Role, User};
     use tapestry_store::SqliteStore;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -459,7 +550,8 @@ mod tests {
         let w = world().await;
         let (port, captured) = smtp_sink().await;
         let worker = worker(&w, smtp_to(port));
-        assert_eq!(worker.plan_reminders().await.unwrap(), 1);
+        // One to the client, one to the clinician.
+        assert_eq!(worker.plan_reminders().await.unwrap(), 2);
         assert_eq!(
             worker.plan_reminders().await.unwrap(),
             0,
@@ -475,14 +567,29 @@ mod tests {
         kinds.sort_unstable();
         assert_eq!(
             kinds,
-            vec!["appointment_reminder", "homework_due", "measures_due"]
+            vec![
+                "appointment_reminder",
+                "appointment_reminder",
+                "homework_due",
+                "measures_due"
+            ]
         );
         let messages = captured.lock().unwrap().clone();
-        assert_eq!(messages.len(), 3);
+        assert_eq!(messages.len(), 4);
+        assert_eq!(
+            messages
+                .iter()
+                .filter(|m| m.contains("To: clin@example.org"))
+                .count(),
+            1
+        );
         let mut matches = Vec::new();
         for m in &messages {
             assert!(m.contains("Content-Transfer-Encoding: 7bit"), "{m}");
-            assert!(m.contains("To: person@example.org"), "{m}");
+            assert!(
+                m.contains("To: person@example.org") || m.contains("To: clin@example.org"),
+                "{m}"
+            );
             let lower = m.to_lowercase();
             for word in CLINICAL_DENY_LIST.iter().copied().chain(["canary"]) {
                 if lower.contains(word) {
@@ -499,12 +606,121 @@ mod tests {
             .any(|m| m.contains("You have an appointment tomorrow at 10:00 (Europe/London).")));
     }
 
+    /// Client in New York, clinician in London, between the two
+    /// spring-forward dates (US 8 March, EU 29 March 2026): the clocks are
+    /// four hours apart instead of five. Each reminder states the time in
+    /// its recipient's own zone.
     #[tokio::test]
-    async fn reminders_for_cancelled_appointments_are_not_sent() {
+    async fn reminders_state_the_time_in_each_recipients_zone_across_dst() {
+        use tapestry_domain::practice::TimeZoneName;
+        use tapestry_domain::schedule::{Availability, BookingRules, CancellationPolicy};
+        use tapestry_store::schedule::ClinicianSchedule;
         let w = world().await;
+        let now = Utc.with_ymd_and_hms(2026, 3, 9, 14, 0, 0).unwrap();
+        w.clock.set(now);
+        w.store
+            .set_client_time_zone(
+                w.practice.id,
+                w.appointment.client_id,
+                Some(&TimeZoneName::parse("America/New_York").unwrap()),
+            )
+            .await
+            .unwrap();
+        w.store
+            .put_clinician_schedule(&ClinicianSchedule {
+                practice_id: w.practice.id,
+                clinician: w.appointment.clinician,
+                availability: Availability {
+                    time_zone: "Europe/London".into(),
+                    weekly: vec![],
+                    exceptions: vec![],
+                },
+                rules: BookingRules::default(),
+                policy: CancellationPolicy::default(),
+                updated_at: now,
+            })
+            .await
+            .unwrap();
+        let t = AppointmentType::new(AppointmentKind::Session, 50, Format::Video).unwrap();
+        let appointment = Appointment::book(
+            w.practice.id,
+            w.appointment.clinician,
+            w.appointment.client_id,
+            t,
+            Utc.with_ymd_and_hms(2026, 3, 10, 14, 0, 0).unwrap(),
+            now,
+        )
+        .unwrap();
+        w.store.book_appointment(&appointment).await.unwrap();
         let (port, captured) = smtp_sink().await;
         let worker = worker(&w, smtp_to(port));
-        worker.plan_reminders().await.unwrap();
+        assert_eq!(worker.plan_reminders().await.unwrap(), 2);
+        while let Some((_, ran)) = worker.run_once().await.unwrap() {
+            assert_eq!(ran, Ran::Sent);
+        }
+        let messages = captured.lock().unwrap().clone();
+        let to = |addr: &str| {
+            messages
+                .iter()
+                .find(|m| m.contains(&format!("To: {addr}")))
+                .cloned()
+                .unwrap()
+        };
+        assert!(
+            to("person@example.org")
+                .contains("You have an appointment tomorrow at 10:00 (America/New_York)."),
+            "{messages:?}"
+        );
+        assert!(
+            to("clin@example.org")
+                .contains("You have an appointment tomorrow at 14:00 (Europe/London)."),
+            "{messages:?}"
+        );
+        // Three weeks later both zones are on summer time: 14:00 UTC is
+        // 10:00 in New York and 15:00 in London.
+        let later = Utc.with_ymd_and_hms(2026, 3, 30, 14, 0, 0).unwrap();
+        w.clock.set(later - Duration::hours(24));
+        let next = Appointment::book(
+            w.practice.id,
+            w.appointment.clinician,
+            w.appointment.client_id,
+            t,
+            later,
+            w.clock.now(),
+        )
+        .unwrap();
+        w.store.book_appointment(&next).await.unwrap();
+        assert_eq!(worker.plan_reminders().await.unwrap(), 2);
+        while worker.run_once().await.unwrap().is_some() {}
+        let messages = captured.lock().unwrap().clone();
+        // New York was already on summer time: still 10:00 for the client;
+        // the clinician's hour moved with London's clocks.
+        assert_eq!(messages.len(), 4);
+        assert_eq!(
+            messages
+                .iter()
+                .filter(|m| m.contains("tomorrow at 10:00 (America/New_York)"))
+                .count(),
+            2
+        );
+        assert!(messages
+            .iter()
+            .any(|m| m.contains("tomorrow at 15:00 (Europe/London)")));
+    }
+
+    /// A group session tomorrow: its facilitator and its current member
+    /// get reminders through the same queue and SMTP, each in their own
+    /// zone, and neither carries the group's name (full of canaries and
+    /// clinical words) or anything clinical. A member who has left by the
+    /// time the job runs gets nothing.
+    #[tokio::test]
+    async fn group_session_reminders_reach_facilitators_and_members_without_clinical_content() {
+        use tapestry_domain::practice::TimeZoneName;
+        use tapestry_domain::schedule::group::{
+            GroupKind, GroupProgramme, GroupSession, Membership, NewGroup,
+        };
+        let w = world().await;
+        // The one-to-one appointment is cancelled: only the group is due.
         w.store
             .set_appointment_status(
                 w.practice.id,
@@ -516,15 +732,160 @@ mod tests {
             )
             .await
             .unwrap();
-        let (_, ran) = worker.run_once().await.unwrap().unwrap();
-        assert_eq!(ran, Ran::Skipped("appointment cancelled or moved"));
+        let group = GroupProgramme::new(
+            w.practice.id,
+            w.appointment.clinician,
+            NewGroup {
+                name: "CANARYGROUP Trauma and Self-Harm Recovery".into(),
+                kind: GroupKind::Skills,
+                co_facilitator: None,
+                capacity: 6,
+                self_enrolment: false,
+                measures: vec!["phq9".into()],
+            },
+            w.clock.now(),
+        )
+        .unwrap();
+        w.store.insert_group(&group).await.unwrap();
+        w.store
+            .set_client_time_zone(
+                w.practice.id,
+                w.appointment.client_id,
+                Some(&TimeZoneName::parse("Asia/Tokyo").unwrap()),
+            )
+            .await
+            .unwrap();
+        let member = Membership {
+            group_id: group.id,
+            client_id: w.appointment.client_id,
+            joined_at: w.clock.now(),
+            left_at: None,
+        };
+        w.store.add_member(w.practice.id, &member).await.unwrap();
+        // Tomorrow 09:00 UTC = 10:00 London (BST) = 18:00 Tokyo.
+        let session = GroupSession::schedule(
+            &group,
+            w.clock.now() + Duration::hours(24),
+            90,
+            Format::Video,
+            w.clock.now(),
+        )
+        .unwrap();
+        w.store.book_group_session(&session).await.unwrap();
+        // The facilitator's calendar feed lists it neutrally.
+        let stored = w
+            .store
+            .group_sessions_for_clinician(
+                w.practice.id,
+                w.appointment.clinician,
+                w.clock.now(),
+                w.clock.now() + Duration::days(7),
+            )
+            .await
+            .unwrap();
+        let feed = tapestry_domain::schedule::ical::clinician_feed(&[], &stored, w.clock.now());
+        assert!(
+            feed.contains("SUMMARY:Group session · 90 min · video"),
+            "{feed}"
+        );
+        let lower = feed.to_lowercase();
+        for word in CLINICAL_DENY_LIST.iter().copied().chain(["canary"]) {
+            assert!(!lower.contains(word), "{word} in {feed}");
+        }
+        let (port, captured) = smtp_sink().await;
+        let worker = worker(&w, smtp_to(port));
+        assert_eq!(worker.plan_reminders().await.unwrap(), 2);
+        assert_eq!(worker.plan_reminders().await.unwrap(), 0, "queued once");
+        while let Some((job, ran)) = worker.run_once().await.unwrap() {
+            assert_eq!(ran, Ran::Sent, "{}", job.payload);
+        }
+        let messages = captured.lock().unwrap().clone();
+        assert_eq!(messages.len(), 2);
+        let to = |addr: &str| {
+            messages
+                .iter()
+                .find(|m| m.contains(&format!("To: {addr}")))
+                .cloned()
+                .unwrap()
+        };
+        assert!(to("clin@example.org").contains("tomorrow at 10:00 (Europe/London)."));
+        assert!(to("person@example.org").contains("tomorrow at 18:00 (Asia/Tokyo)."));
+        for m in &messages {
+            let lower = m.to_lowercase();
+            let hits: Vec<_> = CLINICAL_DENY_LIST
+                .iter()
+                .copied()
+                .chain(["canary", "group"])
+                .filter(|w| lower.contains(w))
+                .collect();
+            assert!(hits.is_empty(), "{hits:?} in {m}");
+        }
+        // Moved to the next day: new reminders are queued; the member
+        // leaves before they run and only the facilitator's is sent.
+        w.clock.advance(Duration::hours(24));
+        w.store
+            .cancel_group_session(w.practice.id, session.id, w.clock.now())
+            .await
+            .unwrap();
+        let moved = GroupSession::schedule(
+            &group,
+            w.clock.now() + Duration::hours(24),
+            90,
+            Format::Video,
+            w.clock.now(),
+        )
+        .unwrap();
+        w.store.book_group_session(&moved).await.unwrap();
+        assert_eq!(worker.plan_reminders().await.unwrap(), 2);
+        w.store
+            .remove_member(
+                w.practice.id,
+                group.id,
+                w.appointment.client_id,
+                w.clock.now(),
+            )
+            .await
+            .unwrap();
+        let mut ran = Vec::new();
+        while let Some((_, r)) = worker.run_once().await.unwrap() {
+            ran.push(r);
+        }
+        ran.sort_by_key(|r| format!("{r:?}"));
+        assert_eq!(
+            ran,
+            vec![Ran::Sent, Ran::Skipped("recipient no longer in the group")]
+        );
+        assert_eq!(captured.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn reminders_for_cancelled_appointments_are_not_sent() {
+        let w = world().await;
+        let (port, captured) = smtp_sink().await;
+        let worker = worker(&w, smtp_to(port));
+        assert_eq!(worker.plan_reminders().await.unwrap(), 2);
+        w.store
+            .set_appointment_status(
+                w.practice.id,
+                w.appointment.id,
+                AppointmentStatus::Booked,
+                AppointmentStatus::Cancelled,
+                false,
+                w.clock.now(),
+            )
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            let (_, ran) = worker.run_once().await.unwrap().unwrap();
+            assert_eq!(ran, Ran::Skipped("appointment cancelled or moved"));
+        }
         assert!(captured.lock().unwrap().is_empty());
         assert_eq!(
             w.store
                 .count_jobs(w.practice.id, JobState::Done)
                 .await
                 .unwrap(),
-            1
+            2
         );
     }
 
@@ -583,8 +944,13 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(stored.len(), 1);
-        let feed = clinician_feed(&stored, w.clock.now());
-        let ics = appointment_ics(&stored[0], w.clock.now(), "Sign in to Tapestry to join.");
+        let feed = clinician_feed(&stored, &[], w.clock.now());
+        let ics = appointment_ics(
+            &stored[0],
+            w.clock.now(),
+            "Sign in to Tapestry to join.",
+            w.practice.time_zone.tz(),
+        );
         for text in [&feed, &ics] {
             assert!(parse_content_lines(text).is_ok());
             let lower = text.to_lowercase();

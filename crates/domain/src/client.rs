@@ -1,7 +1,7 @@
 //! Clients: the people receiving care, and their clinicians' professional profiles.
 
 use crate::ids::{ClientId, PracticeId, UserId};
-use crate::practice::{bounded_text, FieldError};
+use crate::practice::{bounded_text, FieldError, TimeZoneName};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +18,12 @@ pub struct Client {
     /// Where the client lives, as an ISO 3166-2 style code (e.g. `CA-ON`):
     /// decides which clinician licences are valid for them.
     pub jurisdiction: Option<String>,
+    /// The client's own IANA time zone (set at intake or in their settings):
+    /// booking pages, the client's `.ics` and reminders to the client show
+    /// times in it. `None` until the client gives one; the practice's zone
+    /// is used meanwhile.
+    #[serde(default)]
+    pub time_zone: Option<TimeZoneName>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -54,8 +60,15 @@ impl Client {
             display_name: bounded_text("display_name", display_name, 120)?,
             date_of_birth,
             jurisdiction,
+            time_zone: None,
             created_at: now,
         })
+    }
+
+    /// The zone to show this client's times in: their own, else `fallback`
+    /// (the practice's).
+    pub fn zone_or<'a>(&'a self, fallback: &'a TimeZoneName) -> &'a TimeZoneName {
+        self.time_zone.as_ref().unwrap_or(fallback)
     }
 }
 

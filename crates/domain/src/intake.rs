@@ -32,6 +32,10 @@ pub const STEPS: [IntakeStep; 4] = [
                 "emergency_contact",
                 "Someone we may contact in an emergency",
             ),
+            (
+                "time_zone",
+                "Your time zone, for appointment times (e.g. Europe/London)",
+            ),
         ],
     },
     IntakeStep {

@@ -46,30 +46,31 @@ pub fn bounded_text(
     Ok(trimmed.to_string())
 }
 
-/// An IANA time-zone name such as `Europe/London`. Checked for shape here;
-/// the application checks it against the tz database at the edge.
+/// An IANA time-zone name such as `Europe/London`, checked against the tz
+/// database compiled into Tapestry (`chrono-tz`), so every stored zone can
+/// be used to show wall-clock times.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TimeZoneName(String);
 
 impl TimeZoneName {
+    /// A known IANA name; the error names the field `time_zone`.
     pub fn parse(value: &str) -> Result<Self, FieldError> {
-        let ok_shape = !value.is_empty()
-            && value.len() <= 64
-            && value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'));
-        if ok_shape {
-            Ok(Self(value.to_string()))
-        } else {
-            Err(FieldError::new(
+        let value = value.trim();
+        match value.parse::<chrono_tz::Tz>() {
+            Ok(tz) if !value.is_empty() && value.len() <= 64 => Ok(Self(tz.name().to_string())),
+            _ => Err(FieldError::new(
                 "time_zone",
                 format!(
-                    "'{}' is not a time-zone name",
+                    "'{}' is not an IANA time-zone name such as Europe/London",
                     value.chars().take(40).collect::<String>()
                 ),
-            ))
+            )),
         }
+    }
+    /// The zone itself, for conversions.
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.0.parse().unwrap_or(chrono_tz::UTC)
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -122,5 +123,16 @@ mod tests {
                 .field,
             "time_zone"
         );
+        // Shaped like a zone but not in the tz database.
+        assert_eq!(
+            Practice::new("Ok", "Mars/Olympus", now).unwrap_err().field,
+            "time_zone"
+        );
+        assert_eq!(
+            TimeZoneName::parse(" America/New_York ").unwrap().as_str(),
+            "America/New_York"
+        );
+        assert!(TimeZoneName::parse("").is_err());
+        assert!(TimeZoneName::parse(&"Europe/".repeat(20)).is_err());
     }
 }

@@ -8,7 +8,10 @@
 //! This is not a risk assessment and never replaces clinical judgement.
 
 use crate::content::ContentFile;
+use crate::ids::UserId;
+use chrono::NaiveDate;
 use serde::Deserialize;
+use serde::Serialize;
 use unicode_normalization::UnicodeNormalization;
 
 /// The embedded phrase list's path under `content/`.
@@ -27,6 +30,16 @@ pub enum UrgentLanguageError {
     EmptyCategory { path: String, phrase: String },
     #[error("{0}: the phrase list is empty")]
     Empty(String),
+    #[error("phrase: '{0}' is not on the practice's list")]
+    NotListed(String),
+    #[error("phrase: '{0}' is already on the practice's list")]
+    AlreadyListed(String),
+    #[error("phrase: text is empty after normalisation")]
+    EmptyText,
+    #[error("phrase: longer than {MAX_PHRASE_CHARS} characters")]
+    TooLong,
+    #[error("category: must not be empty")]
+    EmptyPracticeCategory,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +172,134 @@ impl PhraseList {
     }
 }
 
+/// The longest practice-specific phrase (characters, normalised).
+pub const MAX_PHRASE_CHARS: usize = 200;
+
+/// Who reviewed a practice's list, and when (shown as "reviewed by X on
+/// date"; the review itself is audited by the caller).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListReview {
+    pub by: UserId,
+    pub by_name: String,
+    pub on: NaiveDate,
+}
+
+/// A practice's own urgent-language list: the shipped phrases minus those
+/// its clinical lead removed, plus its own. Any change clears the review,
+/// and only a reviewed list is used for screening (until then, the shipped
+/// draft list is: erring on the side of flagging).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PracticePhraseList {
+    /// Practice-specific phrases (normalised).
+    pub added: Vec<PracticePhrase>,
+    /// Shipped phrases the practice removed (normalised text).
+    pub removed: Vec<String>,
+    pub reviewed: Option<ListReview>,
+}
+
+/// One practice-specific phrase (normalised).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PracticePhrase {
+    pub text: String,
+    pub category: String,
+}
+
+impl PracticePhraseList {
+    /// The phrases this practice's list holds, shipped ones first.
+    pub fn effective(&self, shipped: &PhraseList) -> PhraseList {
+        let mut phrases: Vec<Phrase> = shipped
+            .phrases
+            .iter()
+            .filter(|p| !self.removed.contains(&p.text))
+            .cloned()
+            .collect();
+        phrases.extend(self.added.iter().map(|p| Phrase {
+            text: p.text.clone(),
+            category: p.category.clone(),
+        }));
+        PhraseList {
+            review_status: match &self.reviewed {
+                Some(r) => format!("reviewed by {} on {}", r.by_name, r.on),
+                None => "practice changes awaiting review".to_string(),
+            },
+            version: shipped.version,
+            phrases,
+        }
+    }
+
+    /// Adds a practice-specific phrase (or restores a removed shipped one).
+    /// Clears the review.
+    pub fn add(
+        &mut self,
+        shipped: &PhraseList,
+        text: &str,
+        category: &str,
+    ) -> Result<(), UrgentLanguageError> {
+        let text = normalise(text).trim().to_string();
+        if text.is_empty() {
+            return Err(UrgentLanguageError::EmptyText);
+        }
+        if text.chars().count() > MAX_PHRASE_CHARS {
+            return Err(UrgentLanguageError::TooLong);
+        }
+        let category = category.trim();
+        if category.is_empty() {
+            return Err(UrgentLanguageError::EmptyPracticeCategory);
+        }
+        if self
+            .effective(shipped)
+            .phrases
+            .iter()
+            .any(|p| p.text == text)
+        {
+            return Err(UrgentLanguageError::AlreadyListed(text));
+        }
+        if self.removed.contains(&text) {
+            self.removed.retain(|r| *r != text);
+        } else {
+            self.added.push(PracticePhrase {
+                text,
+                category: category.to_string(),
+            });
+        }
+        self.reviewed = None;
+        Ok(())
+    }
+
+    /// Removes a phrase (a practice one, or a shipped one for this
+    /// practice). Clears the review.
+    pub fn remove(&mut self, shipped: &PhraseList, text: &str) -> Result<(), UrgentLanguageError> {
+        let text = normalise(text).trim().to_string();
+        if self.added.iter().any(|p| p.text == text) {
+            self.added.retain(|p| p.text != text);
+        } else if shipped.phrases.iter().any(|p| p.text == text) && !self.removed.contains(&text) {
+            self.removed.push(text);
+        } else {
+            return Err(UrgentLanguageError::NotListed(text));
+        }
+        self.reviewed = None;
+        Ok(())
+    }
+
+    /// Records that `by` reviewed the list as it stands on `on`.
+    pub fn record_review(&mut self, by: UserId, by_name: &str, on: NaiveDate) {
+        self.reviewed = Some(ListReview {
+            by,
+            by_name: by_name.trim().chars().take(120).collect(),
+            on,
+        });
+    }
+}
+
+/// The list a practice's messages are screened with: its own list once
+/// reviewed, else the shipped (draft) list.
+pub fn list_for(shipped: &PhraseList, practice: Option<&PracticePhraseList>) -> PhraseList {
+    match practice {
+        Some(p) if p.reviewed.is_some() => p.effective(shipped),
+        _ => shipped.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +362,67 @@ mod tests {
         assert!(phrases("   !!! ").is_empty());
         let huge = "all good here. ".repeat(20_000) + "better off dead";
         assert_eq!(phrases(&huge), vec!["better off dead"]);
+    }
+
+    #[test]
+    fn a_practice_list_is_used_only_once_reviewed() {
+        let shipped = list();
+        let lead = UserId::random();
+        let on = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
+        let mut mine = PracticePhraseList::default();
+        // Unreviewed: the shipped list screens; the practice phrase does not.
+        mine.add(&shipped, "  Going to Jump  ", "suicide").unwrap();
+        mine.remove(&shipped, "Kill myself!").unwrap();
+        let used = list_for(&shipped, Some(&mine));
+        assert_eq!(used, shipped);
+        assert!(used.screen("I am going to jump").is_empty());
+        // Reviewed: the practice's list screens.
+        mine.record_review(lead, "Dr Lead", on);
+        let used = list_for(&shipped, Some(&mine));
+        assert_eq!(used.review_status, "reviewed by Dr Lead on 2026-11-21");
+        assert_eq!(used.screen("I am GOING to jump.").len(), 1);
+        assert!(used.screen("I would kill myself").is_empty());
+        assert_eq!(used.phrases.len(), shipped.phrases.len());
+        // Any change clears the review (the shipped list screens again).
+        mine.add(&shipped, "kill myself", "suicide").unwrap();
+        assert!(mine.reviewed.is_none() && mine.removed.is_empty());
+        assert_eq!(list_for(&shipped, Some(&mine)), shipped);
+        assert_eq!(list_for(&shipped, None), shipped);
+    }
+
+    #[test]
+    fn practice_list_edits_name_the_problem() {
+        let shipped = list();
+        let mut mine = PracticePhraseList::default();
+        assert_eq!(
+            mine.add(&shipped, " !! ", "x"),
+            Err(UrgentLanguageError::EmptyText)
+        );
+        assert_eq!(
+            mine.add(&shipped, "jump", " "),
+            Err(UrgentLanguageError::EmptyPracticeCategory)
+        );
+        // Duplicates of shipped or practice phrases, in any spelling.
+        assert!(matches!(
+            mine.add(&shipped, "KILL MYSELF", "suicide"),
+            Err(UrgentLanguageError::AlreadyListed(_))
+        ));
+        mine.add(&shipped, "jump off", "suicide").unwrap();
+        assert!(mine.add(&shipped, "Jump, off", "suicide").is_err());
+        // Removing what is not listed (or removed twice).
+        assert!(matches!(
+            mine.remove(&shipped, "lovely weather"),
+            Err(UrgentLanguageError::NotListed(_))
+        ));
+        mine.remove(&shipped, "suicide").unwrap();
+        assert!(mine.remove(&shipped, "suicide").is_err());
+        mine.remove(&shipped, "jump off").unwrap();
+        assert!(mine.added.is_empty());
+        assert_eq!(
+            mine.add(&shipped, "x".repeat(10_000).as_str(), "long"),
+            Err(UrgentLanguageError::TooLong)
+        );
+        assert!(mine.added.is_empty());
     }
 
     #[test]

@@ -78,6 +78,10 @@ macro_rules! adapter {
                 display_name: row.try_get("display_name")?,
                 date_of_birth: row.try_get::<Option<NaiveDate>, _>("date_of_birth")?,
                 jurisdiction: row.try_get("jurisdiction")?,
+                time_zone: row
+                    .try_get::<Option<String>, _>("time_zone")?
+                    .map(|z| TimeZoneName::parse(&z).map_err(|e| corrupt("clients.time_zone", e)))
+                    .transpose()?,
                 created_at: row.try_get("created_at")?,
             })
         }
@@ -294,13 +298,14 @@ macro_rules! adapter {
         #[async_trait]
         impl ClientStore for $store {
             async fn insert_client(&self, c: &Client) -> StoreResult<()> {
-                sqlx::query("INSERT INTO clients (id, practice_id, user_id, display_name, date_of_birth, jurisdiction, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7)")
+                sqlx::query("INSERT INTO clients (id, practice_id, user_id, display_name, date_of_birth, jurisdiction, time_zone, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)")
                     .bind(c.id.as_uuid())
                     .bind(c.practice_id.as_uuid())
                     .bind(c.user_id.map(|u| u.as_uuid()))
                     .bind(&c.display_name)
                     .bind(c.date_of_birth)
                     .bind(&c.jurisdiction)
+                    .bind(c.time_zone.as_ref().map(|z| z.as_str().to_string()))
                     .bind(c.created_at)
                     .execute(&self.pool)
                     .await

@@ -28,6 +28,7 @@ macro_rules! groups_adapter {
             use uuid::Uuid;
 
             const NOTES: &str = "group_notes";
+            const CHAT: &str = "group_chat_lines";
 
             fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
                 StoreError::Corrupt(format!("{what}: {e}"))
@@ -78,6 +79,7 @@ macro_rules! groups_adapter {
                     starts_at: row.try_get("starts_at")?,
                     ends_at: row.try_get("ends_at")?,
                     status: AppointmentStatus::parse(&status).map_err(|e| corrupt("group_sessions.status", e))?,
+                    series_id: row.try_get::<Option<Uuid>, _>("series_id")?.map(tapestry_domain::schedule::SeriesId::from_uuid),
                     created_at: row.try_get("created_at")?,
                 })
             }
@@ -118,7 +120,7 @@ macro_rules! groups_adapter {
                             return Err(StoreError::Conflict(OVERLAP));
                         }
                     }
-                    sqlx::query("INSERT INTO group_sessions (id, practice_id, group_id, facilitator, co_facilitator, minutes, format, starts_at, ends_at, status, created_at, status_changed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'booked',$10,$10)")
+                    sqlx::query("INSERT INTO group_sessions (id, practice_id, group_id, facilitator, co_facilitator, minutes, format, starts_at, ends_at, status, created_at, status_changed_at, series_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'booked',$10,$10,$11)")
                         .bind(s.id.as_uuid())
                         .bind(s.practice_id.as_uuid())
                         .bind(s.group_id.as_uuid())
@@ -129,6 +131,7 @@ macro_rules! groups_adapter {
                         .bind(s.starts_at)
                         .bind(s.ends_at)
                         .bind(s.created_at)
+                        .bind(s.series_id.map(|x| x.as_uuid()))
                         .execute(&mut *tx)
                         .await
                         .map_err(overlap_or)?;
@@ -138,6 +141,45 @@ macro_rules! groups_adapter {
 
             #[async_trait]
             impl GroupStore for $store {
+                async fn append_group_chat_line(&self, l: &GroupChatLine) -> StoreResult<()> {
+                    let body = self.seal_text(l.practice_id, CHAT, "body", l.id, &l.body).await?;
+                    let done = sqlx::query("INSERT INTO group_chat_lines (id, practice_id, group_id, session_id, sender, body, sent_at) SELECT $1,$2,$3,$4,$5,$6,$7 WHERE EXISTS (SELECT 1 FROM group_sessions WHERE practice_id = $2 AND group_id = $3 AND id = $4)")
+                        .bind(l.id)
+                        .bind(l.practice_id.as_uuid())
+                        .bind(l.group_id.as_uuid())
+                        .bind(l.session_id.as_uuid())
+                        .bind(l.sender.as_uuid())
+                        .bind(body)
+                        .bind(l.sent_at)
+                        .execute(self.pool())
+                        .await
+                        .map_err(|e| StoreError::unique_or(e, "group chat line id already exists"))?;
+                    if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::NotFound("group session")) }
+                }
+
+                async fn group_chat_transcript(&self, practice: PracticeId, group: GroupId) -> StoreResult<Vec<GroupChatLine>> {
+                    let rows = sqlx::query("SELECT * FROM group_chat_lines WHERE practice_id = $1 AND group_id = $2 ORDER BY sent_at, id")
+                        .bind(practice.as_uuid())
+                        .bind(group.as_uuid())
+                        .fetch_all(self.pool())
+                        .await?;
+                    let mut out = Vec::with_capacity(rows.len());
+                    for r in &rows {
+                        let id: Uuid = r.try_get("id")?;
+                        let sealed: String = r.try_get("body")?;
+                        out.push(GroupChatLine {
+                            id,
+                            practice_id: practice,
+                            group_id: group,
+                            session_id: AppointmentId::from_uuid(r.try_get("session_id")?),
+                            sender: UserId::from_uuid(r.try_get("sender")?),
+                            body: self.open_text(practice, CHAT, "body", id, &sealed).await?,
+                            sent_at: r.try_get("sent_at")?,
+                        });
+                    }
+                    Ok(out)
+                }
+
                 async fn insert_group(&self, g: &GroupProgramme) -> StoreResult<()> {
                     let measures = serde_json::to_string(&g.measures).map_err(|e| corrupt("group_programmes.measures", e))?;
                     sqlx::query("INSERT INTO group_programmes (id, practice_id, name, kind, facilitator, co_facilitator, capacity, self_enrolment, measures, active_members, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,0,$10)")
@@ -285,6 +327,16 @@ macro_rules! groups_adapter {
                     let rows = sqlx::query("SELECT * FROM group_sessions WHERE practice_id = $1 AND (facilitator = $2 OR co_facilitator = $2) AND starts_at < $4 AND ends_at > $3 ORDER BY starts_at, id")
                         .bind(practice.as_uuid())
                         .bind(clinician.as_uuid())
+                        .bind(from)
+                        .bind(to)
+                        .fetch_all(self.pool())
+                        .await?;
+                    rows.iter().map(session_from).collect()
+                }
+
+                async fn booked_group_sessions_starting_between(&self, practice: PracticeId, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Vec<GroupSession>> {
+                    let rows = sqlx::query("SELECT * FROM group_sessions WHERE practice_id = $1 AND status = 'booked' AND starts_at >= $2 AND starts_at < $3 ORDER BY starts_at, id")
+                        .bind(practice.as_uuid())
                         .bind(from)
                         .bind(to)
                         .fetch_all(self.pool())

@@ -49,6 +49,42 @@ macro_rules! messaging_adapter {
 
             #[async_trait]
             impl MessagingStore for $store {
+                async fn practice_phrase_list(
+                    &self,
+                    practice: PracticeId,
+                ) -> StoreResult<Option<tapestry_domain::urgent_language::PracticePhraseList>> {
+                    let row = sqlx::query("SELECT body FROM urgent_phrase_lists WHERE practice_id = $1")
+                        .bind(practice.as_uuid())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    match row {
+                        None => Ok(None),
+                        Some(r) => {
+                            let body: String = r.try_get("body")?;
+                            serde_json::from_str(&body)
+                                .map(Some)
+                                .map_err(|e| StoreError::Corrupt(format!("urgent_phrase_lists.body: {e}")))
+                        }
+                    }
+                }
+
+                async fn put_practice_phrase_list(
+                    &self,
+                    practice: PracticeId,
+                    list: &tapestry_domain::urgent_language::PracticePhraseList,
+                    at: DateTime<Utc>,
+                ) -> StoreResult<()> {
+                    let body = serde_json::to_string(list)
+                        .map_err(|e| StoreError::Corrupt(format!("urgent_phrase_lists.body: {e}")))?;
+                    sqlx::query("INSERT INTO urgent_phrase_lists (practice_id, body, updated_at) VALUES ($1,$2,$3) ON CONFLICT (practice_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at")
+                        .bind(practice.as_uuid())
+                        .bind(body)
+                        .bind(at)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                }
+
                 async fn send_message(
                     &self,
                     m: &SecureMessage,

@@ -180,6 +180,20 @@ macro_rules! schedule_adapter {
 
             #[async_trait]
             impl ScheduleStore for $store {
+                async fn set_client_time_zone(
+                    &self,
+                    practice: PracticeId,
+                    client: ClientId,
+                    time_zone: Option<&tapestry_domain::practice::TimeZoneName>,
+                ) -> StoreResult<()> {
+                    let done = sqlx::query("UPDATE clients SET time_zone = $1 WHERE practice_id = $2 AND id = $3")
+                        .bind(time_zone.map(|z| z.as_str().to_string()))
+                        .bind(practice.as_uuid())
+                        .bind(client.as_uuid())
+                        .execute(&self.pool)
+                        .await?;
+                    if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::NotFound("client")) }
+                }
                 async fn put_clinician_schedule(&self, s: &ClinicianSchedule) -> StoreResult<()> {
                     let availability = serde_json::to_string(&s.availability).map_err(|e| corrupt("clinician_schedules.availability", e))?;
                     let rules = serde_json::to_string(&s.rules).map_err(|e| corrupt("clinician_schedules.rules", e))?;

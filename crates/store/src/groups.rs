@@ -27,8 +27,32 @@ pub struct AttendanceRecord {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// One line of a group session's live chat (opened). The transcript belongs
+/// to the group's record: facilitators read it; members see the chat live
+/// only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupChatLine {
+    pub id: uuid::Uuid,
+    pub practice_id: PracticeId,
+    pub group_id: GroupId,
+    pub session_id: AppointmentId,
+    pub sender: UserId,
+    pub body: String,
+    pub sent_at: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait GroupStore {
+    /// Appends one live-chat line (sealed) to the group's transcript.
+    /// `NotFound` when the session is not this group's (or practice's).
+    async fn append_group_chat_line(&self, line: &GroupChatLine) -> StoreResult<()>;
+    /// The group's chat transcript across its sessions, oldest first.
+    async fn group_chat_transcript(
+        &self,
+        practice: PracticeId,
+        group: GroupId,
+    ) -> StoreResult<Vec<GroupChatLine>>;
+
     async fn insert_group(&self, group: &GroupProgramme) -> StoreResult<()>;
     async fn group(&self, practice: PracticeId, id: GroupId)
         -> StoreResult<Option<GroupProgramme>>;
@@ -82,6 +106,14 @@ pub trait GroupStore {
         &self,
         practice: PracticeId,
         clinician: UserId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<GroupSession>>;
+    /// The practice's booked group sessions starting in `[from, to)`, by
+    /// start (for reminders).
+    async fn booked_group_sessions_starting_between(
+        &self,
+        practice: PracticeId,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> StoreResult<Vec<GroupSession>>;

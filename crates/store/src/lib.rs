@@ -34,7 +34,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use error::{StoreError, StoreResult};
-pub use groups::{AttendanceRecord, GroupStore};
+pub use groups::{AttendanceRecord, GroupChatLine, GroupStore};
 pub use jobs::*;
 pub use matching::*;
 pub use measurement::{IngestReceipt, IngestResult, IngestSettings, MeasurementStore, StoredCurve};

@@ -111,6 +111,19 @@ pub trait MessagingStore {
         hours: Option<u32>,
         set_by: UserId,
     ) -> StoreResult<()>;
+    /// The practice's own urgent-language list (edits and review), if it
+    /// has one.
+    async fn practice_phrase_list(
+        &self,
+        practice: PracticeId,
+    ) -> StoreResult<Option<tapestry_domain::urgent_language::PracticePhraseList>>;
+    /// Stores the practice's urgent-language list (replacing the last).
+    async fn put_practice_phrase_list(
+        &self,
+        practice: PracticeId,
+        list: &tapestry_domain::urgent_language::PracticePhraseList,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
     async fn reply_promise(
         &self,
         practice: PracticeId,

@@ -6,6 +6,7 @@ use crate::error::StoreResult;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tapestry_domain::ids::{ClientId, PracticeId, UserId};
+use tapestry_domain::practice::TimeZoneName;
 use tapestry_domain::schedule::{
     Appointment, AppointmentId, AppointmentStatus, AppointmentType, Availability, BookingRules,
     CancellationPolicy, Recurrence, SeriesId,
@@ -47,6 +48,15 @@ pub const OVERLAP: &str = "appointment overlaps another appointment of this clin
 
 #[async_trait]
 pub trait ScheduleStore {
+    /// Sets (or clears) the client's own time zone. Another practice's
+    /// client is `NotFound("client")`.
+    async fn set_client_time_zone(
+        &self,
+        practice: PracticeId,
+        client: ClientId,
+        time_zone: Option<&TimeZoneName>,
+    ) -> StoreResult<()>;
+
     /// Creates or replaces a clinician's availability, rules and policy.
     async fn put_clinician_schedule(&self, schedule: &ClinicianSchedule) -> StoreResult<()>;
     async fn clinician_schedule(

@@ -169,6 +169,7 @@ pub const SEALED_COLUMNS: &[(&str, &str, &str)] = &[
     ("message_attachments", "content", "message_id"),
     ("chat_lines", "body", "id"),
     ("group_notes", "body", "id"),
+    ("group_chat_lines", "body", "id"),
     ("matching_profiles", "profile", "clinician"),
     ("match_requests", "request", "client_id"),
     ("match_offers", "result", "id"),

@@ -28,6 +28,7 @@ use tapestry_domain::intake::{self, IntakeDraft};
 use tapestry_domain::knowledge::Knowledge;
 use tapestry_domain::measure_schedule::{self, Due, DueContext};
 use tapestry_domain::notes::{NoteBody, NoteKind, NoteTemplate};
+use tapestry_domain::practice::TimeZoneName;
 use tapestry_domain::safety_plan::{self, SafetyPlanBody};
 use tapestry_domain::schedule::AppointmentStatus;
 use tapestry_domain::scoring::Answers;
@@ -1438,9 +1439,21 @@ pub async fn save_intake(
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| ApiError::unprocessable("step", "missing or not a number"))?;
     let mut draft: IntakeDraft = state.store.intake_draft(p, id).await?.unwrap_or_default();
+    // The time zone is checked before anything is saved (an unknown name is
+    // 422 naming `time_zone`); it becomes the client's own zone.
+    let zone = match body.get("time_zone").map(|z| z.trim()) {
+        Some(z) if !z.is_empty() => Some(
+            TimeZoneName::parse(z)
+                .map_err(|e| ApiError::unprocessable("time_zone", e.to_string()))?,
+        ),
+        _ => None,
+    };
     draft
         .save_step(step, &fields_of(&body, &["step"]))
         .map_err(|e| ApiError::unprocessable("intake", e.to_string()))?;
+    if let Some(zone) = &zone {
+        state.store.set_client_time_zone(p, id, Some(zone)).await?;
+    }
     state
         .store
         .save_intake_draft(p, id, &draft, state.clock.now())

@@ -197,6 +197,12 @@ pub const SESSIONS_ROUTES: &[RouteSpec] = &[
         "/api/v1/clients/{id}/appointments",
         A(Action::ReadSchedule, ClientInPath),
     ),
+    // The client's own time zone (their settings; their care team may set it).
+    r(
+        "POST",
+        "/api/v1/clients/{id}/time-zone",
+        A(Action::ManageSchedule, ClientInPath),
+    ),
     r(
         "POST",
         "/api/v1/clients/{id}/appointments",
@@ -335,6 +341,12 @@ pub const SESSIONS_ROUTES: &[RouteSpec] = &[
         "/groups/{group}/members/{client}",
         A(Action::ReadGroupMember, GroupMemberInPath),
     ),
+    // The group's chat transcript: its facilitators only (audited).
+    r(
+        "GET",
+        "/api/v1/groups/{group}/chat",
+        A(Action::ReadSchedule, GroupInPath),
+    ),
     // A group session's room: its facilitators and current members (the
     // handler checks which; the join token binds session and person).
     r(
@@ -368,6 +380,7 @@ pub fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("POST", "/api/v1/me/calendar-feed/revoke") => post(booking::revoke_feed),
         ("GET", "/api/v1/clients/{id}/slots") => get(booking::slots),
         ("GET", "/api/v1/clients/{id}/appointments") => get(booking::appointments),
+        ("POST", "/api/v1/clients/{id}/time-zone") => post(booking::set_time_zone),
         ("POST", "/api/v1/clients/{id}/appointments") => post(booking::book),
         ("POST", "/api/v1/clients/{id}/appointments/{appointment}/cancel") => post(booking::cancel),
         ("POST", "/api/v1/clients/{id}/appointments/{appointment}/reschedule") => {
@@ -414,6 +427,7 @@ pub fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("GET", "/api/v1/groups/{group}/members/{client}/notes") => get(groups::member_record),
         ("POST", "/api/v1/groups/{group}/members/{client}/notes") => post(groups::write_note),
         ("GET", "/groups/{group}/members/{client}") => get(groups::member_page),
+        ("GET", "/api/v1/groups/{group}/chat") => get(video::group_chat_transcript),
         ("POST", "/api/v1/groups/{group}/sessions/{session}/join") => {
             post(video::issue_group_join_token)
         }

@@ -16,13 +16,14 @@
     if (m.type === "chat") {
       var li = document.createElement("li");
       var who = document.createElement("strong");
-      who.textContent = m.from === "host" ? "Clinician: " : "Client: ";
+      // Group rooms name the speaker; one-to-one rooms say the role.
+      who.textContent = m.name ? m.name + ": " : (m.from === "host" ? "Clinician: " : "Client: ");
       li.appendChild(who);
       li.appendChild(document.createTextNode(m.text));
       log.appendChild(li);
       typing.textContent = "";
     } else if (m.type === "typing") {
-      typing.textContent = (m.from === "host" ? "The clinician" : "The client") + " is typing…";
+      typing.textContent = (m.name ? m.name : (m.from === "host" ? "The clinician" : "The client")) + " is typing…";
       clearTimeout(typingTimer);
       typingTimer = setTimeout(function () { typing.textContent = ""; }, 3000);
     }

@@ -65,7 +65,7 @@ impl AppointmentKind {
             Self::Intake => "Intake",
             Self::Session => "Session",
             Self::Review => "Review",
-            Self::Group => "Group",
+            Self::Group => "Group session",
         }
     }
 }

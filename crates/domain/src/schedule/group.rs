@@ -9,8 +9,8 @@
 //! only ([`member_alias`]) and never another member's notes or answers.
 
 use super::{
-    AppointmentId, AppointmentKind, AppointmentStatus, AppointmentType, Format, Interval,
-    ScheduleError,
+    occurrences, AppointmentId, AppointmentKind, AppointmentStatus, AppointmentType, Format,
+    Interval, Recurrence, ScheduleError, SeriesId,
 };
 use crate::ids::{ClientId, PracticeId, UserId};
 use chrono::{DateTime, Utc};
@@ -279,6 +279,9 @@ pub struct GroupSession {
     pub ends_at: DateTime<Utc>,
     /// `booked` or `cancelled`.
     pub status: AppointmentStatus,
+    /// The weekly or fortnightly series this session belongs to, if any.
+    #[serde(default)]
+    pub series_id: Option<SeriesId>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -309,8 +312,36 @@ impl GroupSession {
             starts_at,
             ends_at: starts_at + appointment_type.duration(),
             status: AppointmentStatus::Booked,
+            series_id: None,
             created_at: now,
         })
+    }
+
+    /// A weekly or fortnightly series of sessions of `programme`, the first
+    /// at `first`, each at the same wall-clock time in `time_zone` (the
+    /// facilitator's: a 18:00 London group stays at 18:00 London across
+    /// daylight-saving changes), sharing one series id. Occurrences already
+    /// past at `now` are refused with the first one's error.
+    pub fn series(
+        programme: &GroupProgramme,
+        first: DateTime<Utc>,
+        minutes: u32,
+        format: Format,
+        rule: Recurrence,
+        time_zone: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Self>, GroupError> {
+        let tz = super::parse_time_zone(time_zone)?;
+        let wall = first.with_timezone(&tz).naive_local();
+        let series = SeriesId::random();
+        occurrences(wall, time_zone, minutes, rule)?
+            .into_iter()
+            .map(|i| {
+                let mut s = Self::schedule(programme, i.start, minutes, format, now)?;
+                s.series_id = Some(series);
+                Ok(s)
+            })
+            .collect()
     }
 
     pub fn interval(&self) -> Interval {

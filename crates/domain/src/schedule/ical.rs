@@ -7,8 +7,10 @@
 //! id, times, status and type only, and the summary is the neutral
 //! [`AppointmentType::summary`], e.g. `Session · 50 min · video`.
 
-use super::{Appointment, AppointmentStatus};
+use super::group::GroupSession;
+use super::{Appointment, AppointmentId, AppointmentStatus, AppointmentType};
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 
 /// The longest line in octets, excluding CRLF (RFC 5545 §3.1).
 pub const MAX_LINE_OCTETS: usize = 75;
@@ -138,9 +140,43 @@ fn push(out: &mut String, name: &str, value: &str) {
     out.push_str(&fold_line(&format!("{name}:{value}")));
 }
 
-/// The event for one appointment. Reads only id, times, status and type:
-/// the function never sees a name or a note.
-fn event(out: &mut String, a: &Appointment, now: DateTime<Utc>, description: Option<&str>) {
+/// What a calendar event is built from: an appointment's or a group
+/// session's id, times, status and type, and nothing else (no names, no
+/// notes, no group name).
+struct Entry {
+    id: AppointmentId,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    appointment_type: AppointmentType,
+    status: AppointmentStatus,
+}
+
+impl From<&Appointment> for Entry {
+    fn from(a: &Appointment) -> Self {
+        Self {
+            id: a.id,
+            starts_at: a.starts_at,
+            ends_at: a.ends_at,
+            appointment_type: a.appointment_type,
+            status: a.status,
+        }
+    }
+}
+
+impl From<&GroupSession> for Entry {
+    fn from(g: &GroupSession) -> Self {
+        Self {
+            id: g.id,
+            starts_at: g.starts_at,
+            ends_at: g.ends_at,
+            appointment_type: g.appointment_type,
+            status: g.status,
+        }
+    }
+}
+
+/// The event for one entry: the function never sees a name or a note.
+fn event(out: &mut String, a: &Entry, now: DateTime<Utc>, description: Option<&str>) {
     push(out, "BEGIN", "VEVENT");
     push(out, "UID", &format!("{}@tapestry", a.id));
     push(out, "DTSTAMP", &stamp(now));
@@ -160,7 +196,7 @@ fn event(out: &mut String, a: &Appointment, now: DateTime<Utc>, description: Opt
     push(out, "END", "VEVENT");
 }
 
-fn calendar(name: &str, events: impl FnOnce(&mut String)) -> String {
+fn calendar(name: &str, zone: Option<Tz>, events: impl FnOnce(&mut String)) -> String {
     let mut out = String::new();
     push(&mut out, "BEGIN", "VCALENDAR");
     push(&mut out, "VERSION", "2.0");
@@ -168,28 +204,53 @@ fn calendar(name: &str, events: impl FnOnce(&mut String)) -> String {
     push(&mut out, "CALSCALE", "GREGORIAN");
     push(&mut out, "METHOD", "PUBLISH");
     push(&mut out, "X-WR-CALNAME", &escape_text(name));
+    if let Some(tz) = zone {
+        // The zone calendar programs show the (UTC) times in by default.
+        push(&mut out, "X-WR-TIMEZONE", tz.name());
+    }
     events(&mut out);
     push(&mut out, "END", "VCALENDAR");
     out
 }
 
-/// A clinician's feed: every given appointment (cancelled ones appear as
-/// `STATUS:CANCELLED` so subscribed calendars remove them), neutral summary,
-/// no description, no client.
-pub fn clinician_feed(appointments: &[Appointment], now: DateTime<Utc>) -> String {
-    calendar("Tapestry sessions", |out| {
-        for a in appointments {
-            event(out, a, now, None);
+/// A clinician's feed: every given appointment and group session they
+/// facilitate, by start (cancelled ones appear as `STATUS:CANCELLED` so
+/// subscribed calendars remove them), neutral summary ("Group session ·
+/// 90 min · video"), no description, no client, no group name.
+pub fn clinician_feed(
+    appointments: &[Appointment],
+    group_sessions: &[GroupSession],
+    now: DateTime<Utc>,
+) -> String {
+    let mut entries: Vec<Entry> = appointments.iter().map(Entry::from).collect();
+    entries.extend(group_sessions.iter().map(Entry::from));
+    entries.sort_by_key(|e| (e.starts_at, e.id));
+    calendar("Tapestry sessions", None, |out| {
+        for e in &entries {
+            event(out, e, now, None);
         }
     })
 }
 
 /// The `.ics` a client downloads for one appointment. `note` is the
 /// practice's neutral joining instruction (e.g. "Sign in to Tapestry to
-/// join."); it must not carry clinical content.
-pub fn appointment_ics(appointment: &Appointment, now: DateTime<Utc>, note: &str) -> String {
-    calendar("Tapestry appointment", |out| {
-        event(out, appointment, now, Some(note))
+/// join."); it must not carry clinical content. Times stay in UTC (exact
+/// across daylight-saving changes); the description states the start in
+/// the client's zone `zone` and the calendar names it as its zone.
+pub fn appointment_ics(
+    appointment: &Appointment,
+    now: DateTime<Utc>,
+    note: &str,
+    zone: Tz,
+) -> String {
+    let local = appointment.starts_at.with_timezone(&zone);
+    let description = format!(
+        "Starts {} ({}). {note}",
+        local.format("%a %-d %b %Y, %H:%M %Z"),
+        zone.name()
+    );
+    calendar("Tapestry appointment", Some(zone), |out| {
+        event(out, &Entry::from(appointment), now, Some(&description))
     })
 }
 
@@ -234,7 +295,7 @@ mod tests {
     fn feed_parses_and_carries_only_neutral_summaries() {
         let now = Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap();
         let a = appts();
-        let text = clinician_feed(&a, now);
+        let text = clinician_feed(&a, &[], now);
         assert!(text.ends_with("\r\n"));
         let lines = parse_content_lines(&text).unwrap();
         let summaries: Vec<String> = lines
@@ -248,7 +309,7 @@ mod tests {
                 "Intake · 60 min · video",
                 "Session · 50 min · phone",
                 "Review · 30 min · chat",
-                "Group · 90 min · in person"
+                "Group session · 90 min · in person"
             ]
         );
         assert_eq!(
@@ -276,7 +337,7 @@ mod tests {
         }
         // Empty feed is still a valid calendar.
         assert_eq!(
-            parse_content_lines(&clinician_feed(&[], now))
+            parse_content_lines(&clinician_feed(&[], &[], now))
                 .unwrap()
                 .len(),
             7
@@ -302,13 +363,49 @@ mod tests {
             &appts()[0],
             Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap(),
             &value,
+            chrono_tz::UTC,
         );
         let d = parse_content_lines(&ics)
             .unwrap()
             .into_iter()
             .find(|l| l.name == "DESCRIPTION")
             .unwrap();
-        assert_eq!(unescape_text(&d.value), value);
+        assert!(unescape_text(&d.value).ends_with(&value));
+    }
+
+    #[test]
+    fn the_clients_ics_states_the_start_in_their_zone_across_dst() {
+        // 2026-03-10 14:00 UTC: New York has sprung forward (EDT, -4) but
+        // London has not (GMT): the same instant is 10:00 and 14:00.
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        let t = AppointmentType::new(AppointmentKind::Session, 50, Format::Video).unwrap();
+        let a = Appointment::book(
+            PracticeId::random(),
+            UserId::random(),
+            ClientId::random(),
+            t,
+            Utc.with_ymd_and_hms(2026, 3, 10, 14, 0, 0).unwrap(),
+            now,
+        )
+        .unwrap();
+        let ny = appointment_ics(&a, now, "Sign in to join.", chrono_tz::America::New_York);
+        let lines = parse_content_lines(&ny).unwrap();
+        let value = |n: &str| {
+            lines
+                .iter()
+                .find(|l| l.name == n)
+                .map(|l| unescape_text(&l.value))
+                .unwrap()
+        };
+        // The instant itself stays exact (UTC).
+        assert_eq!(value("DTSTART"), "20260310T140000Z");
+        assert_eq!(value("X-WR-TIMEZONE"), "America/New_York");
+        assert_eq!(
+            value("DESCRIPTION"),
+            "Starts Tue 10 Mar 2026, 10:00 EDT (America/New_York). Sign in to join."
+        );
+        let london = appointment_ics(&a, now, "", chrono_tz::Europe::London);
+        assert!(london.contains("14:00 GMT (Europe/London)"));
     }
 
     #[test]

@@ -23,6 +23,8 @@ conformance!(
     group_sessions_never_double_book_a_facilitator,
     concurrent_group_and_single_bookings_leave_one_winner,
     attendance_is_corrected_and_notes_are_sealed_per_member,
+    group_chat_is_sealed_in_the_groups_record_and_practice_scoped,
+    booked_group_sessions_in_a_window_for_reminders,
 );
 
 struct Fixture {
@@ -403,4 +405,89 @@ async fn attendance_is_corrected_and_notes_are_sealed_per_member(s: Arc<dyn Stor
         s.add_group_note(&note).await,
         Err(StoreError::Conflict(_))
     ));
+}
+
+async fn group_chat_is_sealed_in_the_groups_record_and_practice_scoped(s: Arc<dyn Store>) {
+    use tapestry_store::GroupChatLine;
+    let f = fixture(&s, 0).await;
+    let g = programme(&f, 4, false);
+    s.insert_group(&g).await.unwrap();
+    let other_group = programme(&f, 4, false);
+    s.insert_group(&other_group).await.unwrap();
+    let session =
+        GroupSession::schedule(&g, t0() + Duration::hours(2), 60, Format::Video, t0()).unwrap();
+    s.book_group_session(&session).await.unwrap();
+    let line = |body: &str, at: i64| GroupChatLine {
+        id: uuid::Uuid::now_v7(),
+        practice_id: f.practice.id,
+        group_id: g.id,
+        session_id: session.id,
+        sender: f.facilitator.id,
+        body: body.into(),
+        sent_at: t0() + Duration::minutes(at),
+    };
+    let first = line("Welcome — CANARY-chat", 1);
+    s.append_group_chat_line(&first).await.unwrap();
+    s.append_group_chat_line(&line("second", 2)).await.unwrap();
+    // The same id twice is refused.
+    assert!(s.append_group_chat_line(&first).await.is_err());
+    // A session of another group, or another practice: not found, nothing stored.
+    let mut wrong = line("x", 3);
+    wrong.group_id = other_group.id;
+    assert!(matches!(
+        s.append_group_chat_line(&wrong).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let mut foreign = line("x", 3);
+    foreign.practice_id = f.other.id;
+    assert!(s.append_group_chat_line(&foreign).await.is_err());
+    let t = s.group_chat_transcript(f.practice.id, g.id).await.unwrap();
+    assert_eq!(
+        t.iter().map(|l| l.body.as_str()).collect::<Vec<_>>(),
+        vec!["Welcome — CANARY-chat", "second"]
+    );
+    assert_eq!(t[0], first);
+    assert!(s
+        .group_chat_transcript(f.other.id, g.id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .group_chat_transcript(f.practice.id, other_group.id)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn booked_group_sessions_in_a_window_for_reminders(s: Arc<dyn Store>) {
+    let f = fixture(&s, 0).await;
+    let g = programme(&f, 4, false);
+    s.insert_group(&g).await.unwrap();
+    let at = |h: i64| {
+        GroupSession::schedule(&g, t0() + Duration::hours(h), 60, Format::Video, t0()).unwrap()
+    };
+    let (early, inside, cancelled, late) = (at(1), at(5), at(9), at(30));
+    for x in [&early, &inside, &cancelled, &late] {
+        s.book_group_session(x).await.unwrap();
+    }
+    s.cancel_group_session(f.practice.id, cancelled.id, t0())
+        .await
+        .unwrap();
+    let due = s
+        .booked_group_sessions_starting_between(
+            f.practice.id,
+            t0() + Duration::hours(2),
+            t0() + Duration::hours(25),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        due.iter().map(|x| x.id).collect::<Vec<_>>(),
+        vec![inside.id]
+    );
+    assert!(s
+        .booked_group_sessions_starting_between(f.other.id, t0(), t0() + Duration::days(2))
+        .await
+        .unwrap()
+        .is_empty());
 }

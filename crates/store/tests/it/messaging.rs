@@ -25,6 +25,7 @@ conformance!(
     read_state_marks_only_the_other_side,
     reply_promise_is_set_and_removed,
     chat_transcripts_round_trip_per_appointment,
+    practice_phrase_lists_round_trip_per_practice,
 );
 
 struct Fixture {
@@ -265,4 +266,31 @@ async fn chat_transcripts_round_trip_per_appointment(s: Arc<dyn Store>) {
         .await
         .unwrap()
         .is_empty());
+}
+
+async fn practice_phrase_lists_round_trip_per_practice(s: Arc<dyn Store>) {
+    use tapestry_domain::urgent_language::{PhraseList, PracticePhraseList};
+    let f = fixture(&s).await;
+    assert_eq!(s.practice_phrase_list(f.practice.id).await.unwrap(), None);
+    let shipped = PhraseList::embedded().unwrap();
+    let mut list = PracticePhraseList::default();
+    list.add(&shipped, "going to jump", "suicide").unwrap();
+    list.remove(&shipped, "suicide").unwrap();
+    s.put_practice_phrase_list(f.practice.id, &list, t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.practice_phrase_list(f.practice.id).await.unwrap(),
+        Some(list.clone())
+    );
+    // Replaced, not duplicated; the other practice has none.
+    list.record_review(f.clinician.id, "Dr Ng", t0().date_naive());
+    s.put_practice_phrase_list(f.practice.id, &list, t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.practice_phrase_list(f.practice.id).await.unwrap(),
+        Some(list)
+    );
+    assert_eq!(s.practice_phrase_list(f.other.id).await.unwrap(), None);
 }

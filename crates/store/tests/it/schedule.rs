@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use tapestry_domain::client::Client;
 use tapestry_domain::identity::token::SecretToken;
 use tapestry_domain::ids::*;
-use tapestry_domain::practice::Practice;
+use tapestry_domain::practice::{Practice, TimeZoneName};
 use tapestry_domain::schedule::*;
 use tapestry_domain::user::{Role, User};
 use tapestry_store::{
@@ -31,6 +31,7 @@ conformance!(
     reschedule_is_all_or_nothing,
     series_books_free_occurrences_and_reports_conflicts,
     schedules_and_types_round_trip,
+    client_time_zones_are_stored_per_practice,
     feed_tokens_are_hashed_and_revocable,
     enqueue_is_idempotent_per_practice,
     concurrent_workers_never_run_a_job_twice,
@@ -428,6 +429,41 @@ async fn series_books_free_occurrences_and_reports_conflicts(s: Arc<dyn Store>) 
             .filter(|a| a.series_id == Some(series.id))
             .count(),
         3
+    );
+}
+
+async fn client_time_zones_are_stored_per_practice(s: Arc<dyn Store>) {
+    let f = fixture(&s).await;
+    let zone = |p: PracticeId| {
+        let s = s.clone();
+        let c = f.client.id;
+        async move { s.client(p, c).await.unwrap().map(|c| c.time_zone) }
+    };
+    // A new client has none; one inserted with a zone keeps it.
+    assert_eq!(zone(f.practice.id).await, Some(None));
+    let ny = TimeZoneName::parse("America/New_York").unwrap();
+    s.set_client_time_zone(f.practice.id, f.client.id, Some(&ny))
+        .await
+        .unwrap();
+    assert_eq!(zone(f.practice.id).await, Some(Some(ny.clone())));
+    // Another practice cannot see or set it.
+    assert!(matches!(
+        s.set_client_time_zone(f.other.id, f.client.id, None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(zone(f.other.id).await, None);
+    assert_eq!(zone(f.practice.id).await, Some(Some(ny)));
+    // Cleared again.
+    s.set_client_time_zone(f.practice.id, f.client.id, None)
+        .await
+        .unwrap();
+    assert_eq!(zone(f.practice.id).await, Some(None));
+    let mut born = Client::new(f.practice.id, "Zoned", None, None, t0()).unwrap();
+    born.time_zone = Some(TimeZoneName::parse("Asia/Kolkata").unwrap());
+    s.insert_client(&born).await.unwrap();
+    assert_eq!(
+        s.client(f.practice.id, born.id).await.unwrap().unwrap(),
+        born
     );
 }
 

@@ -17,7 +17,8 @@ use axum::{Extension, Json};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use tapestry_domain::identity::token::SecretToken;
-use tapestry_domain::ids::{ClientId, UserId};
+use tapestry_domain::ids::{ClientId, PracticeId, UserId};
+use tapestry_domain::practice::TimeZoneName;
 use tapestry_domain::schedule::{
     self, ical, Appointment, AppointmentId, AppointmentKind, AppointmentStatus, AppointmentType,
     Availability, BookingRules, CancellationPolicy, Format, Interval, Party, Recurrence,
@@ -243,7 +244,9 @@ fn calendar(body: String, download: Option<&str>) -> Response {
 }
 
 /// `GET /calendar/{token}.ics`: the clinician's feed (public; the token is
-/// the secret). Summaries only ("Session · 50 min · video"), never a name.
+/// the secret): their appointments and the group sessions they facilitate.
+/// Summaries only ("Session · 50 min · video", "Group session · 90 min ·
+/// video"), never a client's or a group's name.
 /// A malformed, unknown or revoked token is a plain 404.
 pub async fn calendar_feed(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let raw = token.strip_suffix(".ics").unwrap_or(&token);
@@ -256,17 +259,20 @@ pub async fn calendar_feed(State(state): State<AppState>, Path(token): Path<Stri
         Err(e) => return ApiError::from(e).into_response(),
     };
     let now = state.clock.now();
-    match state
-        .store
-        .appointments_for_clinician(
-            owner.0,
-            owner.1,
-            now - Duration::days(60),
-            now + Duration::days(400),
-        )
-        .await
-    {
-        Ok(list) => calendar(ical::clinician_feed(&list, now), None),
+    let (from, to) = (now - Duration::days(60), now + Duration::days(400));
+    let feed = async {
+        let appointments = state
+            .store
+            .appointments_for_clinician(owner.0, owner.1, from, to)
+            .await?;
+        let groups = state
+            .store
+            .group_sessions_for_clinician(owner.0, owner.1, from, to)
+            .await?;
+        Ok::<_, tapestry_store::StoreError>(ical::clinician_feed(&appointments, &groups, now))
+    };
+    match feed.await {
+        Ok(text) => calendar(text, None),
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -280,8 +286,70 @@ pub struct SlotParams {
     pub format: Format,
     pub from: NaiveDate,
     pub to: NaiveDate,
-    /// The client's IANA zone; slots carry their wall-clock time in it.
+    /// An explicit IANA zone for the slots' wall-clock times; without it,
+    /// the client's stored zone (else the practice's).
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+
+/// The practice's zone name ("UTC" if the practice is gone).
+pub(crate) async fn practice_zone_name(
+    state: &AppState,
+    practice: PracticeId,
+) -> Result<String, ApiError> {
+    Ok(match state.store.practice(practice).await? {
+        Some(p) => p.time_zone.as_str().to_string(),
+        None => "UTC".to_string(),
+    })
+}
+
+/// The zone a client's times are shown in: the client's own (set at intake
+/// or in their settings), else the practice's, else UTC.
+pub(crate) async fn client_zone(
+    state: &AppState,
+    practice: PracticeId,
+    client: ClientId,
+) -> Result<TimeZoneName, ApiError> {
+    let fallback = match state.store.practice(practice).await? {
+        Some(p) => p.time_zone,
+        None => TimeZoneName::parse("UTC")
+            .map_err(|e| ApiError::unprocessable("time_zone", e.to_string()))?,
+    };
+    Ok(match state.store.client(practice, client).await? {
+        Some(c) => c.zone_or(&fallback).clone(),
+        None => fallback,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeZoneBody {
     pub time_zone: String,
+}
+
+/// `POST /api/v1/clients/{id}/time-zone`: `{time_zone}` sets the client's
+/// own IANA zone (the client in their settings, or their care team). An
+/// unknown name is 422 naming `time_zone`; an empty one clears it.
+pub async fn set_time_zone(
+    State(state): State<AppState>,
+    Extension(a): Extension<Authorized>,
+    ApiJson(body): ApiJson<TimeZoneBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let client = client_of(&a)?;
+    let zone = match body.time_zone.trim() {
+        "" => None,
+        z => Some(
+            TimeZoneName::parse(z)
+                .map_err(|e| ApiError::unprocessable("time_zone", e.to_string()))?,
+        ),
+    };
+    state
+        .store
+        .set_client_time_zone(a.caller.user.practice_id, client, zone.as_ref())
+        .await?;
+    Ok(Json(
+        serde_json::json!({"time_zone": zone.as_ref().map(|z| z.as_str())}),
+    ))
 }
 
 async fn busy_of(
@@ -350,13 +418,20 @@ pub(crate) async fn slots_for(
     let from = q.from.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc() - Duration::days(1);
     let to = q.to.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc() + Duration::days(2);
     let busy = busy_of(state, a, q.clinician, from, to, None).await?;
+    let zone = match &q.time_zone {
+        Some(z) => z.clone(),
+        None => client_zone(state, a.caller.user.practice_id, client_of(a)?)
+            .await?
+            .as_str()
+            .to_string(),
+    };
     schedule::available_slots(&SlotQuery {
         availability: &sched.availability,
         rules: &sched.rules,
         appointment_type: t,
         busy: &busy,
         now,
-        client_time_zone: &q.time_zone,
+        client_time_zone: &zone,
         from: q.from,
         to: q.to,
     })
@@ -480,12 +555,14 @@ async fn book_series(
     rule: Recurrence,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
-    let zone = state
+    let zone = match state
         .store
         .clinician_schedule(first.practice_id, first.clinician)
         .await?
-        .map(|s| s.availability.time_zone)
-        .unwrap_or_else(|| "UTC".to_string());
+    {
+        Some(s) => s.availability.time_zone,
+        None => practice_zone_name(state, first.practice_id).await?,
+    };
     let tz = schedule::parse_time_zone(&zone).map_err(schedule_error)?;
     let wall = first.starts_at.with_timezone(&tz).naive_local();
     let intervals = schedule::occurrences(wall, &zone, first.appointment_type.minutes, rule)
@@ -676,6 +753,7 @@ pub async fn appointment_ics(
     Path((_, appointment)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let appt = appointment_of(&state, &a, &appointment).await?;
+    let zone = client_zone(&state, appt.practice_id, appt.client_id).await?;
     let note = match appt.appointment_type.format {
         Format::Phone if !state.online.config.phone_instructions.trim().is_empty() => {
             state.online.config.phone_instructions.clone()
@@ -684,7 +762,7 @@ pub async fn appointment_ics(
         _ => "Sign in to Tapestry to join.".to_string(),
     };
     Ok(calendar(
-        ical::appointment_ics(&appt, state.clock.now(), &note),
+        ical::appointment_ics(&appt, state.clock.now(), &note, zone.tz()),
         Some("appointment.ics"),
     ))
 }

@@ -25,7 +25,9 @@ use tapestry_domain::schedule::group::{
     self, Attendance, GroupError, GroupId, GroupKind, GroupNote, GroupProgramme, GroupSession,
     Membership, NewGroup,
 };
-use tapestry_domain::schedule::{AppointmentId, AppointmentStatus, Format};
+use tapestry_domain::schedule::{
+    AppointmentId, AppointmentKind, AppointmentStatus, AppointmentType, Format, Recurrence,
+};
 use tapestry_domain::user::Role;
 use tapestry_store::AttendanceRecord;
 use uuid::Uuid;
@@ -562,10 +564,18 @@ pub struct ScheduleBody {
     #[serde(deserialize_with = "crate::sessions::flexible_u32")]
     pub minutes: u32,
     pub format: Format,
+    /// A weekly or fortnightly series, as for one-to-one appointments:
+    /// `{"every":"weekly","until":{"count":8}}`.
+    #[serde(default)]
+    pub recurrence: Option<Recurrence>,
 }
 
 /// `POST /api/v1/groups/{group}/sessions`: a group appointment on the
-/// facilitators' calendars (409 when either is busy then).
+/// facilitators' calendars (409 when either is busy then). With
+/// `recurrence`, a series at the same wall-clock time in the facilitator's
+/// zone: every occurrence is booked on its own (never over another
+/// appointment or group session of either facilitator); the answer (201)
+/// lists which were booked and which conflicted.
 pub async fn schedule_session(
     State(state): State<AppState>,
     Extension(a): Extension<Authorized>,
@@ -576,21 +586,56 @@ pub async fn schedule_session(
     if !runs(&a, &g) {
         return Err(ApiError::forbidden());
     }
-    let s = GroupSession::schedule(
+    let now = state.clock.now();
+    let Some(rule) = body.recurrence else {
+        let s = GroupSession::schedule(&g, body.starts_at, body.minutes, body.format, now)
+            .map_err(group_error)?;
+        state.store.book_group_session(&s).await?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(Created {
+                id: s.id.as_uuid(),
+                next: format!("/groups/{}", g.id),
+            }),
+        )
+            .into_response());
+    };
+    let zone = state
+        .store
+        .clinician_schedule(g.practice_id, g.facilitator)
+        .await?
+        .map(|s| s.availability.time_zone);
+    let zone = match zone {
+        Some(z) => z,
+        None => crate::sessions::booking::practice_zone_name(&state, g.practice_id).await?,
+    };
+    let sessions = GroupSession::series(
         &g,
         body.starts_at,
         body.minutes,
         body.format,
-        state.clock.now(),
+        rule,
+        &zone,
+        now,
     )
     .map_err(group_error)?;
-    state.store.book_group_session(&s).await?;
+    let mut report = Vec::with_capacity(sessions.len());
+    for s in &sessions {
+        report.push(match state.store.book_group_session(s).await {
+            Ok(()) => serde_json::json!({"booked": s.id}),
+            Err(tapestry_store::StoreError::Conflict(_)) => {
+                serde_json::json!({"conflict": s.starts_at})
+            }
+            Err(e) => return Err(e.into()),
+        });
+    }
     Ok((
         StatusCode::CREATED,
-        Json(Created {
-            id: s.id.as_uuid(),
-            next: format!("/groups/{}", g.id),
-        }),
+        Json(serde_json::json!({
+            "series": sessions.first().and_then(|s| s.series_id),
+            "occurrences": report,
+            "next": format!("/groups/{}", g.id),
+        })),
     )
         .into_response())
 }
@@ -915,11 +960,12 @@ pub async fn group_page(
         .map(|s| SessionRow {
             id: s.session.id.to_string(),
             when: when(s.session.starts_at),
-            summary: format!(
-                "Group · {} min · {}",
-                s.session.minutes,
-                s.session.format.label()
-            ),
+            summary: AppointmentType {
+                kind: AppointmentKind::Group,
+                minutes: s.session.minutes,
+                format: s.session.format,
+            }
+            .summary(),
             booked: s.session.status == AppointmentStatus::Booked,
             upcoming: s.session.starts_at > now,
             online: s.session.format != Format::InPerson

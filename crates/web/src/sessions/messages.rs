@@ -19,10 +19,10 @@ use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 use tapestry_domain::care::CareRole;
 use tapestry_domain::episode::EpisodeStatus;
-use tapestry_domain::ids::{ClientId, TaskId, UserId};
+use tapestry_domain::ids::{ClientId, PracticeId, TaskId, UserId};
 use tapestry_domain::ingest::{task_due_at, ClinicianTask, TaskKind};
 use tapestry_domain::risk::{RiskColour, TaskDue};
-use tapestry_domain::urgent_language::{PhraseList, UrgentMatch};
+use tapestry_domain::urgent_language::{self, PhraseList, UrgentMatch};
 use tapestry_domain::user::Role;
 use tapestry_store::security::Alert;
 use tapestry_store::{Attachment, SecureMessage};
@@ -154,10 +154,37 @@ fn phrases() -> Option<&'static PhraseList> {
     .as_ref()
 }
 
-/// Urgent phrases in a client's message (empty when the list is missing,
-/// which start-up validation prevents).
+/// Urgent phrases in a client's message, by the shipped list (empty when
+/// the list is missing, which start-up validation prevents).
 pub fn screen(body: &str) -> Vec<UrgentMatch> {
     phrases().map(|p| p.screen(body)).unwrap_or_default()
+}
+
+/// Urgent phrases in a client's message, by the practice's reviewed list
+/// when it has one, else the shipped (draft) list.
+pub(crate) async fn screen_for(
+    state: &AppState,
+    practice: PracticeId,
+    body: &str,
+) -> Result<Vec<UrgentMatch>, ApiError> {
+    let Some(shipped) = phrases() else {
+        return Ok(Vec::new());
+    };
+    let own = state.store.practice_phrase_list(practice).await?;
+    Ok(urgent_language::list_for(shipped, own.as_ref()).screen(body))
+}
+
+/// Whether the practice's clinical lead has reviewed its urgent-language
+/// list (`None`: not reviewed, the shipped draft list is in use).
+pub(crate) async fn phrase_list_review(
+    state: &AppState,
+    practice: PracticeId,
+) -> Result<Option<urgent_language::ListReview>, ApiError> {
+    Ok(state
+        .store
+        .practice_phrase_list(practice)
+        .await?
+        .and_then(|l| l.reviewed))
 }
 
 fn client_of(a: &Authorized) -> Result<ClientId, ApiError> {
@@ -286,7 +313,7 @@ pub async fn send(
     let now = state.clock.now();
     let from_client = is_client(&a);
     let found = if from_client {
-        screen(&text)
+        screen_for(&state, practice, &text).await?
     } else {
         Vec::new()
     };

@@ -21,12 +21,8 @@ use tapestry_domain::schedule::{
 };
 use tapestry_domain::user::Role;
 
-/// The zone pages show times in: the one asked for (a valid IANA name),
-/// else the practice's.
-async fn zone_for(state: &AppState, a: &Authorized, asked: Option<&str>) -> String {
-    if let Some(z) = asked.filter(|z| schedule::parse_time_zone(z).is_ok()) {
-        return z.to_string();
-    }
+/// The practice's zone (for staff without a zone of their own).
+async fn practice_zone(state: &AppState, a: &Authorized) -> String {
     match state.store.practice(a.caller.user.practice_id).await {
         Ok(Some(p)) => p.time_zone.as_str().to_string(),
         _ => "UTC".to_string(),
@@ -93,6 +89,8 @@ pub struct BookingPage {
     pub csrf: String,
     pub is_client: bool,
     pub time_zone: String,
+    /// The client's stored zone ("" when none is set).
+    pub own_zone: String,
     pub appointments: Vec<AppointmentRow>,
     /// (user id, name) of the client's clinicians.
     pub clinicians: Vec<(String, String)>,
@@ -130,7 +128,25 @@ async fn booking_page_of(
     let client = a.client_id.ok_or_else(ApiError::not_found)?;
     let practice = a.caller.user.practice_id;
     let now = state.clock.now();
-    let zone = zone_for(state, a, q.time_zone.as_deref()).await;
+    // The client's stored zone; `?time_zone=` only as an explicit override.
+    let own_zone = state
+        .store
+        .client(practice, client)
+        .await?
+        .and_then(|c| c.time_zone)
+        .map(|z| z.as_str().to_string())
+        .unwrap_or_default();
+    let zone = match q
+        .time_zone
+        .as_deref()
+        .filter(|z| schedule::parse_time_zone(z).is_ok())
+    {
+        Some(z) => z.to_string(),
+        None => booking::client_zone(state, practice, client)
+            .await?
+            .as_str()
+            .to_string(),
+    };
     let mut appointments = Vec::new();
     for x in state
         .store
@@ -196,6 +212,7 @@ async fn booking_page_of(
         csrf: csrf_of(state, a),
         is_client: a.caller.actor.role == Role::Client,
         time_zone: zone.clone(),
+        own_zone,
         appointments,
         clinicians,
         types,
@@ -231,7 +248,7 @@ async fn booking_page_of(
             format: t.format,
             from,
             to,
-            time_zone: zone.clone(),
+            time_zone: Some(zone.clone()),
         },
     )
     .await
@@ -306,7 +323,7 @@ async fn schedule_page_of(
     let zone = match (q.time_zone, own) {
         (Some(z), _) if schedule::parse_time_zone(&z).is_ok() => z,
         (_, Some(s)) => s.availability.time_zone,
-        _ => zone_for(state, a, None).await,
+        _ => practice_zone(state, a).await,
     };
     let mut rows = Vec::new();
     for x in state
@@ -391,7 +408,14 @@ async fn thread_page_of(state: &AppState, a: &Authorized) -> Result<ThreadPage, 
     let practice = a.caller.user.practice_id;
     let is_client = a.caller.actor.role == Role::Client;
     let thread = crate::sessions::messages::open_thread(state, a).await?;
-    let zone = zone_for(state, a, None).await;
+    let zone = if is_client {
+        booking::client_zone(state, practice, client)
+            .await?
+            .as_str()
+            .to_string()
+    } else {
+        practice_zone(state, a).await
+    };
     let mut messages = Vec::new();
     for m in thread.messages {
         messages.push(MessageRow {
@@ -435,6 +459,9 @@ pub struct ThreadsPage {
     /// The header menu of the signed-in person.
     pub nav: crate::portal::Nav,
     pub rows: Vec<ThreadRow>,
+    /// "reviewed by X on date", or `None` while the practice's
+    /// urgent-language list is unreviewed (the shipped draft list screens).
+    pub phrase_list_review: Option<String>,
 }
 
 /// `GET /messages`: the threads of the clinician's clients (those whose
@@ -448,7 +475,7 @@ pub async fn threads_page(
 
 async fn threads_page_of(state: &AppState, a: &Authorized) -> Result<ThreadsPage, ApiError> {
     let practice = a.caller.user.practice_id;
-    let zone = zone_for(state, a, None).await;
+    let zone = practice_zone(state, a).await;
     let mut rows = Vec::new();
     let mut seen: Vec<ClientId> = Vec::new();
     for rel in state
@@ -484,8 +511,12 @@ async fn threads_page_of(state: &AppState, a: &Authorized) -> Result<ThreadsPage
                 .unwrap_or_else(|| "no messages".into()),
         });
     }
+    let phrase_list_review = crate::sessions::messages::phrase_list_review(state, practice)
+        .await?
+        .map(|r| format!("reviewed by {} on {}", r.by_name, r.on));
     Ok(ThreadsPage {
         nav: crate::portal::nav(state, &a.caller).await,
         rows,
+        phrase_list_review,
     })
 }

@@ -45,11 +45,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use tapestry_domain::ids::{PracticeId, UserId};
-use tapestry_domain::schedule::group::{GroupSession, VIDEO_MESH_LIMIT};
+use tapestry_domain::schedule::group::{member_alias, GroupId, GroupSession, VIDEO_MESH_LIMIT};
 use tapestry_domain::schedule::{self, Appointment, AppointmentId, AppointmentStatus, Format};
 use tapestry_domain::user::Role;
 use tapestry_store::audit_chain::{NewAuditEvent, Outcome};
-use tapestry_store::ChatLine;
+use tapestry_store::{ChatLine, GroupChatLine};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -701,6 +701,9 @@ async fn run_peer(state: AppState, claims: JoinClaims, appt: RoomOf, socket: Web
         let _ = sink.close().await;
         return;
     }
+    // In a group room lines and typing carry a name: a facilitator's
+    // display name, a member's first name only.
+    let name = room_name(&state, &claims, &appt).await;
     let writer = tokio::spawn(async move {
         while let Some(text) = rx.recv().await {
             if sink.send(Message::Text(text.into())).await.is_err() {
@@ -774,13 +777,13 @@ async fn run_peer(state: AppState, claims: JoinClaims, appt: RoomOf, socket: Web
                     {
                         room.send_admitted(
                             Some(conn),
-                            &serde_json::json!({"type": "typing", "from": claims.role, "id": conn}),
+                            &serde_json::json!({"type": "typing", "from": claims.role, "id": conn, "name": name}),
                         );
                     }
                 });
             }
             Incoming::Chat { text } => {
-                chat_line(&state, &claims, &appt, conn, text).await;
+                chat_line(&state, &claims, &appt, conn, name.as_deref(), text).await;
             }
         }
     }
@@ -788,7 +791,32 @@ async fn run_peer(state: AppState, claims: JoinClaims, appt: RoomOf, socket: Web
     writer.abort();
 }
 
-async fn chat_line(state: &AppState, c: &JoinClaims, room: &RoomOf, conn: u64, text: String) {
+/// The name a participant shows in a group room's chat (`None` in a
+/// one-to-one room, where the role says who is who).
+async fn room_name(state: &AppState, c: &JoinClaims, room: &RoomOf) -> Option<String> {
+    let RoomOf::Group(_) = room else {
+        return None;
+    };
+    let user = state
+        .store
+        .user(room.practice(), c.user)
+        .await
+        .ok()
+        .flatten()?;
+    Some(match c.role {
+        RoomRole::Host => user.display_name,
+        RoomRole::Guest => member_alias(&user.display_name),
+    })
+}
+
+async fn chat_line(
+    state: &AppState,
+    c: &JoinClaims,
+    room: &RoomOf,
+    conn: u64,
+    name: Option<&str>,
+    text: String,
+) {
     let rooms = &state.online.rooms;
     let admitted = rooms
         .with(c.appointment, |room| {
@@ -798,10 +826,7 @@ async fn chat_line(state: &AppState, c: &JoinClaims, room: &RoomOf, conn: u64, t
         })
         .unwrap_or(false);
     let text = text.trim().to_string();
-    let refusal = if matches!(room, RoomOf::Group(_)) {
-        // A group transcript would mix members' words into one record.
-        Some("Chat is not available in group rooms.")
-    } else if !admitted {
+    let refusal = if !admitted {
         Some("You are in the waiting room.")
     } else if text.is_empty() {
         Some("The message is empty.")
@@ -827,9 +852,26 @@ async fn chat_line(state: &AppState, c: &JoinClaims, room: &RoomOf, conn: u64, t
         body: text,
         sent_at: state.clock.now(),
     };
-    // Stored (sealed) and audited before anyone sees it.
-    let stored = state.store.append_chat_line(&line).await.is_ok()
-        && audit_room(state, room, c.user, "live_chat_line").await;
+    // Stored (sealed) and audited before anyone sees it: a one-to-one line
+    // in the client's record, a group line in the group's record.
+    let saved = match room {
+        RoomOf::Appointment(_) => state.store.append_chat_line(&line).await,
+        RoomOf::Group(g) => {
+            state
+                .store
+                .append_group_chat_line(&GroupChatLine {
+                    id: line.id,
+                    practice_id: g.practice_id,
+                    group_id: g.group_id,
+                    session_id: g.id,
+                    sender: line.sender,
+                    body: line.body.clone(),
+                    sent_at: line.sent_at,
+                })
+                .await
+        }
+    };
+    let stored = saved.is_ok() && audit_room(state, room, c.user, "live_chat_line").await;
     rooms.with(c.appointment, |room| {
         if stored {
             room.send_admitted(
@@ -838,6 +880,7 @@ async fn chat_line(state: &AppState, c: &JoinClaims, room: &RoomOf, conn: u64, t
                     "type": "chat",
                     "id": line.id,
                     "from": c.role,
+                    "name": name,
                     "text": line.body,
                     "at": line.sent_at,
                 }),
@@ -888,6 +931,76 @@ pub async fn chat_transcript(
     ))
 }
 
+/// `GET /api/v1/groups/{group}/chat`: the group's live-chat transcript
+/// across its sessions, opened from its sealed form, for the group's
+/// facilitators only (members see the chat live, never the record). Each
+/// read is audited.
+pub async fn group_chat_transcript(
+    State(state): State<AppState>,
+    Extension(a): Extension<Authorized>,
+    Path(group): Path<String>,
+) -> Result<Json<Vec<GroupChatLineView>>, ApiError> {
+    let practice = a.caller.user.practice_id;
+    let id = group
+        .parse::<Uuid>()
+        .map(GroupId::from_uuid)
+        .map_err(|_| ApiError::not_found())?;
+    let g = state
+        .store
+        .group(practice, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if !g.is_facilitator(a.caller.user.id) {
+        return Err(ApiError::forbidden());
+    }
+    let lines = state.store.group_chat_transcript(practice, g.id).await?;
+    let event = NewAuditEvent {
+        actor: Some(a.caller.user.id),
+        practice_id: Some(practice),
+        object_type: "group".into(),
+        object_id: Some(g.id.as_uuid()),
+        action: "group_chat_transcript_read".into(),
+        outcome: Outcome::Allowed,
+        at: state.clock.now(),
+        request_id: String::new(),
+    };
+    state.store.append_audit(event).await?;
+    let mut names: HashMap<UserId, String> = HashMap::new();
+    let mut out = Vec::with_capacity(lines.len());
+    for l in lines {
+        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(l.sender) {
+            slot.insert(match state.store.user(practice, l.sender).await? {
+                Some(u) if g.is_facilitator(u.id) => u.display_name,
+                Some(u) => member_alias(&u.display_name),
+                None => "—".to_string(),
+            });
+        }
+        out.push(GroupChatLineView {
+            id: l.id,
+            session_id: l.session_id,
+            from: if g.is_facilitator(l.sender) {
+                RoomRole::Host
+            } else {
+                RoomRole::Guest
+            },
+            name: names.get(&l.sender).cloned().unwrap_or_default(),
+            text: l.body,
+            at: l.sent_at,
+        });
+    }
+    Ok(Json(out))
+}
+
+#[derive(Serialize)]
+pub struct GroupChatLineView {
+    pub id: Uuid,
+    pub session_id: AppointmentId,
+    pub from: RoomRole,
+    pub name: String,
+    pub text: String,
+    pub at: DateTime<Utc>,
+}
+
 #[derive(askama::Template)]
 #[template(path = "sessions_room.html")]
 pub struct RoomPage {
@@ -896,7 +1009,7 @@ pub struct RoomPage {
     /// Where the page asks for its join token.
     pub join_url: String,
     pub csrf: String,
-    /// A group room (tiles for up to six participants, no chat).
+    /// A group room (tiles for up to six participants, chat by name).
     pub group: bool,
     pub host: bool,
     pub summary: String,

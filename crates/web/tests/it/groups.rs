@@ -530,16 +530,73 @@ async fn a_group_room_admits_members_as_a_mesh_and_refuses_outsiders_and_the_sev
     .await;
     let got = next_of(&mut b, "signal").await;
     assert_eq!((got["from"].as_u64(), &got["data"]), (Some(a_id), &offer));
-    // No group chat transcript: chat is refused in group rooms.
+    // Group chat: typing and lines reach the admitted participants with the
+    // sender's first name only; the line is sealed into the group's record.
+    send(&mut b, serde_json::json!({"type":"typing"})).await;
+    let typing = next_of(&mut a, "typing").await;
+    let b_full = f.user("client_b").display_name.clone();
+    let b_first = b_full.split_whitespace().next().unwrap().to_string();
+    assert_eq!(typing["name"], b_first.as_str());
+    let canary = "CANARY-91c2 hello all";
+    send(&mut a, serde_json::json!({"type":"chat","text":canary})).await;
+    for ws in [&mut host, &mut a, &mut b] {
+        let line = next_of(ws, "chat").await;
+        assert_eq!(line["text"], canary);
+        assert_eq!(line["from"], "guest");
+    }
+    // Empty and huge lines are refused and not stored.
+    send(&mut a, serde_json::json!({"type":"chat","text":"  "})).await;
+    next_of(&mut a, "error").await;
     send(
         &mut a,
-        serde_json::json!({"type":"chat","text":"hello all"}),
+        serde_json::json!({"type":"chat","text":"x".repeat(4001)}),
     )
     .await;
-    assert!(next_of(&mut a, "error").await["message"]
-        .as_str()
-        .unwrap()
-        .contains("not available in group rooms"));
+    next_of(&mut a, "error").await;
+    send(
+        &mut host,
+        serde_json::json!({"type":"chat","text":"Welcome, everyone"}),
+    )
+    .await;
+    next_of(&mut a, "chat").await;
+    use sqlx::Row;
+    let rows = sqlx::query("SELECT body FROM group_chat_lines")
+        .fetch_all(f.sqlite().pool())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        let raw: String = r.get("body");
+        assert!(raw.starts_with("s1.") && !raw.contains("CANARY"), "{raw}");
+    }
+    // The transcript: the facilitator reads it (audited); members see the
+    // chat live only; other staff and practices do not see it.
+    let path = format!("/api/v1/groups/{g}/chat");
+    let t = call(&f.state, "GET", &path, f.login("treating"), None).await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    let lines: serde_json::Value = json(&t.body);
+    assert_eq!(lines.as_array().unwrap().len(), 2);
+    assert_eq!(lines[0]["text"], canary);
+    assert_eq!(lines[1]["from"], "host");
+    assert!(!t.body.contains(&b_full) && !t.body.contains("Client Alpha"));
+    for (who, status) in [
+        ("client_a", 403),
+        ("client_b", 403),
+        ("non_treating", 403),
+        ("practice_admin", 403),
+        ("other_practice", 404),
+    ] {
+        let r = call(&f.state, "GET", &path, f.login(who), None).await;
+        assert_eq!(r.status, status, "{who}: {}", r.body);
+        assert!(!r.body.contains("CANARY"), "{who}");
+    }
+    let audited = sqlx::query(
+        "SELECT COUNT(*) AS n FROM audit_events WHERE action = 'group_chat_transcript_read'",
+    )
+    .fetch_one(f.sqlite().pool())
+    .await
+    .unwrap();
+    assert_eq!(audited.get::<i64, _>("n"), 1);
 
     // Fill the room to six (host + five members); the seventh is refused,
     // at the socket (a token issued earlier) and at the token.
@@ -571,4 +628,108 @@ async fn a_group_room_admits_members_as_a_mesh_and_refuses_outsiders_and_the_sev
     assert_eq!(left["id"].as_u64(), Some(b_id));
     let mut seventh = connect(addr, &seventh_token).await.unwrap();
     next_of(&mut seventh, "hello").await;
+}
+
+/// A weekly group series keeps its London wall-clock time across the EU
+/// spring-forward (29 March 2026), skips (and reports) the week the
+/// facilitator already has an appointment, and never books over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weekly_group_series_keeps_local_time_and_never_double_books_the_facilitator() {
+    use chrono::TimeZone;
+    let f = fixture().await;
+    let g = create_group(&f, 6, false).await;
+    let busy_at = chrono::Utc
+        .with_ymd_and_hms(2026, 3, 17, 18, 30, 0)
+        .unwrap();
+    let t = tapestry_domain::schedule::AppointmentType::new(
+        tapestry_domain::schedule::AppointmentKind::Session,
+        50,
+        tapestry_domain::schedule::Format::Video,
+    )
+    .unwrap();
+    let busy = tapestry_domain::schedule::Appointment::book(
+        f.practice.id,
+        f.user("non_treating").id,
+        f.client_b.id,
+        t,
+        busy_at,
+        t0(),
+    )
+    .unwrap();
+    f.store.book_appointment(&busy).await.unwrap();
+    let path = format!("/api/v1/groups/{g}/sessions");
+    // Malformed rules name their field and book nothing.
+    for (bad, field) in [
+        (r#"{"every":"weekly","until":{"count":0}}"#, "count"),
+        (r#"{"every":"weekly","until":{"count":53}}"#, "count"),
+        (r#"{"every":"daily","until":{"count":3}}"#, "daily"),
+    ] {
+        let body = format!(
+            r#"{{"starts_at":"2026-03-03T18:00:00Z","minutes":"90","format":"video","recurrence":{bad}}}"#
+        );
+        let r = call(
+            &f.state,
+            "POST",
+            &path,
+            f.login("non_treating"),
+            Some(&body),
+        )
+        .await;
+        assert_eq!(r.status, 422, "{bad}: {}", r.body);
+        assert!(r.body.contains(field), "{bad}: {}", r.body);
+    }
+    let body = r#"{"starts_at":"2026-03-03T18:00:00Z","minutes":"90","format":"video","recurrence":{"every":"weekly","until":{"count":6}}}"#;
+    let r = call(&f.state, "POST", &path, f.login("non_treating"), Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let v = json(&r.body);
+    let occ = v["occurrences"].as_array().unwrap();
+    assert_eq!(occ.len(), 6);
+    assert_eq!(occ[2]["conflict"], "2026-03-17T18:00:00Z");
+    assert_eq!(occ.iter().filter(|o| o.get("booked").is_some()).count(), 5);
+    let stored = f
+        .store
+        .group_sessions_for_clinician(
+            f.practice.id,
+            f.user("non_treating").id,
+            t0(),
+            t0() + Duration::days(60),
+        )
+        .await
+        .unwrap();
+    let starts: Vec<String> = stored.iter().map(|s| s.starts_at.to_rfc3339()).collect();
+    // 18:00 London: GMT (UTC) before 29 March, BST (UTC+1) after.
+    assert_eq!(
+        starts,
+        vec![
+            "2026-03-03T18:00:00+00:00",
+            "2026-03-10T18:00:00+00:00",
+            "2026-03-24T18:00:00+00:00",
+            "2026-03-31T17:00:00+00:00",
+            "2026-04-07T17:00:00+00:00",
+        ]
+    );
+    let series = stored[0].series_id.unwrap();
+    assert!(stored.iter().all(|s| s.series_id == Some(series)));
+    // Fortnightly from the same start: every slot is now taken (409s are
+    // reported per occurrence), so nothing new is stored.
+    let body = r#"{"starts_at":"2026-03-03T18:00:00Z","minutes":"90","format":"video","recurrence":{"every":"fortnightly","until":{"count":2}}}"#;
+    let r = call(&f.state, "POST", &path, f.login("non_treating"), Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let v = json(&r.body);
+    assert!(v["occurrences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|o| o.get("conflict").is_some()));
+    let again = f
+        .store
+        .group_sessions_for_clinician(
+            f.practice.id,
+            f.user("non_treating").id,
+            t0(),
+            t0() + Duration::days(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 5);
 }
