@@ -18,7 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use tapestry_domain::ids::{ClientId, PracticeId, UserId};
 use tapestry_domain::schedule::group::{
@@ -557,10 +557,38 @@ pub async fn leave_self(
         .into_response())
 }
 
+/// When a group session starts: an instant (`2026-06-01T17:00:00Z`), or a
+/// wall time without offset (`2026-06-01T18:00`, what a page's
+/// `datetime-local` field sends), read in the facilitator's zone.
+#[derive(Debug, Clone, Copy)]
+pub enum GroupStart {
+    Instant(DateTime<Utc>),
+    Wall(NaiveDateTime),
+}
+
+impl<'de> Deserialize<'de> for GroupStart {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let text = text.trim();
+        if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+            return Ok(Self::Instant(t.with_timezone(&Utc)));
+        }
+        ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+            .map(Self::Wall)
+            .ok_or_else(|| {
+                serde::de::Error::custom(
+                    "neither an instant such as 2026-06-01T17:00:00Z nor a local time such as 2026-06-01T18:00",
+                )
+            })
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleBody {
-    pub starts_at: DateTime<Utc>,
+    pub starts_at: GroupStart,
     #[serde(deserialize_with = "crate::sessions::flexible_u32")]
     pub minutes: u32,
     pub format: Format,
@@ -568,6 +596,19 @@ pub struct ScheduleBody {
     /// `{"every":"weekly","until":{"count":8}}`.
     #[serde(default)]
     pub recurrence: Option<Recurrence>,
+}
+
+/// The zone a group's wall times are read in: the facilitator's working
+/// hours' zone, else the practice's.
+async fn facilitator_zone(state: &AppState, g: &GroupProgramme) -> Result<String, ApiError> {
+    match state
+        .store
+        .clinician_schedule(g.practice_id, g.facilitator)
+        .await?
+    {
+        Some(s) => Ok(s.availability.time_zone),
+        None => crate::sessions::booking::practice_zone_name(state, g.practice_id).await,
+    }
 }
 
 /// `POST /api/v1/groups/{group}/sessions`: a group appointment on the
@@ -587,8 +628,17 @@ pub async fn schedule_session(
         return Err(ApiError::forbidden());
     }
     let now = state.clock.now();
+    let zone = facilitator_zone(&state, &g).await?;
+    let starts_at = match body.starts_at {
+        GroupStart::Instant(t) => t,
+        GroupStart::Wall(w) => {
+            let tz = tapestry_domain::schedule::parse_time_zone(&zone)
+                .map_err(crate::sessions::booking::schedule_error)?;
+            tapestry_domain::schedule::resolve_local(tz, w, tapestry_domain::schedule::Edge::Start)
+        }
+    };
     let Some(rule) = body.recurrence else {
-        let s = GroupSession::schedule(&g, body.starts_at, body.minutes, body.format, now)
+        let s = GroupSession::schedule(&g, starts_at, body.minutes, body.format, now)
             .map_err(group_error)?;
         state.store.book_group_session(&s).await?;
         return Ok((
@@ -600,25 +650,8 @@ pub async fn schedule_session(
         )
             .into_response());
     };
-    let zone = state
-        .store
-        .clinician_schedule(g.practice_id, g.facilitator)
-        .await?
-        .map(|s| s.availability.time_zone);
-    let zone = match zone {
-        Some(z) => z,
-        None => crate::sessions::booking::practice_zone_name(&state, g.practice_id).await?,
-    };
-    let sessions = GroupSession::series(
-        &g,
-        body.starts_at,
-        body.minutes,
-        body.format,
-        rule,
-        &zone,
-        now,
-    )
-    .map_err(group_error)?;
+    let sessions = GroupSession::series(&g, starts_at, body.minutes, body.format, rule, &zone, now)
+        .map_err(group_error)?;
     let mut report = Vec::with_capacity(sessions.len());
     for s in &sessions {
         report.push(match state.store.book_group_session(s).await {
@@ -859,9 +892,6 @@ fn csrf_of(state: &AppState, a: &Authorized) -> String {
 
 /// Times on the pages: UTC, minute precision (the member's own zone is
 /// applied by the booking pages once the client record carries it).
-fn when(t: DateTime<Utc>) -> String {
-    t.format("%a %e %b %Y, %H:%M UTC").to_string()
-}
 
 pub struct SessionRow {
     pub id: String,
@@ -899,6 +929,12 @@ pub async fn groups_page(
         Ok(m) => m,
         Err(e) => return e.to_html(),
     };
+    let zone = match crate::sessions::booking::practice_zone_name(&state, a.caller.user.practice_id)
+        .await
+    {
+        Ok(z) => z,
+        Err(e) => return e.to_html(),
+    };
     let now = state.clock.now();
     let member_sessions = mine
         .member_of
@@ -907,7 +943,7 @@ pub async fn groups_page(
             let next = g.next_session.as_ref().map(|s| {
                 (
                     s.id.to_string(),
-                    when(s.starts_at),
+                    crate::sessions::pages::local(s.starts_at, &zone),
                     s.format != Format::InPerson
                         && tapestry_domain::schedule::may_join(s.starts_at, s.ends_at, now),
                 )
@@ -933,6 +969,11 @@ pub struct GroupPage {
     pub group: GroupDetail,
     pub facilitator: bool,
     pub current: Vec<(String, String)>,
+    /// (client id, name) of the caller's own clients who are not members:
+    /// the choices for "Add a member".
+    pub candidates: Vec<(String, String)>,
+    /// The facilitator's zone: times are shown, and typed, in it.
+    pub zone: String,
     pub sessions: Vec<SessionRow>,
 }
 
@@ -948,6 +989,13 @@ pub async fn group_page(
         Err(e) => return e.to_html(),
     };
     let now = state.clock.now();
+    let zone = match group_in_path(&state, &a, &group).await {
+        Ok(g) => match facilitator_zone(&state, &g).await {
+            Ok(z) => z,
+            Err(e) => return e.to_html(),
+        },
+        Err(e) => return e.to_html(),
+    };
     let current: Vec<(String, String)> = detail
         .roster
         .iter()
@@ -959,7 +1007,7 @@ pub async fn group_page(
         .iter()
         .map(|s| SessionRow {
             id: s.session.id.to_string(),
-            when: when(s.session.starts_at),
+            when: crate::sessions::pages::local(s.session.starts_at, &zone),
             summary: AppointmentType {
                 kind: AppointmentKind::Group,
                 minutes: s.session.minutes,
@@ -986,11 +1034,30 @@ pub async fn group_page(
         .collect();
     let facilitator =
         detail.facilitator == a.caller.user.id || detail.co_facilitator == Some(a.caller.user.id);
+    let practice = a.caller.user.practice_id;
+    let mut candidates = Vec::new();
+    let care = state
+        .store
+        .care_for_clinician(practice, a.caller.user.id)
+        .await
+        .unwrap_or_default();
+    for rel in care.into_iter().filter(|r| r.ended_at.is_none()) {
+        let id = rel.client_id.to_string();
+        if current.iter().any(|(c, _)| *c == id) || candidates.iter().any(|(c, _)| *c == id) {
+            continue;
+        }
+        if let Ok(Some(c)) = state.store.client(practice, rel.client_id).await {
+            candidates.push((id, c.display_name));
+        }
+    }
+    candidates.sort_by(|x, y| x.1.cmp(&y.1));
     crate::pages::render(&GroupPage {
         nav: crate::portal::nav(&state, &a.caller).await,
         csrf: csrf_of(&state, &a),
         group: detail,
         facilitator,
+        candidates,
+        zone,
         current,
         sessions,
     })

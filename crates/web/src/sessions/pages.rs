@@ -17,7 +17,7 @@ use serde::Deserialize;
 use tapestry_domain::access::{authorize, Action, Resource};
 use tapestry_domain::ids::{ClientId, UserId};
 use tapestry_domain::schedule::{
-    self, AppointmentKind, AppointmentStatus, AppointmentType, Format,
+    self, Appointment, AppointmentKind, AppointmentStatus, AppointmentType, Format,
 };
 use tapestry_domain::user::Role;
 
@@ -63,6 +63,32 @@ pub struct AppointmentRow {
     pub upcoming: bool,
     pub online: bool,
     pub client_id: String,
+    /// The clinician and `kind:minutes:format` of the appointment, so that
+    /// "Choose a new time" lists that clinician's free times of that kind.
+    pub clinician_id: String,
+    pub type_value: String,
+}
+
+impl AppointmentRow {
+    /// The row of one appointment, its time in `zone`, with `with` (the
+    /// other party's name) beside it.
+    fn of(x: &Appointment, zone: &str, with: String, now: DateTime<Utc>) -> Self {
+        let booked = x.status == AppointmentStatus::Booked;
+        Self {
+            id: x.id.to_string(),
+            when: local(x.starts_at, zone),
+            summary: x.appointment_type.summary(),
+            with,
+            status: x.status.as_str(),
+            upcoming: booked && x.starts_at > now,
+            online: booked
+                && x.appointment_type.format != Format::InPerson
+                && schedule::may_join(x.starts_at, x.ends_at, now),
+            client_id: x.client_id.to_string(),
+            clinician_id: x.clinician.to_string(),
+            type_value: type_value(&x.appointment_type),
+        }
+    }
 }
 
 /// One bookable slot: its hidden form values and its label.
@@ -78,6 +104,9 @@ pub struct BookingQuery {
     pub appointment_type: Option<String>,
     pub from: Option<NaiveDate>,
     pub time_zone: Option<String>,
+    /// An upcoming appointment being moved: the free times then post to
+    /// its reschedule route instead of booking a new one.
+    pub reschedule: Option<String>,
 }
 
 #[derive(askama::Template)]
@@ -106,6 +135,8 @@ pub struct BookingPage {
     pub kind: String,
     pub minutes: u32,
     pub format: String,
+    /// (appointment id, when) of the appointment being moved, if any.
+    pub rescheduling: Option<(String, String)>,
 }
 
 fn parse_type(v: &str) -> Option<AppointmentType> {
@@ -153,18 +184,8 @@ async fn booking_page_of(
         .appointments_for_client(practice, client)
         .await?
     {
-        appointments.push(AppointmentRow {
-            id: x.id.to_string(),
-            when: local(x.starts_at, &zone),
-            summary: x.appointment_type.summary(),
-            with: name_of(state, a, x.clinician).await,
-            status: x.status.as_str(),
-            upcoming: x.status == AppointmentStatus::Booked && x.starts_at > now,
-            online: x.status == AppointmentStatus::Booked
-                && x.appointment_type.format != Format::InPerson
-                && schedule::may_join(x.starts_at, x.ends_at, now),
-            client_id: client.to_string(),
-        });
+        let with = name_of(state, a, x.clinician).await;
+        appointments.push(AppointmentRow::of(&x, &zone, with, now));
     }
     let mut clinicians = Vec::new();
     let mut care = state.store.care_for_client(practice, client).await?;
@@ -195,15 +216,30 @@ async fn booking_page_of(
         .filter(|t| t.kind != AppointmentKind::Group)
         .map(|t| (type_value(t), t.summary()))
         .collect();
+    let rescheduling = q.reschedule.as_deref().and_then(|id| {
+        appointments
+            .iter()
+            .find(|x| x.upcoming && x.id == id)
+            .map(|x| {
+                (
+                    x.id.clone(),
+                    x.when.clone(),
+                    x.clinician_id.clone(),
+                    x.type_value.clone(),
+                )
+            })
+    });
     let from = q.from.unwrap_or_else(|| now.date_naive());
     let chosen_clinician = q
         .clinician
         .map(|c| c.to_string())
+        .or_else(|| rescheduling.as_ref().map(|r| r.2.clone()))
         .or_else(|| clinicians.first().map(|(id, _)| id.clone()))
         .unwrap_or_default();
     let chosen_type = q
         .appointment_type
         .clone()
+        .or_else(|| rescheduling.as_ref().map(|r| r.3.clone()))
         .or_else(|| types.first().map(|(v, _)| v.clone()))
         .unwrap_or_default();
     let mut page = BookingPage {
@@ -225,6 +261,7 @@ async fn booking_page_of(
         kind: String::new(),
         minutes: 0,
         format: String::new(),
+        rescheduling: rescheduling.map(|(id, when, _, _)| (id, when)),
     };
     let (Ok(clinician), Some(t)) = (
         chosen_clinician.parse::<uuid::Uuid>(),
@@ -335,18 +372,7 @@ async fn schedule_page_of(
             Some(c) => c.display_name,
             None => "—".into(),
         };
-        rows.push(AppointmentRow {
-            id: x.id.to_string(),
-            when: local(x.starts_at, &zone),
-            summary: x.appointment_type.summary(),
-            with,
-            status: x.status.as_str(),
-            upcoming: x.status == AppointmentStatus::Booked && x.starts_at > now,
-            online: x.status == AppointmentStatus::Booked
-                && x.appointment_type.format != Format::InPerson
-                && schedule::may_join(x.starts_at, x.ends_at, now),
-            client_id: x.client_id.to_string(),
-        });
+        rows.push(AppointmentRow::of(&x, &zone, with, now));
     }
     let groups = state
         .store

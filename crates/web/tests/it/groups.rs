@@ -662,7 +662,10 @@ async fn a_weekly_group_series_keeps_local_time_and_never_double_books_the_facil
     for (bad, field) in [
         (r#"{"every":"weekly","until":{"count":0}}"#, "count"),
         (r#"{"every":"weekly","until":{"count":53}}"#, "count"),
-        (r#"{"every":"daily","until":{"count":3}}"#, "daily"),
+        (
+            r#"{"every":"daily","until":{"count":3}}"#,
+            "recurrence.every",
+        ),
     ] {
         let body = format!(
             r#"{{"starts_at":"2026-03-03T18:00:00Z","minutes":"90","format":"video","recurrence":{bad}}}"#
@@ -732,4 +735,133 @@ async fn a_weekly_group_series_keeps_local_time_and_never_double_books_the_facil
         .await
         .unwrap();
     assert_eq!(again.len(), 5);
+}
+
+/// The group page's session form sends a wall time (`datetime-local`): it
+/// is read in the facilitator's zone (London, BST in April); a time that is
+/// neither an instant nor a wall time is refused naming `starts_at`. The
+/// page shows times in that zone and offers the facilitator's own clients
+/// by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_page_schedules_in_the_facilitators_zone_and_offers_their_clients() {
+    let f = fixture().await;
+    let g = create_group(&f, 6, false).await;
+    let path = format!("/api/v1/groups/{g}/sessions");
+    let before = f.fingerprint().await;
+    for bad in ["next Tuesday", "2026-04-14", "2026-13-14T18:00", ""] {
+        let body = serde_json::json!({"starts_at": bad, "minutes": "90", "format": "video"});
+        let r = call(
+            &f.state,
+            "POST",
+            &path,
+            f.login("non_treating"),
+            Some(&body.to_string()),
+        )
+        .await;
+        assert_eq!(r.status, 422, "{bad}: {}", r.body);
+        assert!(r.body.contains("starts_at"), "{bad}: {}", r.body);
+    }
+    assert_eq!(before, f.fingerprint().await);
+    let body = r#"{"starts_at":"2026-04-14T18:00","minutes":"90","format":"video"}"#;
+    let r = call(&f.state, "POST", &path, f.login("non_treating"), Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let stored = f
+        .store
+        .group_sessions_for_clinician(
+            f.practice.id,
+            f.user("non_treating").id,
+            t0(),
+            t0() + Duration::days(90),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|s| s.starts_at.to_rfc3339())
+            .collect::<Vec<_>>(),
+        vec!["2026-04-14T17:00:00+00:00"]
+    );
+    let page = call(
+        &f.state,
+        "GET",
+        &format!("/groups/{g}"),
+        f.login("non_treating"),
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("Tue 14 Apr 2026, 18:00 BST"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(r#"type="datetime-local""#),
+        "{}",
+        page.body
+    );
+    // This facilitator treats nobody: the page names no client, and offers
+    // only the field for a referred client's reference.
+    assert!(
+        !page.body.contains(r#"<select id="m-client""#),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains(&f.client_a.display_name),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(r#"id="m-ref""#), "{}", page.body);
+    // A facilitator who treats client A is offered them by name, until
+    // they are a member.
+    let r = call(
+        &f.state,
+        "POST",
+        "/api/v1/groups",
+        f.login("treating"),
+        Some(r#"{"name":"Sleep skills","kind":"skills","capacity":"4","measures":"phq9","co_facilitator":""}"#),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mine = json(&r.body)["id"].as_str().unwrap().to_string();
+    let page = call(
+        &f.state,
+        "GET",
+        &format!("/groups/{mine}"),
+        f.login("treating"),
+        None,
+    )
+    .await;
+    assert!(
+        page.body.contains(&format!(
+            r#"<option value="{}">{}</option>"#,
+            f.client_a.id, f.client_a.display_name
+        )),
+        "{}",
+        page.body
+    );
+    let r = call(
+        &f.state,
+        "POST",
+        &format!("/api/v1/groups/{mine}/members"),
+        f.login("treating"),
+        Some(&format!(r#"{{"client_id":"{}"}}"#, f.client_a.id)),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let page = call(
+        &f.state,
+        "GET",
+        &format!("/groups/{mine}"),
+        f.login("treating"),
+        None,
+    )
+    .await;
+    assert!(
+        !page.body.contains(r#"<select id="m-client""#),
+        "{}",
+        page.body
+    );
 }

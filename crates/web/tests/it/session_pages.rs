@@ -149,7 +149,65 @@ async fn a_client_books_from_the_page_in_their_zone_and_the_clinician_sees_it() 
         "{}",
         page.body
     );
-    assert!(page.body.contains("Reschedule") && page.body.contains(">Cancel<"));
+    assert!(page.body.contains("Choose a new time") && page.body.contains(">Cancel<"));
+    // Moving it: "Choose a new time" lists the same clinician's free times
+    // of the same kind, each posting to the appointment's reschedule route.
+    let link = page
+        .body
+        .split(r#"href="?reschedule="#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&")
+        .replace("#book", "");
+    assert!(link.starts_with(&id), "{link}");
+    let page = call(
+        &f.state,
+        "GET",
+        &format!("/me/appointments?reschedule={link}&from=2026-03-05"),
+        f.login("client_a"),
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body
+            .contains("Move the appointment of Wed 4 Mar 2026, 04:00 EST"),
+        "{}",
+        page.body
+    );
+    let move_to = format!(
+        "/api/v1/clients/{}/appointments/{id}/reschedule",
+        f.client_a.id
+    );
+    assert!(page.body.contains(&move_to), "{}", page.body);
+    assert!(!page.body.contains(">Book "), "{}", page.body);
+    let new_start = hidden(&page.body, "starts_at");
+    assert!(new_start.starts_with("2026-03-05"), "{new_start}");
+    let r = call(
+        &f.state,
+        "POST",
+        &move_to,
+        f.login("client_a"),
+        Some(&serde_json::json!({ "starts_at": new_start }).to_string()),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // The old one is cancelled, the new one booked; asking to move the
+    // cancelled one again shows the ordinary booking form.
+    let page = call(
+        &f.state,
+        "GET",
+        &format!("/me/appointments?reschedule={id}"),
+        f.login("client_a"),
+        None,
+    )
+    .await;
+    assert!(page.body.contains("Thu 5 Mar 2026"), "{}", page.body);
+    assert!(page.body.contains("Book a time"), "{}", page.body);
+    assert!(!page.body.contains("Move the appointment"), "{}", page.body);
     // An unknown override falls back to the client's stored zone.
     let page = call(
         &f.state,
