@@ -43,7 +43,10 @@ pub const REMINDER_HOURS_BEFORE: i64 = 24;
 pub enum Ran {
     Sent,
     /// The waitlist was watched: alerts newly raised, reminders newly queued.
-    Watched { alerts: usize, reminders: usize },
+    Watched {
+        alerts: usize,
+        reminders: usize,
+    },
     /// Completed without sending, with the reason.
     Skipped(&'static str),
     /// Failed; the new state (queued for retry, or failed for good).
@@ -298,7 +301,9 @@ impl Worker {
     /// were new.
     pub async fn plan_waitlist_watch(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
-        let slot = now.timestamp().div_euclid(WAITLIST_WATCH_EVERY_MINUTES * 60);
+        let slot = now
+            .timestamp()
+            .div_euclid(WAITLIST_WATCH_EVERY_MINUTES * 60);
         let mut new = 0;
         for practice in self.store.practices().await? {
             let job = NewJob {
@@ -683,6 +688,72 @@ mod tests {
         assert!(messages
             .iter()
             .any(|m| m.contains("You have an appointment tomorrow at 10:00 (Europe/London).")));
+    }
+
+    /// The periodic waitlist watch: one job per practice and hour; a waiting
+    /// client with measures due gets ONE content-free measures-due e-mail,
+    /// and running the watch again without anything newly due queues none.
+    #[tokio::test]
+    async fn the_waitlist_watch_queues_one_content_free_measures_reminder() {
+        use tapestry_domain::episode::{Episode, EpisodeStatus};
+        let w = world().await;
+        let (port, captured) = smtp_sink().await;
+        let worker = worker(&w, smtp_to(port));
+        let p = w.practice.id;
+        let now = w.clock.now();
+        let episode = Episode::open(p, w.appointment.client_id, now);
+        w.store.insert_episode(&episode).await.unwrap();
+        w.store
+            .move_episode(
+                p,
+                episode.id,
+                EpisodeStatus::Referral,
+                EpisodeStatus::Waitlist,
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(worker.plan_waitlist_watch().await.unwrap(), 1);
+        assert_eq!(
+            worker.plan_waitlist_watch().await.unwrap(),
+            0,
+            "planned twice in the hour: one job"
+        );
+        let (job, ran) = worker.run_once().await.unwrap().unwrap();
+        assert_eq!(job.kind, WAITLIST_WATCH);
+        assert_eq!(
+            ran,
+            Ran::Watched {
+                alerts: 0,
+                reminders: 1
+            }
+        );
+        let (job, ran) = worker.run_once().await.unwrap().unwrap();
+        assert_eq!((job.kind.as_str(), ran), (EMAIL_REMINDER, Ran::Sent));
+        assert!(worker.run_once().await.unwrap().is_none());
+        // An hour later the watch runs again: nothing newly due, no reminder.
+        w.clock.advance(Duration::hours(1));
+        assert_eq!(worker.plan_waitlist_watch().await.unwrap(), 1);
+        let (_, ran) = worker.run_once().await.unwrap().unwrap();
+        assert_eq!(
+            ran,
+            Ran::Watched {
+                alerts: 0,
+                reminders: 0
+            }
+        );
+        assert!(worker.run_once().await.unwrap().is_none());
+        let messages = captured.lock().unwrap().clone();
+        assert_eq!(messages.len(), 1);
+        let lower = messages[0].to_lowercase();
+        assert!(messages[0].contains("To: person@example.org"));
+        for word in CLINICAL_DENY_LIST
+            .iter()
+            .copied()
+            .chain(["canary", "waitlist"])
+        {
+            assert!(!lower.contains(word), "{word} in {lower}");
+        }
     }
 
     /// Client in New York, clinician in London, between the two

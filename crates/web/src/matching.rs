@@ -47,7 +47,7 @@ use tapestry_domain::matching::waitlist::{self, QueueEntry, Reading, Waiting, Wa
 use tapestry_domain::risk::RiskLevel;
 use tapestry_domain::user::Role;
 use tapestry_store::{
-    ClinicianMatch, Store, MatchOffer, MatchRun, MatchSource, StoreError, StoredMatchRequest,
+    ClinicianMatch, MatchOffer, MatchRun, MatchSource, Store, StoreError, StoredMatchRequest,
     StoredMatchingProfile,
 };
 use uuid::Uuid;
@@ -1339,7 +1339,12 @@ pub async fn waitlist_queue(
     now: DateTime<Utc>,
 ) -> Result<(Vec<QueueEntry>, HashMap<ClientId, String>), StoreError> {
     let (waiting, names) = waiting_clients(store, practice).await?;
-    let queue = waitlist::review(&waiting, loaded_registry()?, &WaitlistPolicy::default(), now);
+    let queue = waitlist::review(
+        &waiting,
+        loaded_registry()?,
+        &WaitlistPolicy::default(),
+        now,
+    );
     Ok((queue, names))
 }
 
@@ -1389,8 +1394,15 @@ pub async fn watch_waitlist(
         if !recipients.contains(&current.clinician) {
             recipients.push(current.clinician);
         }
-        alerts_raised +=
-            raise_once(store, practice, &recipients, ALERT_REMATCH_SUGGESTED, client, now).await?;
+        alerts_raised += raise_once(
+            store,
+            practice,
+            &recipients,
+            ALERT_REMATCH_SUGGESTED,
+            client,
+            now,
+        )
+        .await?;
     }
     Ok(WatchReport {
         measures_due,
