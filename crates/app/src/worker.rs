@@ -7,6 +7,11 @@
 //!   current address, renders the content-free template and sends it. An
 //!   appointment reminder for an appointment that was cancelled or moved is
 //!   completed without sending.
+//! * `waitlist_watch` — one per practice each hour ([`Worker::plan_waitlist_watch`]):
+//!   runs [`tapestry_web::matching::watch_waitlist`] (the intake team's risk,
+//!   deterioration and re-match alerts, each raised once) and queues a
+//!   content-free measures-due reminder for every waiting client with a
+//!   measure or a risk re-screen due (each newly due one once).
 
 use crate::mailer::Mailer;
 use chrono::{DateTime, Duration};
@@ -22,6 +27,10 @@ use tapestry_store::{Enqueued, Job, JobState, NewJob, Store, StoreError};
 
 /// The kind of reminder jobs.
 pub const EMAIL_REMINDER: &str = "email_reminder";
+/// The kind of the periodic waitlist watch.
+pub const WAITLIST_WATCH: &str = "waitlist_watch";
+/// How often each practice's waitlist is watched.
+pub const WAITLIST_WATCH_EVERY_MINUTES: i64 = 60;
 /// How long a claim lasts before another worker may take the job over.
 pub const LEASE_MINUTES: i64 = 5;
 /// Attempts before a job fails for good.
@@ -33,6 +42,11 @@ pub const REMINDER_HOURS_BEFORE: i64 = 24;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ran {
     Sent,
+    /// The waitlist was watched: alerts newly raised, reminders newly queued.
+    Watched {
+        alerts: usize,
+        reminders: usize,
+    },
     /// Completed without sending, with the reason.
     Skipped(&'static str),
     /// Failed; the new state (queued for retry, or failed for good).
@@ -113,6 +127,7 @@ impl Worker {
         };
         let outcome = match job.kind.as_str() {
             EMAIL_REMINDER => self.email_reminder(&job).await,
+            WAITLIST_WATCH => self.waitlist_watch(&job).await,
             _ => Err(format!(
                 "kind: '{}' is not a job this worker knows",
                 job.kind
@@ -240,6 +255,72 @@ impl Worker {
         Ok(Ran::Sent)
     }
 
+    /// Runs the waitlist watch for the job's practice and queues the
+    /// measures-due reminders it asks for (to clients with an account).
+    async fn waitlist_watch(&self, job: &Job) -> Result<Ran, String> {
+        let practice = job.practice_id;
+        let now = self.clock.now();
+        let report = tapestry_web::matching::watch_waitlist(&*self.store, practice, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut reminders = 0;
+        for (client, key) in report.measures_due {
+            let Some(user) = self
+                .store
+                .client(practice, client)
+                .await
+                .map_err(|e| e.to_string())?
+                .and_then(|c| c.user_id)
+            else {
+                continue;
+            };
+            let payload = ReminderJob {
+                practice_id: practice,
+                recipient: user,
+                notification: Notification::MeasuresDue,
+            };
+            let reminder = reminder_job(key, &payload, now).map_err(|e| format!("payload: {e}"))?;
+            if matches!(
+                self.store
+                    .enqueue(&reminder, now)
+                    .await
+                    .map_err(|e| e.to_string())?,
+                Enqueued::New(_)
+            ) {
+                reminders += 1;
+            }
+        }
+        Ok(Ran::Watched {
+            alerts: report.alerts_raised,
+            reminders,
+        })
+    }
+
+    /// Queues this hour's waitlist watch for every practice (keyed by
+    /// practice and hour, so planning twice queues once). Returns how many
+    /// were new.
+    pub async fn plan_waitlist_watch(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let slot = now
+            .timestamp()
+            .div_euclid(WAITLIST_WATCH_EVERY_MINUTES * 60);
+        let mut new = 0;
+        for practice in self.store.practices().await? {
+            let job = NewJob {
+                practice_id: practice.id,
+                key: format!("waitlist-watch:{slot}"),
+                kind: WAITLIST_WATCH.into(),
+                payload: "{}".into(),
+                run_after: now,
+                max_attempts: MAX_ATTEMPTS,
+            };
+            if matches!(self.store.enqueue(&job, now).await?, Enqueued::New(_)) {
+                new += 1;
+            }
+        }
+        Ok(new)
+    }
+
     /// Enqueues the 24-hour reminders for every booked appointment and
     /// group session starting within the next 25 hours in every practice:
     /// to the client (in the client's own zone, else the practice's) and the
@@ -314,12 +395,15 @@ impl Worker {
             if *stop.borrow() {
                 return;
             }
-            // Reminders are planned at most once a minute.
+            // Reminders and the waitlist watch are planned at most once a minute.
             let now = self.clock.now();
             if planned_at.is_none_or(|t| now - t >= Duration::minutes(1)) {
                 planned_at = Some(now);
                 if let Err(e) = self.plan_reminders().await {
                     tracing::warn!(error = %e, "planning reminders failed");
+                }
+                if let Err(e) = self.plan_waitlist_watch().await {
+                    tracing::warn!(error = %e, "planning the waitlist watch failed");
                 }
             }
             let idle = match self.run_once().await {
@@ -604,6 +688,72 @@ mod tests {
         assert!(messages
             .iter()
             .any(|m| m.contains("You have an appointment tomorrow at 10:00 (Europe/London).")));
+    }
+
+    /// The periodic waitlist watch: one job per practice and hour; a waiting
+    /// client with measures due gets ONE content-free measures-due e-mail,
+    /// and running the watch again without anything newly due queues none.
+    #[tokio::test]
+    async fn the_waitlist_watch_queues_one_content_free_measures_reminder() {
+        use tapestry_domain::episode::{Episode, EpisodeStatus};
+        let w = world().await;
+        let (port, captured) = smtp_sink().await;
+        let worker = worker(&w, smtp_to(port));
+        let p = w.practice.id;
+        let now = w.clock.now();
+        let episode = Episode::open(p, w.appointment.client_id, now);
+        w.store.insert_episode(&episode).await.unwrap();
+        w.store
+            .move_episode(
+                p,
+                episode.id,
+                EpisodeStatus::Referral,
+                EpisodeStatus::Waitlist,
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(worker.plan_waitlist_watch().await.unwrap(), 1);
+        assert_eq!(
+            worker.plan_waitlist_watch().await.unwrap(),
+            0,
+            "planned twice in the hour: one job"
+        );
+        let (job, ran) = worker.run_once().await.unwrap().unwrap();
+        assert_eq!(job.kind, WAITLIST_WATCH);
+        assert_eq!(
+            ran,
+            Ran::Watched {
+                alerts: 0,
+                reminders: 1
+            }
+        );
+        let (job, ran) = worker.run_once().await.unwrap().unwrap();
+        assert_eq!((job.kind.as_str(), ran), (EMAIL_REMINDER, Ran::Sent));
+        assert!(worker.run_once().await.unwrap().is_none());
+        // An hour later the watch runs again: nothing newly due, no reminder.
+        w.clock.advance(Duration::hours(1));
+        assert_eq!(worker.plan_waitlist_watch().await.unwrap(), 1);
+        let (_, ran) = worker.run_once().await.unwrap().unwrap();
+        assert_eq!(
+            ran,
+            Ran::Watched {
+                alerts: 0,
+                reminders: 0
+            }
+        );
+        assert!(worker.run_once().await.unwrap().is_none());
+        let messages = captured.lock().unwrap().clone();
+        assert_eq!(messages.len(), 1);
+        let lower = messages[0].to_lowercase();
+        assert!(messages[0].contains("To: person@example.org"));
+        for word in CLINICAL_DENY_LIST
+            .iter()
+            .copied()
+            .chain(["canary", "waitlist"])
+        {
+            assert!(!lower.contains(word), "{word} in {lower}");
+        }
     }
 
     /// Client in New York, clinician in London, between the two

@@ -1,8 +1,10 @@
 //! Matching in the product (route area "matching"): clinicians keep their
 //! matching profile, the intake team matches a client instantly (explained
 //! choices and what could not be met), the client chooses (or switches, saying
-//! why), the waitlist is assigned in optimal batches, and the waitlist page
-//! shows the ordered, explained queue and raises alerts for the intake team.
+//! why), the waitlist is assigned in optimal batches, the waitlist page shows
+//! the ordered, explained queue, and the worker's periodic waitlist watch
+//! ([`watch_waitlist`]) raises the intake team's alerts and re-match
+//! suggestions (opening the page raises nothing).
 //!
 //! The engine is `tapestry_domain::matching`; this module only loads the
 //! practice's data, calls it and stores the outcome. Clinicians' measured
@@ -29,6 +31,9 @@ use tapestry_domain::episode::EpisodeStatus;
 use tapestry_domain::ids::{ClientId, ClinicianId, PracticeId, UserId};
 use tapestry_domain::instrument::InstrumentRegistry;
 use tapestry_domain::matching::assign::{AssignOptions, AssignmentGraph, AssignmentInstance, Edge};
+use tapestry_domain::matching::elevation::{
+    DomainMapping, DomainSource, ElevatedDomain, IntakeScore,
+};
 use tapestry_domain::matching::instant::{
     ClientRequest, MatchExplanation, MatchIndex, MatchResult, Preferences,
 };
@@ -42,7 +47,7 @@ use tapestry_domain::matching::waitlist::{self, QueueEntry, Reading, Waiting, Wa
 use tapestry_domain::risk::RiskLevel;
 use tapestry_domain::user::Role;
 use tapestry_store::{
-    ClinicianMatch, MatchOffer, MatchRun, MatchSource, StoreError, StoredMatchRequest,
+    ClinicianMatch, MatchOffer, MatchRun, MatchSource, Store, StoreError, StoredMatchRequest,
     StoredMatchingProfile,
 };
 use uuid::Uuid;
@@ -681,6 +686,52 @@ pub struct MatchBody {
     pub preferences: Preferences,
 }
 
+fn domain_mapping() -> Option<&'static DomainMapping> {
+    static MAPPING: OnceLock<Option<DomainMapping>> = OnceLock::new();
+    MAPPING
+        .get_or_init(|| DomainMapping::embedded().ok())
+        .as_ref()
+}
+
+/// The client's elevated domains from their intake, when the intake team
+/// names none: the concern in the client's intake draft and the intake
+/// (baseline) scores of their most recently opened episode that has any.
+async fn elevated_from_intake(
+    store: &dyn Store,
+    practice: PracticeId,
+    client: ClientId,
+) -> Result<Vec<ElevatedDomain>, ApiError> {
+    let Some(mapping) = domain_mapping() else {
+        tracing::error!("content/matching/elevated_domains.toml does not load");
+        return Err(ApiError::internal());
+    };
+    let concern = store
+        .intake_draft(practice, client)
+        .await?
+        .map(|d| d.value("concern").to_string())
+        .unwrap_or_default();
+    let mut episodes = store.episodes_for_client(practice, client).await?;
+    episodes.sort_by_key(|e| std::cmp::Reverse(e.opened_at));
+    let mut scores = Vec::new();
+    for episode in episodes {
+        scores = store
+            .episode_measures(practice, episode.id)
+            .await?
+            .into_iter()
+            .filter_map(|m| {
+                m.baseline.map(|score| IntakeScore {
+                    instrument: m.instrument,
+                    score,
+                })
+            })
+            .collect();
+        if !scores.is_empty() {
+            break;
+        }
+    }
+    Ok(mapping.explain(&concern, &scores))
+}
+
 async fn match_client(
     State(state): State<AppState>,
     Extension(a): Extension<Authorized>,
@@ -689,21 +740,34 @@ async fn match_client(
     let client = a.client_id.ok_or_else(ApiError::not_found)?;
     let practice = a.caller.user.practice_id;
     let now = state.clock.now();
+    let elevated = if body.elevated_domains.is_empty() {
+        elevated_from_intake(&*state.store, practice, client).await?
+    } else {
+        body.elevated_domains
+            .iter()
+            .map(|&domain| ElevatedDomain {
+                domain,
+                source: DomainSource::IntakeTeam,
+                reason: "named by the intake team".to_string(),
+            })
+            .collect()
+    };
     let request = ClientRequest {
         jurisdiction: body.jurisdiction,
         languages: body.languages,
         format: body.format,
         population: body.population,
-        elevated_domains: body.elevated_domains,
+        elevated_domains: elevated.iter().map(|e| e.domain).collect(),
         risk: body.risk.unwrap_or(RiskLevel::None),
         urgent: body.urgent,
         preferences: body.preferences,
         date: now.date_naive(),
     };
     let index = index_for(&state, practice, now).await?;
-    let result = index
+    let mut result = index
         .match_client(&request, CHOICES)
         .map_err(|e| field_error(e.to_string()))?;
+    result.elevated = elevated;
     state
         .store
         .put_match_request(&StoredMatchRequest {
@@ -791,9 +855,9 @@ async fn my_match_page(
     let names = staff_names(&state, practice).await.unwrap_or_default();
     let current_id = current.as_ref().map(|m| m.clinician.as_uuid());
     let rematch_suggested = match &current {
-        Some(m) => match rematch_for(&state, practice, client, m).await {
+        Some(m) => match rematch_for(&*state.store, practice, client, m).await {
             Ok(s) => s.is_some(),
-            Err(e) => return e.to_html(),
+            Err(e) => return ApiError::from(e).to_html(),
         },
         None => false,
     };
@@ -1194,33 +1258,38 @@ struct WaitlistRow {
     due: String,
 }
 
-/// The alert kinds raised for the intake team.
-pub const ALERT_WAITLIST_RISK: &str = "waitlist_risk";
-pub const ALERT_WAITLIST_DETERIORATION: &str = "waitlist_deterioration";
+/// The alert kinds raised for the intake team (decided in the domain).
+pub use tapestry_domain::matching::waitlist::{ALERT_WAITLIST_DETERIORATION, ALERT_WAITLIST_RISK};
 
-/// The ordered, explained waitlist of the practice.
-pub async fn waitlist_queue(
-    state: &AppState,
+/// The instrument definitions, or a clear error when the shipped content is broken.
+fn loaded_registry() -> Result<&'static InstrumentRegistry, StoreError> {
+    registry().ok_or_else(|| {
+        StoreError::Corrupt("content/instruments: the embedded definitions do not load".into())
+    })
+}
+
+/// The practice's waiting clients (episodes on the waitlist) as the waitlist
+/// engine sees them, and their names.
+async fn waiting_clients(
+    store: &dyn Store,
     practice: PracticeId,
-    now: DateTime<Utc>,
-) -> Result<(Vec<QueueEntry>, HashMap<ClientId, String>), ApiError> {
-    let requests: HashMap<ClientId, bool> = state
-        .store
+) -> Result<(Vec<Waiting>, HashMap<ClientId, String>), StoreError> {
+    let requests: HashMap<ClientId, bool> = store
         .match_requests(practice)
         .await?
         .into_iter()
         .map(|r| (r.client_id, r.request.urgent))
         .collect();
-    let flags = state.store.open_risk_flags(practice).await?;
+    let flags = store.open_risk_flags(practice).await?;
     let mut waiting = Vec::new();
     let mut names = HashMap::new();
-    for client in state.store.clients_in_practice(practice).await? {
-        for episode in state.store.episodes_for_client(practice, client.id).await? {
+    for client in store.clients_in_practice(practice).await? {
+        for episode in store.episodes_for_client(practice, client.id).await? {
             if episode.status != EpisodeStatus::Waitlist {
                 continue;
             }
             let mut readings = Vec::new();
-            for m in state.store.episode_measures(practice, episode.id).await? {
+            for m in store.episode_measures(practice, episode.id).await? {
                 if let Some(first) = m.baseline {
                     readings.push(Reading {
                         instrument: m.instrument.clone(),
@@ -1259,59 +1328,132 @@ pub async fn waitlist_queue(
             });
         }
     }
-    let Some(registry) = registry() else {
-        return Err(ApiError::internal());
-    };
-    let queue = waitlist::review(&waiting, registry, &WaitlistPolicy::default(), now);
+    Ok((waiting, names))
+}
+
+/// The ordered, explained waitlist of the practice. Reading it changes
+/// nothing: alerts are raised by [`watch_waitlist`].
+pub async fn waitlist_queue(
+    store: &dyn Store,
+    practice: PracticeId,
+    now: DateTime<Utc>,
+) -> Result<(Vec<QueueEntry>, HashMap<ClientId, String>), StoreError> {
+    let (waiting, names) = waiting_clients(store, practice).await?;
+    let queue = waitlist::review(
+        &waiting,
+        loaded_registry()?,
+        &WaitlistPolicy::default(),
+        now,
+    );
     Ok((queue, names))
 }
 
-/// Raises an alert for every practice admin and owner for each new risk or
-/// deterioration on the waitlist (once per kind, client and recipient).
-async fn alert_intake_team(
-    state: &AppState,
+/// What one run of the waitlist watch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchReport {
+    /// Waiting clients with measures or a risk re-screen due, each with the
+    /// key of their one measures-due reminder (see
+    /// [`waitlist::measures_reminder_key`]).
+    pub measures_due: Vec<(ClientId, String)>,
+    /// Alerts newly raised (risk, deterioration, re-match), one per recipient.
+    pub alerts_raised: usize,
+}
+
+/// The waitlist that watches, run by the worker's periodic `waitlist_watch`
+/// job for one practice: loads the waitlist, lets the domain decide (queue
+/// order, risk and reliable deterioration since joining, what is due,
+/// re-match suggestions) and stores the outcome: each alert is raised once
+/// per kind, client and recipient (the intake team: practice admins and
+/// owners; a re-match also the current clinician), however often it runs.
+/// The measures-due reminders are left to the caller (the worker's reminder
+/// path), keyed so that each is queued once.
+pub async fn watch_waitlist(
+    store: &dyn Store,
     practice: PracticeId,
-    queue: &[QueueEntry],
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    let team: Vec<UserId> = state
-        .store
+) -> Result<WatchReport, StoreError> {
+    let (waiting, _) = waiting_clients(store, practice).await?;
+    let policy = WaitlistPolicy::default();
+    let queue = waitlist::review(&waiting, loaded_registry()?, &policy, now);
+    let measures_due = waiting
+        .iter()
+        .filter_map(|w| {
+            waitlist::measures_reminder_key(w, &policy, now).map(|key| (w.client_id, key))
+        })
+        .collect();
+    let team = intake_team(store, practice).await?;
+    let mut alerts_raised = 0;
+    for entry in &queue {
+        for alert in &entry.alerts {
+            alerts_raised +=
+                raise_once(store, practice, &team, alert.kind(), entry.client_id, now).await?;
+        }
+    }
+    for (client, current, _) in rematch_suggestions(store, practice).await? {
+        let mut recipients = team.clone();
+        if !recipients.contains(&current.clinician) {
+            recipients.push(current.clinician);
+        }
+        alerts_raised += raise_once(
+            store,
+            practice,
+            &recipients,
+            ALERT_REMATCH_SUGGESTED,
+            client,
+            now,
+        )
+        .await?;
+    }
+    Ok(WatchReport {
+        measures_due,
+        alerts_raised,
+    })
+}
+
+/// The intake team: the practice's admins and owners.
+async fn intake_team(store: &dyn Store, practice: PracticeId) -> Result<Vec<UserId>, StoreError> {
+    Ok(store
         .users_in_practice(practice)
         .await?
         .into_iter()
         .filter(|u| u.role.is_practice_admin())
         .map(|u| u.id)
-        .collect();
-    for recipient in team {
-        let existing = state.store.alerts_for(practice, recipient).await?;
-        for entry in queue {
-            for alert in &entry.alerts {
-                let kind = match alert {
-                    waitlist::Alert::Risk { .. } => ALERT_WAITLIST_RISK,
-                    _ => ALERT_WAITLIST_DETERIORATION,
-                };
-                let object = Some(entry.client_id.as_uuid());
-                if existing
-                    .iter()
-                    .any(|e| e.kind == kind && e.object_id == object)
-                {
-                    continue;
-                }
-                state
-                    .store
-                    .insert_alert(&tapestry_store::Alert {
-                        id: Uuid::new_v4(),
-                        practice_id: practice,
-                        recipient,
-                        kind: kind.to_string(),
-                        object_id: object,
-                        created_at: now,
-                    })
-                    .await?;
-            }
+        .collect())
+}
+
+/// Raises the alert `kind` about `client` for every recipient who does not
+/// have it yet; returns how many were new.
+async fn raise_once(
+    store: &dyn Store,
+    practice: PracticeId,
+    recipients: &[UserId],
+    kind: &str,
+    client: ClientId,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let object = Some(client.as_uuid());
+    let mut new = 0;
+    for &recipient in recipients {
+        let existing = store.alerts_for(practice, recipient).await?;
+        if existing
+            .iter()
+            .any(|e| e.kind == kind && e.object_id == object)
+        {
+            continue;
         }
+        store
+            .insert_alert(&tapestry_store::Alert {
+                id: Uuid::new_v4(),
+                practice_id: practice,
+                recipient,
+                kind: kind.to_string(),
+                object_id: object,
+                created_at: now,
+            })
+            .await?;
+        new += 1;
     }
-    Ok(())
+    Ok(new)
 }
 
 // ------------------------------------------------------ re-match suggestions
@@ -1329,21 +1471,17 @@ fn rematch_rule() -> Option<&'static RematchRule> {
 /// Whether the client's early session feedback with their current clinician
 /// suggests offering a free switch (`None` without a current match).
 async fn rematch_for(
-    state: &AppState,
+    store: &dyn Store,
     practice: PracticeId,
     client: ClientId,
     current: &ClinicianMatch,
-) -> Result<Option<RematchSuggestion>, ApiError> {
+) -> Result<Option<RematchSuggestion>, StoreError> {
     let Some(rule) = rematch_rule() else {
         return Ok(None);
     };
     let mut feedback = Vec::new();
-    for episode in state.store.episodes_for_client(practice, client).await? {
-        for s in state
-            .store
-            .submissions_for_episode(practice, episode.id)
-            .await?
-        {
+    for episode in store.episodes_for_client(practice, client).await? {
+        for s in store.submissions_for_episode(practice, episode.id).await? {
             if s.instrument == SESSION_FEEDBACK {
                 feedback.push(Feedback {
                     submitted_at: s.submitted_at,
@@ -1356,55 +1494,18 @@ async fn rematch_for(
 }
 
 /// Every current match whose early feedback suggests a re-match, with the
-/// suggestion; the current clinician and the intake team are alerted once per
-/// client.
+/// suggestion (reading only; [`watch_waitlist`] raises the alerts).
 async fn rematch_suggestions(
-    state: &AppState,
+    store: &dyn Store,
     practice: PracticeId,
-    now: DateTime<Utc>,
-) -> Result<Vec<(ClientId, ClinicianMatch, RematchSuggestion)>, ApiError> {
+) -> Result<Vec<(ClientId, ClinicianMatch, RematchSuggestion)>, StoreError> {
     let mut out = Vec::new();
-    for client in state.store.clients_in_practice(practice).await? {
-        let Some(current) = state.store.current_match(practice, client.id).await? else {
+    for client in store.clients_in_practice(practice).await? {
+        let Some(current) = store.current_match(practice, client.id).await? else {
             continue;
         };
-        if let Some(s) = rematch_for(state, practice, client.id, &current).await? {
+        if let Some(s) = rematch_for(store, practice, client.id, &current).await? {
             out.push((client.id, current, s));
-        }
-    }
-    let team: Vec<UserId> = state
-        .store
-        .users_in_practice(practice)
-        .await?
-        .into_iter()
-        .filter(|u| u.role.is_practice_admin())
-        .map(|u| u.id)
-        .collect();
-    for (client, current, _) in &out {
-        let mut recipients = team.clone();
-        if !recipients.contains(&current.clinician) {
-            recipients.push(current.clinician);
-        }
-        for recipient in recipients {
-            let object = Some(client.as_uuid());
-            let existing = state.store.alerts_for(practice, recipient).await?;
-            if existing
-                .iter()
-                .any(|e| e.kind == ALERT_REMATCH_SUGGESTED && e.object_id == object)
-            {
-                continue;
-            }
-            state
-                .store
-                .insert_alert(&tapestry_store::Alert {
-                    id: Uuid::new_v4(),
-                    practice_id: practice,
-                    recipient,
-                    kind: ALERT_REMATCH_SUGGESTED.to_string(),
-                    object_id: object,
-                    created_at: now,
-                })
-                .await?;
         }
     }
     Ok(out)
@@ -1416,13 +1517,10 @@ async fn waitlist_page(
 ) -> Response {
     let practice = a.caller.user.practice_id;
     let now = state.clock.now();
-    let (queue, names) = match waitlist_queue(&state, practice, now).await {
+    let (queue, names) = match waitlist_queue(&*state.store, practice, now).await {
         Ok(q) => q,
-        Err(e) => return e.to_html(),
+        Err(e) => return ApiError::from(e).to_html(),
     };
-    if let Err(e) = alert_intake_team(&state, practice, &queue, now).await {
-        return e.to_html();
-    }
     let rows = queue
         .iter()
         .map(|e| WaitlistRow {
@@ -1440,9 +1538,9 @@ async fn waitlist_page(
                 .join(", "),
         })
         .collect();
-    let suggestions = match rematch_suggestions(&state, practice, now).await {
+    let suggestions = match rematch_suggestions(&*state.store, practice).await {
         Ok(s) => s,
-        Err(e) => return e.to_html(),
+        Err(e) => return ApiError::from(e).to_html(),
     };
     let staff = staff_names(&state, practice).await.unwrap_or_default();
     let clients: HashMap<ClientId, String> = state

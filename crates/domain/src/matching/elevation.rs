@@ -10,7 +10,7 @@
 //! fit and outcomes use its first three).
 
 use super::profile::ProblemDomain;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Where the embedded mapping lives under `content/`.
 pub const MAPPING_PATH: &str = "matching/elevated_domains.toml";
@@ -74,6 +74,26 @@ pub enum DomainMappingError {
 pub struct IntakeScore {
     pub instrument: String,
     pub score: f64,
+}
+
+/// Where one of the client's elevated domains came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DomainSource {
+    /// An intake measure's score at or above the instrument's cut-off.
+    IntakeMeasure { instrument: String },
+    /// The client's own description of what they would like help with.
+    ClientWords,
+    /// Named by the intake team in the match request.
+    IntakeTeam,
+}
+
+/// One elevated domain with its source and a plain-language reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElevatedDomain {
+    pub domain: ProblemDomain,
+    pub source: DomainSource,
+    pub reason: String,
 }
 
 impl DomainMapping {
@@ -140,7 +160,16 @@ impl DomainMapping {
     /// mention. Unknown instruments and non-finite scores are ignored; an empty
     /// concern and no measures give an empty list.
     pub fn elevated_domains(&self, concern: &str, scores: &[IntakeScore]) -> Vec<ProblemDomain> {
-        let mut measured: Vec<(f64, usize, ProblemDomain)> = Vec::new();
+        self.explain(concern, scores)
+            .into_iter()
+            .map(|e| e.domain)
+            .collect()
+    }
+
+    /// [`Self::elevated_domains`] with where each domain came from, in the same
+    /// order: an intake measure at or above its cut-off, or the client's own words.
+    pub fn explain(&self, concern: &str, scores: &[IntakeScore]) -> Vec<ElevatedDomain> {
+        let mut measured: Vec<(f64, usize, ElevatedDomain)> = Vec::new();
         for s in scores.iter().filter(|s| s.score.is_finite()) {
             let Some((order, rule)) = self
                 .measure
@@ -152,19 +181,36 @@ impl DomainMapping {
             };
             if s.score >= rule.elevated_at {
                 let depth = (s.score - rule.elevated_at) / (rule.max - rule.elevated_at);
-                measured.push((depth, order, rule.domain));
+                measured.push((
+                    depth,
+                    order,
+                    ElevatedDomain {
+                        domain: rule.domain,
+                        source: DomainSource::IntakeMeasure {
+                            instrument: rule.instrument.clone(),
+                        },
+                        reason: format!(
+                            "{} intake score {} is at or above {} (of {})",
+                            rule.instrument, s.score, rule.elevated_at, rule.max
+                        ),
+                    },
+                ));
             }
         }
         measured.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let mut out: Vec<ProblemDomain> = Vec::new();
-        for (_, _, d) in measured {
-            if !out.contains(&d) {
-                out.push(d);
+        let mut out: Vec<ElevatedDomain> = Vec::new();
+        for (_, _, e) in measured {
+            if !out.iter().any(|o| o.domain == e.domain) {
+                out.push(e);
             }
         }
         for d in self.mentioned(concern) {
-            if !out.contains(&d) {
-                out.push(d);
+            if !out.iter().any(|o| o.domain == d) {
+                out.push(ElevatedDomain {
+                    domain: d,
+                    source: DomainSource::ClientWords,
+                    reason: "named in the client's own words at intake".to_string(),
+                });
             }
         }
         out
@@ -244,6 +290,33 @@ mod tests {
             ],
         );
         assert_eq!(got, vec![ProblemDomain::Anxiety, ProblemDomain::Depression]);
+    }
+
+    #[test]
+    fn each_domain_says_whether_a_measure_or_the_clients_words_raised_it() {
+        let got = mapping().explain("I can't sleep and I feel anxious", &[score("phq9", 18.0)]);
+        let first = got.first().unwrap();
+        assert_eq!(first.domain, ProblemDomain::Depression);
+        assert_eq!(
+            first.source,
+            DomainSource::IntakeMeasure {
+                instrument: "phq9".into()
+            }
+        );
+        assert_eq!(
+            first.reason,
+            "phq9 intake score 18 is at or above 10 (of 27)"
+        );
+        assert!(got
+            .iter()
+            .skip(1)
+            .all(|e| e.source == DomainSource::ClientWords));
+        let domains: Vec<ProblemDomain> = got.iter().map(|e| e.domain).collect();
+        assert_eq!(
+            domains,
+            mapping().elevated_domains("I can't sleep and I feel anxious", &[score("phq9", 18.0)])
+        );
+        assert!(mapping().explain("", &[]).is_empty());
     }
 
     #[test]

@@ -282,6 +282,10 @@ pub struct MatchResult {
     pub choices: Vec<MatchExplanation>,
     pub unmet: Vec<String>,
     pub funnel: Funnel,
+    /// The elevated domains the match used and where each came from (filled in
+    /// by the caller that knows: the intake team's request, or the intake).
+    #[serde(default)]
+    pub elevated: Vec<super::elevation::ElevatedDomain>,
 }
 
 /// The planes of one of the client's most elevated domains (its rank gives the
@@ -852,6 +856,7 @@ impl MatchIndex {
             choices,
             unmet,
             funnel,
+            elevated: Vec::new(),
         })
     }
 

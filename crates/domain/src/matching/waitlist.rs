@@ -80,6 +80,21 @@ pub enum Alert {
     },
 }
 
+/// The alert kind raised for the intake team when a waiting client has an open risk signal.
+pub const ALERT_WAITLIST_RISK: &str = "waitlist_risk";
+/// The alert kind raised when a waiting client reliably deteriorates.
+pub const ALERT_WAITLIST_DETERIORATION: &str = "waitlist_deterioration";
+
+impl Alert {
+    /// The kind of alert the intake team gets for this (one per kind and client).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Risk { .. } => ALERT_WAITLIST_RISK,
+            Self::ReliableDeterioration { .. } => ALERT_WAITLIST_DETERIORATION,
+        }
+    }
+}
+
 /// One place in the queue, with its reasons.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QueueEntry {
@@ -147,6 +162,44 @@ pub fn due(w: &Waiting, policy: &WaitlistPolicy, now: DateTime<Utc>) -> Vec<Due>
         out.push(Due::RiskRescreen);
     }
     out
+}
+
+/// When `item` fell due for `w`: one interval after its last reading (or the last
+/// re-screen), or on joining when there has been none.
+pub fn due_since(w: &Waiting, policy: &WaitlistPolicy, item: &Due) -> DateTime<Utc> {
+    match item {
+        Due::Measure { instrument } => w
+            .readings
+            .iter()
+            .filter(|r| &r.instrument == instrument)
+            .map(|r| r.at)
+            .max()
+            .map_or(w.joined_at, |at| at + policy.measure_every),
+        Due::RiskRescreen => w
+            .last_rescreen_at
+            .map_or(w.joined_at, |at| at + policy.rescreen_every),
+    }
+}
+
+/// The key of the one measures-due reminder for what is due now for `w`
+/// (`None`: nothing is due). The key names the client and the latest time
+/// something fell due, so the watch asks once for each newly due measure or
+/// re-screen, however often it runs, and asks again only when something new
+/// falls due. The reminder itself carries no clinical content.
+pub fn measures_reminder_key(
+    w: &Waiting,
+    policy: &WaitlistPolicy,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let latest = due(w, policy, now)
+        .iter()
+        .map(|d| due_since(w, policy, d))
+        .max()?;
+    Some(format!(
+        "waitlist-measures-due:{}:{}",
+        w.client_id,
+        latest.timestamp()
+    ))
 }
 
 /// What the queue is sorted by: open risk, deterioration, urgency, joining time.
@@ -358,5 +411,55 @@ mod tests {
         );
         let q2 = review(&[b, a], &reg, &WaitlistPolicy::default(), now());
         assert_eq!(q1, q2);
+    }
+
+    #[test]
+    fn the_reminder_key_changes_only_when_something_new_falls_due() {
+        let policy = WaitlistPolicy::default();
+        let mut w = waiting(30);
+        w.readings = vec![reading("phq9", 10.0, 3), reading("gad7", 8.0, 3)];
+        w.last_rescreen_at = Some(now() - Duration::days(3));
+        assert_eq!(measures_reminder_key(&w, &policy, now()), None);
+        // GAD-7 last answered 20 days ago: due since day -6.
+        w.readings[1].at = now() - Duration::days(20);
+        let first = measures_reminder_key(&w, &policy, now()).unwrap();
+        assert!(first.starts_with(&format!("waitlist-measures-due:{}:", w.client_id)));
+        // Running again later without anything new keeps the key (one reminder).
+        assert_eq!(
+            measures_reminder_key(&w, &policy, now() + Duration::hours(5)),
+            Some(first.clone())
+        );
+        // The re-screen falls due too: a new key, so one new reminder.
+        let later = now() + Duration::days(12);
+        let second = measures_reminder_key(&w, &policy, later).unwrap();
+        assert_ne!(first, second);
+        // A client who never answered anything is due since joining.
+        let fresh = waiting(1);
+        assert_eq!(
+            measures_reminder_key(&fresh, &policy, now()),
+            Some(format!(
+                "waitlist-measures-due:{}:{}",
+                fresh.client_id,
+                fresh.joined_at.timestamp()
+            ))
+        );
+    }
+
+    #[test]
+    fn alert_kinds_are_one_per_reason() {
+        assert_eq!(
+            Alert::Risk {
+                level: RiskLevel::High
+            }
+            .kind(),
+            ALERT_WAITLIST_RISK
+        );
+        let d = Alert::ReliableDeterioration {
+            instrument: "phq9".into(),
+            from: 10.0,
+            to: 18.0,
+            threshold: 6.0,
+        };
+        assert_eq!(d.kind(), ALERT_WAITLIST_DETERIORATION);
     }
 }

@@ -319,6 +319,7 @@ async fn requests_offers_and_runs_round_trip(s: Arc<dyn Store>) {
                 choices: vec![],
                 unmet: vec![unmet.to_string()],
                 funnel: Default::default(),
+                elevated: vec![],
             },
             created_at: t0() + Duration::minutes(i as i64),
         };

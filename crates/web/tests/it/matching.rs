@@ -12,6 +12,7 @@ use tapestry_domain::ingest::IngestRequest;
 use tapestry_domain::instrument::InstrumentRegistry;
 use tapestry_domain::scoring::Answers;
 use tapestry_store::IngestSettings;
+use tapestry_web::matching::watch_waitlist;
 
 /// Treating clinician: England, English and Spanish, trauma and anxiety.
 const SPANISH_PROFILE: &str = r#"{"licences":[{"jurisdiction":"GB-ENG","number":"HCPC-7","expires_on":"2030-01-01"}],"languages":["en","es"],"formats":["video"],"populations":["adults"],"specialties":["trauma","anxiety"],"approaches":["emdr"],"caseload_limit":10,"new_clients_per_week":3,"availability":{"utc_offset_minutes":0,"intervals":[{"day":1,"start_minute":540,"end_minute":1020}]},"accepts_risk":true}"#;
@@ -384,16 +385,23 @@ async fn the_waitlist_puts_a_risk_flag_first_and_alerts_the_intake_team() {
     let a = page.body.find("Client Alpha").unwrap();
     assert!(a < b, "the open risk signal comes first");
     assert!(page.body.contains("open risk signal"), "{}", page.body);
+    // Opening the page raises nothing: the worker's waitlist watch does.
+    for who in ["practice_admin", "owner"] {
+        let alerts = f
+            .store
+            .alerts_for(f.practice.id, f.user(who).id)
+            .await
+            .unwrap();
+        assert!(alerts.is_empty(), "{who}: {alerts:?}");
+    }
     // The intake team (admin and owner) is alerted once, however often the
-    // page is opened.
-    let _ = call(
-        &f.state,
-        "GET",
-        "/practice/waitlist",
-        f.login("owner"),
-        None,
-    )
-    .await;
+    // watch runs.
+    for run in 0..2 {
+        let report = watch_waitlist(&*f.store, f.practice.id, t0())
+            .await
+            .unwrap();
+        assert_eq!(report.alerts_raised, if run == 0 { 2 } else { 0 });
+    }
     for who in ["practice_admin", "owner"] {
         let alerts = f
             .store
@@ -632,7 +640,19 @@ async fn early_low_session_feedback_suggests_a_rematch() {
             "{waitlist}"
         );
     }
-    // Alerted once each (the page was opened twice): the clinician and the owner.
+    // Opening the page raised nothing; the watch (run twice) alerts once each:
+    // the clinician and the owner.
+    let owner_alerts = f
+        .store
+        .alerts_for(f.practice.id, f.user("owner").id)
+        .await
+        .unwrap();
+    assert!(owner_alerts.is_empty(), "{owner_alerts:?}");
+    for _ in 0..2 {
+        watch_waitlist(&*f.store, f.practice.id, t0() + Duration::days(16))
+            .await
+            .unwrap();
+    }
     for who in ["treating", "owner"] {
         let alerts = f
             .store
@@ -650,4 +670,220 @@ async fn early_low_session_feedback_suggests_a_rematch() {
     let mine = get("client_b", "/me/match").await;
     assert!(mine.contains("may not be the right fit yet"), "{mine}");
     assert!(mine.contains("Switching is free"), "{mine}");
+}
+
+/// The waitlist that watches: run twice it raises nothing new; a reliably
+/// deteriorating PHQ-9 (10 → 18, reliable change 6, no risk item) moves the
+/// client ahead of a longer wait and alerts the intake team once; opening
+/// the page changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deteriorating_waiting_client_moves_up_and_the_intake_team_is_alerted_once() {
+    let f = fixture().await;
+    let registry = InstrumentRegistry::embedded().unwrap();
+    let mut episodes = Vec::new();
+    for (client, joined) in [
+        (&f.client_b, t0() - Duration::days(30)),
+        (&f.client_a, t0() - Duration::days(20)),
+    ] {
+        let e = Episode::open(f.practice.id, client.id, joined);
+        f.store.insert_episode(&e).await.unwrap();
+        f.store
+            .move_episode(
+                f.practice.id,
+                e.id,
+                EpisodeStatus::Referral,
+                EpisodeStatus::Waitlist,
+                joined,
+            )
+            .await
+            .unwrap();
+        episodes.push(e);
+    }
+    let phq9 = |values: [i32; 9], at| IngestRequest {
+        practice_id: f.practice.id,
+        client_id: f.client_a.id,
+        episode_id: episodes[1].id,
+        instrument: "phq9".into(),
+        answers: Answers::from_values(&values),
+        idempotency_key: None,
+        submitted_at: at,
+    };
+    // Client A's intake PHQ-9: 10, item 9 = 0.
+    f.store
+        .ingest(
+            &registry,
+            &IngestSettings::default(),
+            &[phq9([2, 2, 1, 1, 1, 1, 1, 1, 0], t0() - Duration::days(19))],
+        )
+        .await
+        .unwrap();
+    let team_alerts = |kind: &'static str| {
+        let store = f.store.clone();
+        let people = [f.user("practice_admin").id, f.user("owner").id];
+        let practice = f.practice.id;
+        async move {
+            let mut n = 0;
+            for who in people {
+                n += store
+                    .alerts_for(practice, who)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .filter(|a| a.kind == kind)
+                    .count();
+            }
+            n
+        }
+    };
+    for _ in 0..2 {
+        let report = watch_waitlist(&*f.store, f.practice.id, t0())
+            .await
+            .unwrap();
+        assert_eq!(report.alerts_raised, 0, "nothing to alert yet");
+        // Both are due measures (B never answered; A's GAD-7 and re-screen).
+        assert_eq!(report.measures_due.len(), 2);
+    }
+    let order = |body: &str| {
+        (
+            body.find("Client Alpha").unwrap(),
+            body.find("Client Beta").unwrap(),
+        )
+    };
+    let page = call(
+        &f.state,
+        "GET",
+        "/practice/waitlist",
+        f.login("practice_admin"),
+        None,
+    )
+    .await;
+    let (a, b) = order(&page.body);
+    assert!(b < a, "longest wait first");
+    // A deteriorating submission: 18, still no risk answer.
+    f.store
+        .ingest(
+            &registry,
+            &IngestSettings::default(),
+            &[phq9([2, 2, 2, 2, 2, 2, 2, 2, 0], t0())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(team_alerts("waitlist_deterioration").await, 0);
+    let first = watch_waitlist(&*f.store, f.practice.id, t0())
+        .await
+        .unwrap();
+    assert_eq!(first.alerts_raised, 2, "admin and owner");
+    let second = watch_waitlist(&*f.store, f.practice.id, t0() + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(second.alerts_raised, 0, "raised once");
+    assert_eq!(
+        first.measures_due, second.measures_due,
+        "no new reminder keys"
+    );
+    assert_eq!(team_alerts("waitlist_deterioration").await, 2);
+    assert_eq!(team_alerts("waitlist_risk").await, 0);
+    let page = call(
+        &f.state,
+        "GET",
+        "/practice/waitlist",
+        f.login("practice_admin"),
+        None,
+    )
+    .await;
+    let (a, b) = order(&page.body);
+    assert!(a < b, "the deteriorating client moves up");
+    assert!(
+        page.body.contains("phq9 reliably worse while waiting"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        team_alerts("waitlist_deterioration").await,
+        2,
+        "the page raises nothing"
+    );
+}
+
+/// With no elevated domains in the request, the match derives them from the
+/// client's intake (the concern in their own words and the intake measures)
+/// and says where each came from; domains the intake team names are marked so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elevated_domains_come_from_the_intake_when_the_team_names_none() {
+    let f = fixture().await;
+    let registry = InstrumentRegistry::embedded().unwrap();
+    assert_eq!(
+        post(
+            &f,
+            "treating",
+            "/api/v1/me/matching-profile",
+            SPANISH_PROFILE
+        )
+        .await
+        .status,
+        200
+    );
+    let path = format!("/api/v1/clients/{}/match", f.client_a.id);
+    let without = SPANISH_REQUEST.replace(r#""elevated_domains":["trauma","anxiety"],"#, "");
+    // No intake at all: no elevated domains, and the match still works.
+    let a = post(&f, "owner", &path, &without).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(v["elevated"], serde_json::json!([]));
+    // The client's words name trauma; the intake GAD-7 of 15 is elevated.
+    let mut draft = tapestry_domain::intake::IntakeDraft::default();
+    draft
+        .save_step(
+            2,
+            &[("concern".into(), "flashbacks since the accident".into())],
+        )
+        .unwrap();
+    f.store
+        .save_intake_draft(f.practice.id, f.client_a.id, &draft, t0())
+        .await
+        .unwrap();
+    let e = Episode::open(f.practice.id, f.client_a.id, t0());
+    f.store.insert_episode(&e).await.unwrap();
+    f.store
+        .ingest(
+            &registry,
+            &IngestSettings::default(),
+            &[IngestRequest {
+                practice_id: f.practice.id,
+                client_id: f.client_a.id,
+                episode_id: e.id,
+                instrument: "gad7".into(),
+                answers: Answers::from_values(&[3, 3, 2, 2, 2, 2, 1]),
+                idempotency_key: None,
+                submitted_at: t0(),
+            }],
+        )
+        .await
+        .unwrap();
+    let a = post(&f, "owner", &path, &without).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    let elevated = v["elevated"].as_array().unwrap();
+    assert_eq!(elevated.len(), 2, "{elevated:?}");
+    assert_eq!(elevated[0]["domain"], "anxiety");
+    assert_eq!(elevated[0]["source"]["kind"], "intake_measure");
+    assert_eq!(elevated[0]["source"]["instrument"], "gad7");
+    assert_eq!(
+        elevated[0]["reason"],
+        "gad7 intake score 15 is at or above 10 (of 21)"
+    );
+    assert_eq!(elevated[1]["domain"], "trauma");
+    assert_eq!(elevated[1]["source"]["kind"], "client_words");
+    // The treating clinician (trauma and anxiety) is explained as a fit.
+    assert!(a.body.contains("anxiety"), "{}", a.body);
+    // Named by the team: marked as such, the intake is not consulted.
+    let a = post(&f, "owner", &path, SPANISH_REQUEST).await;
+    let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    let sources: Vec<&str> = v["elevated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["source"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, vec!["intake_team", "intake_team"]);
 }
