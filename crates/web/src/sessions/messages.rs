@@ -159,7 +159,9 @@ pub(crate) fn shipped_phrases() -> Option<&'static PhraseList> {
 /// Urgent phrases in a client's message, by the shipped list (empty when
 /// the list is missing, which start-up validation prevents).
 pub fn screen(body: &str) -> Vec<UrgentMatch> {
-    shipped_phrases().map(|p| p.screen(body)).unwrap_or_default()
+    shipped_phrases()
+        .map(|p| p.screen(body))
+        .unwrap_or_default()
 }
 
 /// Urgent phrases in a client's message, by the practice's reviewed list
