@@ -325,6 +325,13 @@ pub enum Action {
     ReadSchedule,
     /// Book, move or cancel appointments.
     ManageSchedule,
+    /// See, edit and sign off the practice's urgent-language phrase list
+    /// (the phrases that turn a client's secure message into a risk task).
+    /// A clinical judgement about the practice, not about one client:
+    /// clinicians, supervisors and the owner; never admin-only staff,
+    /// clients or operators. Tapestry has no separate "clinical lead" right,
+    /// so every clinical role of the practice may review.
+    ReviewUrgentLanguage,
     // --- self-service (resource owned by the actor) ---
     /// Read and change one's own name, contact details, preferences.
     ManageOwnProfile,
@@ -347,7 +354,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for exhaustive tests.
-    pub const ALL: [Action; 47] = [
+    pub const ALL: [Action; 48] = [
         Action::ReadClinicalRecord,
         Action::WriteClinicalRecord,
         Action::ReadNotes,
@@ -387,6 +394,7 @@ impl Action {
         Action::ReadClientDirectory,
         Action::ReadSchedule,
         Action::ManageSchedule,
+        Action::ReviewUrgentLanguage,
         Action::ManageOwnProfile,
         Action::ChangeOwnPassword,
         Action::ChangeOwnMfa,
@@ -439,7 +447,8 @@ impl Action {
             | GrantClinicalAccess
             | ReadClientDirectory
             | ReadSchedule
-            | ManageSchedule => ActionKind::Administrative,
+            | ManageSchedule
+            | ReviewUrgentLanguage => ActionKind::Administrative,
             ManageOwnProfile | ChangeOwnPassword | ChangeOwnMfa | ChangeOwnEmail
             | ReadOwnAccessLedger | ExportOwnData => ActionKind::SelfService,
             ManagePractices | ReadPlatformHealth => ActionKind::Platform,
@@ -527,6 +536,7 @@ impl Action {
             ReadClientDirectory => "read_client_directory",
             ReadSchedule => "read_schedule",
             ManageSchedule => "manage_schedule",
+            ReviewUrgentLanguage => "review_urgent_language",
             ManageOwnProfile => "manage_own_profile",
             ChangeOwnPassword => "change_own_password",
             ChangeOwnMfa => "change_own_mfa",
@@ -778,7 +788,7 @@ fn administrative(actor: &Actor, action: Action, resource: &Resource) -> Decisio
             allow_if(role.is_practice_admin())
         }
         InviteStaff | GrantClinicalAccess => allow_if(role == Role::PracticeOwner),
-        InviteClient => allow_if(role.is_clinical()),
+        InviteClient | ReviewUrgentLanguage => allow_if(role.is_clinical()),
         ReadClientDirectory => match resource.client_id {
             _ if role.is_practice_admin() => Decision::Allow,
             Some(client) if role.is_clinical() => {
@@ -1135,7 +1145,7 @@ mod tests {
     }
 
     /// Practice-level (administrative) actions on practice P, no client named.
-    const PRACTICE_MATRIX: [(Action, &str); 10] = [
+    const PRACTICE_MATRIX: [(Action, &str); 11] = [
         (Action::ManagePracticeUsers, /*     */ "DDDDDDDNAAANM"),
         (Action::InviteStaff, /*             */ "DDDDDDDNDDANM"),
         (Action::InviteClient, /*            */ "DDAAAAANDDANM"),
@@ -1146,6 +1156,7 @@ mod tests {
         (Action::ReadClientDirectory, /*     */ "DDDDDDDNAAANM"),
         (Action::ReadSchedule, /*            */ "DDAAAAANAAANM"),
         (Action::ManageSchedule, /*          */ "DDDDDDDNAAANM"),
+        (Action::ReviewUrgentLanguage, /*    */ "DDAAAAANDDANM"),
     ];
 
     #[test]
@@ -1174,6 +1185,46 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The urgent-language list is a clinical decision about the practice:
+    /// every clinical role reviews it, admin-only staff (even with clinical
+    /// read access granted), clients and operators never do, and another
+    /// practice's list does not exist for the caller.
+    #[test]
+    fn urgent_language_review_is_for_the_practices_clinicians() {
+        let w = world();
+        let list = Resource::practice(w.p);
+        for name in ["treating", "supervisor", "non_treating", "owner"] {
+            let d = authorize(&persona(&w, name), Action::ReviewUrgentLanguage, &list);
+            assert_eq!(d, Decision::Allow, "{name}");
+        }
+        for name in ["admin", "admin_granted", "client_a", "client_b"] {
+            let d = authorize(&persona(&w, name), Action::ReviewUrgentLanguage, &list);
+            assert_eq!(d, Decision::Deny, "{name}");
+        }
+        let theirs = Resource::practice(w.q);
+        assert_eq!(
+            authorize(
+                &persona(&w, "treating"),
+                Action::ReviewUrgentLanguage,
+                &theirs
+            ),
+            Decision::NotFound
+        );
+        assert_eq!(
+            authorize(
+                &persona(&w, "treating_no_mfa"),
+                Action::ReviewUrgentLanguage,
+                &list
+            ),
+            Decision::RequiresMfa
+        );
+        assert!(!Action::ReviewUrgentLanguage.is_read());
+        assert_eq!(
+            Action::ReviewUrgentLanguage.kind(),
+            ActionKind::Administrative
+        );
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub enum UrgentLanguageError {
     TooLong,
     #[error("category: must not be empty")]
     EmptyPracticeCategory,
+    #[error("phrase: the practice's list already holds {MAX_PRACTICE_PHRASES} phrases of its own")]
+    TooMany,
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,6 +177,10 @@ impl PhraseList {
 /// The longest practice-specific phrase (characters, normalised).
 pub const MAX_PHRASE_CHARS: usize = 200;
 
+/// The most practice-specific phrases one practice may add (a list far
+/// longer than the shipped one is a sign of pasting, not of review).
+pub const MAX_PRACTICE_PHRASES: usize = 300;
+
 /// Who reviewed a practice's list, and when (shown as "reviewed by X on
 /// date"; the review itself is audited by the caller).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,6 +262,8 @@ impl PracticePhraseList {
         }
         if self.removed.contains(&text) {
             self.removed.retain(|r| *r != text);
+        } else if self.added.len() >= MAX_PRACTICE_PHRASES {
+            return Err(UrgentLanguageError::TooMany);
         } else {
             self.added.push(PracticePhrase {
                 text,
@@ -423,6 +431,29 @@ mod tests {
             Err(UrgentLanguageError::TooLong)
         );
         assert!(mine.added.is_empty());
+    }
+
+    #[test]
+    fn a_practice_adds_at_most_the_limit_and_a_refused_add_changes_nothing() {
+        let shipped = list();
+        let mut mine = PracticePhraseList::default();
+        for i in 0..MAX_PRACTICE_PHRASES {
+            mine.add(&shipped, &format!("phrase number {i}"), "other")
+                .unwrap();
+        }
+        let before = mine.clone();
+        assert_eq!(
+            mine.add(&shipped, "one phrase too many", "other"),
+            Err(UrgentLanguageError::TooMany)
+        );
+        assert_eq!(mine, before);
+        // Restoring a removed shipped phrase is not a new phrase: allowed.
+        mine.remove(&shipped, "suicide").unwrap();
+        mine.add(&shipped, "suicide", "suicide").unwrap();
+        assert!(mine.removed.is_empty());
+        assert!(UrgentLanguageError::TooMany
+            .to_string()
+            .starts_with("phrase:"));
     }
 
     #[test]

@@ -71,18 +71,33 @@ macro_rules! messaging_adapter {
                 async fn put_practice_phrase_list(
                     &self,
                     practice: PracticeId,
+                    expected: Option<&tapestry_domain::urgent_language::PracticePhraseList>,
                     list: &tapestry_domain::urgent_language::PracticePhraseList,
                     at: DateTime<Utc>,
-                ) -> StoreResult<()> {
-                    let body = serde_json::to_string(list)
-                        .map_err(|e| StoreError::Corrupt(format!("urgent_phrase_lists.body: {e}")))?;
-                    sqlx::query("INSERT INTO urgent_phrase_lists (practice_id, body, updated_at) VALUES ($1,$2,$3) ON CONFLICT (practice_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at")
-                        .bind(practice.as_uuid())
-                        .bind(body)
-                        .bind(at)
-                        .execute(&self.pool)
-                        .await?;
-                    Ok(())
+                ) -> StoreResult<bool> {
+                    let json = |l: &tapestry_domain::urgent_language::PracticePhraseList| {
+                        serde_json::to_string(l)
+                            .map_err(|e| StoreError::Corrupt(format!("urgent_phrase_lists.body: {e}")))
+                    };
+                    let body = json(list)?;
+                    let done = match expected {
+                        None => sqlx::query("INSERT INTO urgent_phrase_lists (practice_id, body, updated_at) VALUES ($1,$2,$3) ON CONFLICT (practice_id) DO NOTHING")
+                            .bind(practice.as_uuid())
+                            .bind(body)
+                            .bind(at)
+                            .execute(&self.pool)
+                            .await?,
+                        // The body is written by this function only, so the
+                        // same list serialises to the same text.
+                        Some(old) => sqlx::query("UPDATE urgent_phrase_lists SET body = $2, updated_at = $3 WHERE practice_id = $1 AND body = $4")
+                            .bind(practice.as_uuid())
+                            .bind(body)
+                            .bind(at)
+                            .bind(json(old)?)
+                            .execute(&self.pool)
+                            .await?,
+                    };
+                    Ok(done.rows_affected() == 1)
                 }
 
                 async fn send_message(

@@ -117,13 +117,17 @@ pub trait MessagingStore {
         &self,
         practice: PracticeId,
     ) -> StoreResult<Option<tapestry_domain::urgent_language::PracticePhraseList>>;
-    /// Stores the practice's urgent-language list (replacing the last).
+    /// Stores the practice's urgent-language list if the stored one is
+    /// still `expected` (`None`: the practice has none yet): compare and
+    /// swap, so two concurrent edits never silently lose one. `false` when
+    /// another edit came first (nothing stored; read again and retry).
     async fn put_practice_phrase_list(
         &self,
         practice: PracticeId,
+        expected: Option<&tapestry_domain::urgent_language::PracticePhraseList>,
         list: &tapestry_domain::urgent_language::PracticePhraseList,
         at: DateTime<Utc>,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<bool>;
     async fn reply_promise(
         &self,
         practice: PracticeId,

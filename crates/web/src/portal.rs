@@ -224,6 +224,7 @@ pub async fn nav(state: &AppState, caller: &Caller) -> Nav {
         Role::PracticeOwner => vec![
             ("/dashboard", "Caseload"),
             ("/practice", "Practice"),
+            ("/practice/urgent-language", "Urgent language"),
             ("/practice/audit", "Audit log"),
         ],
         Role::Clinician => vec![

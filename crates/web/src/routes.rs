@@ -414,7 +414,12 @@ pub async fn guard(
     let audited = match spec.access {
         Access::Action(action, _) => {
             action.kind() == ActionKind::Clinical
-                || matches!(action, Action::ReadOwnAccessLedger | Action::ExportOwnData)
+                || matches!(
+                    action,
+                    Action::ReadOwnAccessLedger
+                        | Action::ExportOwnData
+                        | Action::ReviewUrgentLanguage
+                )
         }
         _ => false,
     };
@@ -440,8 +445,17 @@ pub async fn guard(
     let event = NewAuditEvent {
         actor: caller.as_ref().map(|c| c.user.id),
         practice_id: caller.as_ref().map(|c| c.user.practice_id),
-        object_type: "client".into(),
-        object_id: client_id.map(|c| c.as_uuid()),
+        // The practice's urgent-language list is a practice-level object.
+        object_type: if action == Action::ReviewUrgentLanguage {
+            "urgent_language_list".into()
+        } else {
+            "client".into()
+        },
+        object_id: if action == Action::ReviewUrgentLanguage {
+            caller.as_ref().map(|c| c.user.practice_id.as_uuid())
+        } else {
+            client_id.map(|c| c.as_uuid())
+        },
         action: action.as_str().into(),
         outcome,
         at: state.clock.now(),

@@ -14,11 +14,14 @@
 //! * [`messages`]: threads between a client and their care team,
 //!   attachments, read state, the reply-time promise, urgent-language
 //!   screening and the JSON export.
+//! * [`urgent_language`]: the practice's review of its urgent-language
+//!   phrase list (page, add/remove, "reviewed by X on date").
 
 pub mod booking;
 pub mod groups;
 pub mod messages;
 pub mod pages;
+pub mod urgent_language;
 pub mod video;
 
 use crate::routes::{Access, RouteSpec, Target};
@@ -120,7 +123,7 @@ const fn r(method: &'static str, path: &'static str, access: Access) -> RouteSpe
 
 use Access::{Action as A, Public};
 use Target::{
-    ClientInPath, EachClient, GroupInPath, GroupMemberInPath, OwnAccount, OwnClientRecord,
+    ClientInPath, EachClient, GroupInPath, GroupMemberInPath, OwnAccount, OwnClientRecord, Practice,
 };
 
 /// The sessions area's routes.
@@ -269,6 +272,22 @@ pub const SESSIONS_ROUTES: &[RouteSpec] = &[
         "/api/v1/clients/{id}/messages/reply-promise",
         A(Action::SendMessage, ClientInPath),
     ),
+    // --- the practice's urgent-language list (clinical review) ---
+    r(
+        "GET",
+        "/practice/urgent-language",
+        A(Action::ReviewUrgentLanguage, Practice),
+    ),
+    r(
+        "POST",
+        "/api/v1/practice/urgent-language",
+        A(Action::ReviewUrgentLanguage, Practice),
+    ),
+    r(
+        "POST",
+        "/api/v1/practice/urgent-language/review",
+        A(Action::ReviewUrgentLanguage, Practice),
+    ),
     // --- group programmes ---
     r(
         "GET",
@@ -405,6 +424,9 @@ pub fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ),
         ("GET", "/api/v1/clients/{id}/messages/export") => get(messages::export),
         ("GET", "/api/v1/clients/{id}/messages/{message}/attachment") => get(messages::attachment),
+        ("GET", "/practice/urgent-language") => get(urgent_language::page),
+        ("POST", "/api/v1/practice/urgent-language") => post(urgent_language::edit),
+        ("POST", "/api/v1/practice/urgent-language/review") => post(urgent_language::review),
         ("POST", "/api/v1/clients/{id}/messages/reply-promise") => {
             post(messages::set_reply_promise)
         }

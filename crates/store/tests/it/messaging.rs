@@ -276,18 +276,36 @@ async fn practice_phrase_lists_round_trip_per_practice(s: Arc<dyn Store>) {
     let mut list = PracticePhraseList::default();
     list.add(&shipped, "going to jump", "suicide").unwrap();
     list.remove(&shipped, "suicide").unwrap();
-    s.put_practice_phrase_list(f.practice.id, &list, t0())
+    assert!(s
+        .put_practice_phrase_list(f.practice.id, None, &list, t0())
         .await
-        .unwrap();
+        .unwrap());
     assert_eq!(
         s.practice_phrase_list(f.practice.id).await.unwrap(),
         Some(list.clone())
     );
-    // Replaced, not duplicated; the other practice has none.
-    list.record_review(f.clinician.id, "Dr Ng", t0().date_naive());
-    s.put_practice_phrase_list(f.practice.id, &list, t0())
+    // A second "first" write lost the race: refused, nothing changed.
+    let other = PracticePhraseList::default();
+    assert!(!s
+        .put_practice_phrase_list(f.practice.id, None, &other, t0())
         .await
-        .unwrap();
+        .unwrap());
+    // Replaced, not duplicated; the other practice has none.
+    let before = list.clone();
+    list.record_review(f.clinician.id, "Dr Ng", t0().date_naive());
+    assert!(s
+        .put_practice_phrase_list(f.practice.id, Some(&before), &list, t0())
+        .await
+        .unwrap());
+    assert_eq!(
+        s.practice_phrase_list(f.practice.id).await.unwrap(),
+        Some(list.clone())
+    );
+    // A stale expectation (someone else's edit came first) stores nothing.
+    assert!(!s
+        .put_practice_phrase_list(f.practice.id, Some(&before), &other, t0())
+        .await
+        .unwrap());
     assert_eq!(
         s.practice_phrase_list(f.practice.id).await.unwrap(),
         Some(list)

@@ -142,7 +142,9 @@ pub fn check_attachment(file_name: &str, data_base64: &str) -> Result<Attachment
     })
 }
 
-fn phrases() -> Option<&'static PhraseList> {
+/// The shipped (draft) phrase list, loaded once (`None` if it fails to
+/// load, which start-up validation prevents).
+pub(crate) fn shipped_phrases() -> Option<&'static PhraseList> {
     static LIST: OnceLock<Option<PhraseList>> = OnceLock::new();
     LIST.get_or_init(|| match PhraseList::embedded() {
         Ok(l) => Some(l),
@@ -157,7 +159,9 @@ fn phrases() -> Option<&'static PhraseList> {
 /// Urgent phrases in a client's message, by the shipped list (empty when
 /// the list is missing, which start-up validation prevents).
 pub fn screen(body: &str) -> Vec<UrgentMatch> {
-    phrases().map(|p| p.screen(body)).unwrap_or_default()
+    shipped_phrases()
+        .map(|p| p.screen(body))
+        .unwrap_or_default()
 }
 
 /// Urgent phrases in a client's message, by the practice's reviewed list
@@ -167,7 +171,7 @@ pub(crate) async fn screen_for(
     practice: PracticeId,
     body: &str,
 ) -> Result<Vec<UrgentMatch>, ApiError> {
-    let Some(shipped) = phrases() else {
+    let Some(shipped) = shipped_phrases() else {
         return Ok(Vec::new());
     };
     let own = state.store.practice_phrase_list(practice).await?;
@@ -586,7 +590,7 @@ mod tests {
 
     #[test]
     fn urgent_language_is_found_in_a_message() {
-        assert!(phrases().is_some(), "the embedded list loads");
+        assert!(shipped_phrases().is_some(), "the embedded list loads");
         let found = screen("Honestly I think I want to END my life.");
         assert!(found.iter().any(|m| m.category == "suicide"), "{found:?}");
         assert!(screen("Can we move Thursday's session?").is_empty());

@@ -641,3 +641,57 @@ async fn refused_form_posts_answer_a_page_and_store_nothing() {
     assert_eq!(json.status, 201, "{}", json.body);
     assert!(json.body.contains(r#""version":1"#));
 }
+
+/// The urgent-language review works with plain form posts: add a phrase,
+/// remove a shipped one, review; each a 303 back to the page, which then
+/// shows the state. A refused edit answers the error page naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clinician_reviews_the_urgent_language_list_without_javascript() {
+    let f = fixture().await;
+    set_password(&f, f.user("treating")).await;
+    let secret = enrol_totp(&f, f.user("treating")).await;
+    let base = serve(&f).await;
+    let mut clinician = sign_in_clinician(&f, &base, &secret).await;
+    let page = "/practice/urgent-language";
+    let edit = "/api/v1/practice/urgent-language";
+    let r = clinician
+        .submit(
+            page,
+            edit,
+            &[
+                ("op", "add"),
+                ("phrase", "going to jump"),
+                ("category", "suicide"),
+            ],
+        )
+        .await;
+    see_other(&r, page);
+    let r = clinician
+        .submit(page, edit, &[("op", "remove"), ("phrase", "suicide")])
+        .await;
+    see_other(&r, page);
+    let shown = clinician.get(page).await;
+    assert!(shown.body.contains("going to jump"), "{}", shown.body);
+    assert!(shown.body.contains("unreviewed"));
+    let r = clinician
+        .submit(page, "/api/v1/practice/urgent-language/review", &[])
+        .await;
+    see_other(&r, page);
+    let shown = clinician.get(page).await;
+    assert!(shown.body.contains("reviewed by"), "{}", shown.body);
+    let before = f.store.practice_phrase_list(f.practice.id).await.unwrap();
+    assert!(before.as_ref().is_some_and(|l| l.reviewed.is_some()));
+    let r = clinician
+        .submit(
+            page,
+            edit,
+            &[("op", "add"), ("phrase", " "), ("category", "x")],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("phrase"), "{}", r.body);
+    assert_eq!(
+        f.store.practice_phrase_list(f.practice.id).await.unwrap(),
+        before
+    );
+}

@@ -19,4 +19,5 @@ mod portal_flows;
 mod records;
 mod session_pages;
 mod sessions;
+mod urgent_language;
 mod video_browser;

@@ -124,7 +124,7 @@ fn core_body_for(spec: &RouteSpec) -> Option<&'static str> {
 }
 
 fn audited(spec: &RouteSpec) -> bool {
-    matches!(spec.access, Access::Action(a, _) if a.kind() == ActionKind::Clinical || a == Action::ReadOwnAccessLedger)
+    matches!(spec.access, Access::Action(a, _) if a.kind() == ActionKind::Clinical || a == Action::ReadOwnAccessLedger || a == Action::ReviewUrgentLanguage)
 }
 
 /// Reads first, writes after, sign-out last (it ends the session).

@@ -67,6 +67,16 @@ pub fn expected(spec: &RouteSpec) -> Option<[u16; 9]> {
         ("POST", "/api/v1/clients/{id}/messages/reply-promise") => {
             [401, 403, 404, 200, 403, 404, 403, 403, 403]
         }
+        // --- the practice's urgent-language list: its clinical roles (the
+        // other practice's clinician sees their own practice's list) ---
+        ("GET", "/practice/urgent-language") => [401, 403, 403, 200, 200, 200, 200, 403, 200],
+        // The body's phrase is blank: 422 naming `phrase` once authorized.
+        ("POST", "/api/v1/practice/urgent-language") => {
+            [401, 403, 403, 422, 422, 422, 422, 403, 422]
+        }
+        ("POST", "/api/v1/practice/urgent-language/review") => {
+            [401, 403, 403, 200, 200, 200, 200, 403, 200]
+        }
         // --- group programmes ---
         ("GET", "/api/v1/me/groups" | "/groups") => [401, 200, 200, 200, 200, 200, 200, 200, 200],
         // Staff who hold sessions create programmes; not clients or admins.
@@ -122,6 +132,10 @@ pub fn body_for(spec: &RouteSpec) -> Option<&'static str> {
             r#"{"body":"Could we move Thursday's session to the afternoon?"}"#
         }
         ("POST", "/api/v1/clients/{id}/messages/reply-promise") => r#"{"hours":48}"#,
+        ("POST", "/api/v1/practice/urgent-language") => {
+            r#"{"op":"add","phrase":"  !! ","category":"suicide"}"#
+        }
+        ("POST", "/api/v1/practice/urgent-language/review") => "{}",
         ("POST", "/api/v1/groups") => {
             r#"{"name":"Managing worry","kind":"psychoeducation","capacity":"8","self_enrolment":"on","measures":"gad7, phq9"}"#
         }

@@ -356,7 +356,7 @@ async fn the_practices_reviewed_phrase_list_screens_and_the_page_says_whether_it
     list.add(&shipped, "going to jump", "suicide").unwrap();
     f.state
         .store
-        .put_practice_phrase_list(f.practice.id, &list, t0())
+        .put_practice_phrase_list(f.practice.id, None, &list, t0())
         .await
         .unwrap();
     let path = format!("/api/v1/clients/{}/messages", f.client_a.id);
@@ -376,10 +376,11 @@ async fn the_practices_reviewed_phrase_list_screens_and_the_page_says_whether_it
         "unreviewed: {}",
         r.body
     );
+    let before = list.clone();
     list.record_review(f.user("treating").id, "Dr Lead", t0().date_naive());
     f.state
         .store
-        .put_practice_phrase_list(f.practice.id, &list, t0())
+        .put_practice_phrase_list(f.practice.id, Some(&before), &list, t0())
         .await
         .unwrap();
     let r = send().await;
