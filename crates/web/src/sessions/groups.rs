@@ -890,9 +890,6 @@ fn csrf_of(state: &AppState, a: &Authorized) -> String {
         .unwrap_or_default()
 }
 
-/// Times on the pages: UTC, minute precision (the member's own zone is
-/// applied by the booking pages once the client record carries it).
-
 pub struct SessionRow {
     pub id: String,
     pub when: String,
