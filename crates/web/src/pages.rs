@@ -215,8 +215,9 @@ pub async fn reset_password_page() -> Response {
 
 /// The time zone pages show times in for a practice's users: the practice's
 /// `time_zone` setting, else the zone the practice was set up with, else
-/// UTC (an unknown name falls back the same way). Clients' own zones are
-/// not stored, so clients see their practice's zone.
+/// UTC (an unknown name falls back the same way). The record pages use it
+/// for every reader; booking, messages and reminders use a client's own
+/// zone once they have set one (`sessions::booking::client_zone`).
 pub async fn viewer_zone(
     state: &AppState,
     practice: tapestry_domain::ids::PracticeId,
