@@ -535,6 +535,21 @@ mod tests {
 
     /// A practice whose names and records are full of canaries and clinical
     /// words, with one client who has an appointment tomorrow.
+    /// Cancels the world's one-to-one appointment (on time, by the practice).
+    async fn cancel_appointment(w: &World) {
+        w.store
+            .set_appointment_status(
+                w.practice.id,
+                w.appointment.id,
+                AppointmentStatus::Booked,
+                AppointmentStatus::Cancelled,
+                false,
+                w.clock.now(),
+            )
+            .await
+            .unwrap();
+    }
+
     async fn world() -> World {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("tapestry.db"))
@@ -871,17 +886,7 @@ mod tests {
         };
         let w = world().await;
         // The one-to-one appointment is cancelled: only the group is due.
-        w.store
-            .set_appointment_status(
-                w.practice.id,
-                w.appointment.id,
-                AppointmentStatus::Booked,
-                AppointmentStatus::Cancelled,
-                false,
-                w.clock.now(),
-            )
-            .await
-            .unwrap();
+        cancel_appointment(&w).await;
         let group = GroupProgramme::new(
             w.practice.id,
             w.appointment.clinician,
@@ -1014,17 +1019,7 @@ mod tests {
         let (port, captured) = smtp_sink().await;
         let worker = worker(&w, smtp_to(port));
         assert_eq!(worker.plan_reminders().await.unwrap(), 2);
-        w.store
-            .set_appointment_status(
-                w.practice.id,
-                w.appointment.id,
-                AppointmentStatus::Booked,
-                AppointmentStatus::Cancelled,
-                false,
-                w.clock.now(),
-            )
-            .await
-            .unwrap();
+        cancel_appointment(&w).await;
         for _ in 0..2 {
             let (_, ran) = worker.run_once().await.unwrap().unwrap();
             assert_eq!(ran, Ran::Skipped("appointment cancelled or moved"));

@@ -303,6 +303,19 @@ pub(crate) async fn practice_zone_name(
     })
 }
 
+/// The zone a clinician's times are read and shown in: that of their
+/// working hours, else the practice's.
+pub(crate) async fn clinician_zone(
+    state: &AppState,
+    practice: PracticeId,
+    clinician: UserId,
+) -> Result<String, ApiError> {
+    match state.store.clinician_schedule(practice, clinician).await? {
+        Some(s) => Ok(s.availability.time_zone),
+        None => practice_zone_name(state, practice).await,
+    }
+}
+
 /// The zone a client's times are shown in: the client's own (set at intake
 /// or in their settings), else the practice's, else UTC.
 pub(crate) async fn client_zone(
@@ -555,14 +568,7 @@ async fn book_series(
     rule: Recurrence,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
-    let zone = match state
-        .store
-        .clinician_schedule(first.practice_id, first.clinician)
-        .await?
-    {
-        Some(s) => s.availability.time_zone,
-        None => practice_zone_name(state, first.practice_id).await?,
-    };
+    let zone = clinician_zone(state, first.practice_id, first.clinician).await?;
     let tz = schedule::parse_time_zone(&zone).map_err(schedule_error)?;
     let wall = first.starts_at.with_timezone(&tz).naive_local();
     let intervals = schedule::occurrences(wall, &zone, first.appointment_type.minutes, rule)

@@ -598,19 +598,6 @@ pub struct ScheduleBody {
     pub recurrence: Option<Recurrence>,
 }
 
-/// The zone a group's wall times are read in: the facilitator's working
-/// hours' zone, else the practice's.
-async fn facilitator_zone(state: &AppState, g: &GroupProgramme) -> Result<String, ApiError> {
-    match state
-        .store
-        .clinician_schedule(g.practice_id, g.facilitator)
-        .await?
-    {
-        Some(s) => Ok(s.availability.time_zone),
-        None => crate::sessions::booking::practice_zone_name(state, g.practice_id).await,
-    }
-}
-
 /// `POST /api/v1/groups/{group}/sessions`: a group appointment on the
 /// facilitators' calendars (409 when either is busy then). With
 /// `recurrence`, a series at the same wall-clock time in the facilitator's
@@ -628,7 +615,8 @@ pub async fn schedule_session(
         return Err(ApiError::forbidden());
     }
     let now = state.clock.now();
-    let zone = facilitator_zone(&state, &g).await?;
+    let zone =
+        crate::sessions::booking::clinician_zone(&state, g.practice_id, g.facilitator).await?;
     let starts_at = match body.starts_at {
         GroupStart::Instant(t) => t,
         GroupStart::Wall(w) => {
@@ -986,11 +974,11 @@ pub async fn group_page(
         Err(e) => return e.to_html(),
     };
     let now = state.clock.now();
-    let zone = match group_in_path(&state, &a, &group).await {
-        Ok(g) => match facilitator_zone(&state, &g).await {
-            Ok(z) => z,
-            Err(e) => return e.to_html(),
-        },
+    let practice = a.caller.user.practice_id;
+    let zone = match crate::sessions::booking::clinician_zone(&state, practice, detail.facilitator)
+        .await
+    {
+        Ok(z) => z,
         Err(e) => return e.to_html(),
     };
     let current: Vec<(String, String)> = detail
@@ -1031,7 +1019,6 @@ pub async fn group_page(
         .collect();
     let facilitator =
         detail.facilitator == a.caller.user.id || detail.co_facilitator == Some(a.caller.user.id);
-    let practice = a.caller.user.practice_id;
     let mut candidates = Vec::new();
     let care = state
         .store

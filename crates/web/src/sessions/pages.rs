@@ -21,14 +21,6 @@ use tapestry_domain::schedule::{
 };
 use tapestry_domain::user::Role;
 
-/// The practice's zone (for staff without a zone of their own).
-async fn practice_zone(state: &AppState, a: &Authorized) -> String {
-    match state.store.practice(a.caller.user.practice_id).await {
-        Ok(Some(p)) => p.time_zone.as_str().to_string(),
-        _ => "UTC".to_string(),
-    }
-}
-
 /// A UTC instant as wall-clock time in `zone` ("Wed 4 Mar 2026, 10:00 GMT").
 pub(crate) fn local(t: DateTime<Utc>, zone: &str) -> String {
     match schedule::parse_time_zone(zone) {
@@ -356,11 +348,9 @@ async fn schedule_page_of(
     let me = a.caller.user.id;
     let now = state.clock.now();
     let until = now + Duration::days(14);
-    let own = state.store.clinician_schedule(practice, me).await?;
-    let zone = match (q.time_zone, own) {
-        (Some(z), _) if schedule::parse_time_zone(&z).is_ok() => z,
-        (_, Some(s)) => s.availability.time_zone,
-        _ => practice_zone(state, a).await,
+    let zone = match q.time_zone {
+        Some(z) if schedule::parse_time_zone(&z).is_ok() => z,
+        _ => booking::clinician_zone(state, practice, me).await?,
     };
     let mut rows = Vec::new();
     for x in state
@@ -440,7 +430,7 @@ async fn thread_page_of(state: &AppState, a: &Authorized) -> Result<ThreadPage, 
             .as_str()
             .to_string()
     } else {
-        practice_zone(state, a).await
+        booking::practice_zone_name(state, practice).await?
     };
     let mut messages = Vec::new();
     for m in thread.messages {
@@ -501,7 +491,7 @@ pub async fn threads_page(
 
 async fn threads_page_of(state: &AppState, a: &Authorized) -> Result<ThreadsPage, ApiError> {
     let practice = a.caller.user.practice_id;
-    let zone = practice_zone(state, a).await;
+    let zone = booking::practice_zone_name(state, practice).await?;
     let mut rows = Vec::new();
     let mut seen: Vec<ClientId> = Vec::new();
     for rel in state
