@@ -84,17 +84,40 @@ pub struct StoredRiskFlag {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskKind {
+    /// Review a risk flag (the episode's clinician; raised by the submission pipeline).
     RiskReview,
+    /// The intake team reviews a waiting client with an open risk signal
+    /// (raised by the waitlist watch, `matching::waitlist`).
+    WaitlistRisk,
+    /// The intake team reviews a waiting client who reliably deteriorated.
+    WaitlistDeterioration,
 }
 
 impl TaskKind {
+    /// Every kind, in stored-name order of the CHECK constraint.
+    pub const ALL: [TaskKind; 3] = [
+        TaskKind::RiskReview,
+        TaskKind::WaitlistRisk,
+        TaskKind::WaitlistDeterioration,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TaskKind::RiskReview => "risk_review",
+            TaskKind::WaitlistRisk => "waitlist_risk",
+            TaskKind::WaitlistDeterioration => "waitlist_deterioration",
         }
     }
     pub fn parse(name: &str) -> Option<TaskKind> {
-        (name == "risk_review").then_some(TaskKind::RiskReview)
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+    /// Tasks for the practice's intake team (admins and owners), shown on the
+    /// waitlist page rather than on a clinician's list.
+    pub fn is_intake_team(self) -> bool {
+        matches!(
+            self,
+            TaskKind::WaitlistRisk | TaskKind::WaitlistDeterioration
+        )
     }
 }
 

@@ -47,6 +47,16 @@ pub enum RiskColour {
     Red,
 }
 
+impl RiskColour {
+    /// Stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RiskColour::Amber => "amber",
+            RiskColour::Red => "red",
+        }
+    }
+}
+
 /// How soon the clinician task is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

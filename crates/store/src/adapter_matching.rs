@@ -12,6 +12,7 @@ macro_rules! matching_adapter {
             use super::$store;
             use crate::error::{StoreError, StoreResult};
             use crate::matching::*;
+            use crate::measurement::MeasurementStore as _;
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
             use sqlx::Row as _;
@@ -388,6 +389,112 @@ macro_rules! matching_adapter {
                         out.push(self.run_from(row).await?);
                     }
                     Ok(out)
+                }
+
+                async fn open_waitlist_task(&self, t: &tapestry_domain::ingest::ClinicianTask) -> StoreResult<bool> {
+                    if !t.kind.is_intake_team() {
+                        return Err(StoreError::Conflict("kind: only waitlist tasks are opened here"));
+                    }
+                    let episode = sqlx::query("SELECT 1 FROM episodes WHERE id = $1 AND practice_id = $2 AND client_id = $3")
+                        .bind(t.episode_id.as_uuid())
+                        .bind(t.practice_id.as_uuid())
+                        .bind(t.client_id.as_uuid())
+                        .fetch_optional(self.pool())
+                        .await?;
+                    if episode.is_none() {
+                        return Err(StoreError::NotFound("episode_id: not this client's episode in this practice"));
+                    }
+                    let done = sqlx::query(
+                        "INSERT INTO clinician_tasks (id, practice_id, client_id, episode_id, kind, risk_flag_id, assignee, title, detail, colour, due_at, created_at, completed_at) \
+                         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(t.id.as_uuid())
+                    .bind(t.practice_id.as_uuid())
+                    .bind(t.client_id.as_uuid())
+                    .bind(t.episode_id.as_uuid())
+                    .bind(t.kind.as_str())
+                    .bind(t.risk_flag_id.map(|f| f.as_uuid()))
+                    .bind(t.assignee.map(|u| u.as_uuid()))
+                    .bind(t.title.clone())
+                    .bind(t.detail.clone())
+                    .bind(t.colour.as_str())
+                    .bind(t.due_at)
+                    .bind(t.created_at)
+                    .bind(t.completed_at)
+                    .execute(self.pool())
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn close_waitlist_task(
+                    &self,
+                    practice: PracticeId,
+                    task: tapestry_domain::ids::TaskId,
+                    closed_by: UserId,
+                    note: &str,
+                    at: DateTime<Utc>,
+                ) -> StoreResult<tapestry_domain::ingest::ClinicianTask> {
+                    let note = note.trim();
+                    if note.is_empty() {
+                        return Err(StoreError::Conflict(TASK_NOTE_REQUIRED));
+                    }
+                    let row = sqlx::query("SELECT episode_id, kind, completed_at FROM clinician_tasks WHERE practice_id = $1 AND id = $2")
+                        .bind(practice.as_uuid())
+                        .bind(task.as_uuid())
+                        .fetch_optional(self.pool())
+                        .await?
+                        .ok_or(StoreError::NotFound("task"))?;
+                    let kind: String = row.try_get("kind")?;
+                    if !tapestry_domain::ingest::TaskKind::parse(&kind).is_some_and(|k| k.is_intake_team()) {
+                        return Err(StoreError::NotFound("task"));
+                    }
+                    if row.try_get::<Option<DateTime<Utc>>, _>("completed_at")?.is_some() {
+                        return Err(StoreError::Conflict(TASK_ALREADY_CLOSED));
+                    }
+                    let episode = tapestry_domain::ids::EpisodeId::from_uuid(row.try_get("episode_id")?);
+                    let sealed = self.seal_text(practice, "clinician_tasks", "closing_note", task.as_uuid(), note).await?;
+                    let done = sqlx::query(
+                        "UPDATE clinician_tasks SET completed_at = $1, closed_by = $2, closing_note = $3 WHERE practice_id = $4 AND id = $5 AND completed_at IS NULL \
+                         AND EXISTS (SELECT 1 FROM users WHERE id = $2 AND practice_id = $4 AND status = 'active' AND role IN ('practice_admin','practice_owner'))",
+                    )
+                    .bind(at)
+                    .bind(closed_by.as_uuid())
+                    .bind(sealed)
+                    .bind(practice.as_uuid())
+                    .bind(task.as_uuid())
+                    .execute(self.pool())
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        return Err(StoreError::NotFound("closed_by: an active admin or owner of this practice (or the task was closed meanwhile)"));
+                    }
+                    self.tasks_for_episode(practice, episode)
+                        .await?
+                        .into_iter()
+                        .find(|t| t.id == task)
+                        .ok_or(StoreError::NotFound("task"))
+                }
+
+                async fn waitlist_task_closure(
+                    &self,
+                    practice: PracticeId,
+                    task: tapestry_domain::ids::TaskId,
+                ) -> StoreResult<Option<(UserId, String)>> {
+                    let row = sqlx::query("SELECT closed_by, closing_note FROM clinician_tasks WHERE practice_id = $1 AND id = $2")
+                        .bind(practice.as_uuid())
+                        .bind(task.as_uuid())
+                        .fetch_optional(self.pool())
+                        .await?;
+                    let Some(row) = row else {
+                        return Ok(None);
+                    };
+                    let (Some(by), Some(sealed)) = (
+                        row.try_get::<Option<Uuid>, _>("closed_by")?,
+                        row.try_get::<Option<String>, _>("closing_note")?,
+                    ) else {
+                        return Ok(None);
+                    };
+                    let note = self.open_text(practice, "clinician_tasks", "closing_note", task.as_uuid(), &sealed).await?;
+                    Ok(Some((UserId::from_uuid(by), note)))
                 }
             }
         }

@@ -8,7 +8,8 @@ use crate::error::StoreResult;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tapestry_domain::ids::{ClientId, PracticeId, UserId};
+use tapestry_domain::ids::{ClientId, PracticeId, TaskId, UserId};
+use tapestry_domain::ingest::ClinicianTask;
 use tapestry_domain::matching::instant::{ClientRequest, MatchResult};
 use tapestry_domain::matching::profile::ClinicianProfile;
 use uuid::Uuid;
@@ -18,6 +19,11 @@ pub const NO_FREE_PLACE: &str = "clinician has no free place";
 /// The conflict returned when a client who already has a clinician accepts
 /// another without saying why they switch.
 pub const SWITCH_NEEDS_REASON: &str = "client already has a clinician; a switch needs a reason";
+
+/// The conflict returned when a waitlist task is closed without a note.
+pub const TASK_NOTE_REQUIRED: &str = "note: a note is required to close a waitlist task";
+/// The conflict returned when a waitlist task is closed twice.
+pub const TASK_ALREADY_CLOSED: &str = "task: already closed";
 
 /// A clinician's stored matching profile. The profile was validated with
 /// `ClinicianProfile::validate` before storing; its `capacity.caseload_limit`
@@ -186,4 +192,32 @@ pub trait MatchingStore {
     async fn insert_match_run(&self, run: &MatchRun) -> StoreResult<()>;
     /// The practice's runs, newest first, at most `limit`.
     async fn match_runs(&self, practice: PracticeId, limit: u32) -> StoreResult<Vec<MatchRun>>;
+
+    /// Opens a task for the intake team (`TaskKind::is_intake_team`) unless
+    /// the episode already has one of that kind, open or closed: the
+    /// database holds one per practice, episode and kind (unique index), so
+    /// concurrent or repeated watch runs add nothing. Returns whether it is
+    /// new. `Conflict` for a clinician's task kind; `NotFound` when the
+    /// episode is not the client's in this practice.
+    async fn open_waitlist_task(&self, task: &ClinicianTask) -> StoreResult<bool>;
+    /// Closes an open intake-team task with the closer's note (sealed at
+    /// rest). `closed_by` must be an active admin or owner of the practice.
+    /// `Conflict(TASK_NOTE_REQUIRED)` for an empty note,
+    /// `Conflict(TASK_ALREADY_CLOSED)` twice; another practice's task, a
+    /// clinician's task or an unknown id is `NotFound`. Nothing changes on
+    /// any error.
+    async fn close_waitlist_task(
+        &self,
+        practice: PracticeId,
+        task: TaskId,
+        closed_by: UserId,
+        note: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<ClinicianTask>;
+    /// Who closed an intake-team task and their note (opened from the vault).
+    async fn waitlist_task_closure(
+        &self,
+        practice: PracticeId,
+        task: TaskId,
+    ) -> StoreResult<Option<(UserId, String)>>;
 }

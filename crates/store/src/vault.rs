@@ -158,6 +158,7 @@ pub fn field<'a>(
 pub const SEALED_COLUMNS: &[(&str, &str, &str)] = &[
     ("submissions", "answers", "id"),
     ("risk_flags", "closing_note", "id"),
+    ("clinician_tasks", "closing_note", "id"),
     ("user_mfa", "totp_secret", "user_id"),
     ("break_glass_grants", "reason", "id"),
     ("session_notes", "body", "id"),

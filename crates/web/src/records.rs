@@ -1003,6 +1003,14 @@ pub async fn my_tasks(
     Ok(Json(tasks_for(&state, &caller).await?))
 }
 
+fn name_in(clients: &[tapestry_domain::client::Client], id: ClientId) -> String {
+    clients
+        .iter()
+        .find(|c| c.id == id)
+        .map(|c| c.display_name.clone())
+        .unwrap_or_default()
+}
+
 pub(crate) async fn tasks_for(
     state: &AppState,
     caller: &Caller,
@@ -1014,6 +1022,25 @@ pub(crate) async fn tasks_for(
         if t.assignee.is_some_and(|u| u != caller.user.id) {
             continue;
         }
+        // Waitlist tasks belong to the intake team's practice-wide queue
+        // (shown with their reasons on /practice/waitlist).
+        if t.kind.is_intake_team() {
+            if caller.user.role.is_practice_admin() {
+                out.push(TaskView {
+                    id: t.id.to_string(),
+                    kind: t.kind.as_str(),
+                    client_id: t.client_id.to_string(),
+                    client_name: name_in(&clients, t.client_id),
+                    risk_flag_id: None,
+                    title: t.title,
+                    detail: t.detail,
+                    colour: colour(t.colour),
+                    due_at: t.due_at,
+                    link: "/practice/waitlist".to_string(),
+                });
+            }
+            continue;
+        }
         let allowed = authorize(
             &caller.actor,
             Action::ReadClinicalRecord,
@@ -1022,18 +1049,11 @@ pub(crate) async fn tasks_for(
         if !allowed {
             continue;
         }
-        let name = clients
-            .iter()
-            .find(|c| c.id == t.client_id)
-            .map(|c| c.display_name.clone())
-            .unwrap_or_default();
         out.push(TaskView {
             id: t.id.to_string(),
-            kind: match t.kind {
-                tapestry_domain::ingest::TaskKind::RiskReview => "risk_review",
-            },
+            kind: t.kind.as_str(),
             client_id: t.client_id.to_string(),
-            client_name: name,
+            client_name: name_in(&clients, t.client_id),
             risk_flag_id: t.risk_flag_id.map(|f| f.to_string()),
             title: t.title,
             detail: t.detail,

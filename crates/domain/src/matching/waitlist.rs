@@ -9,8 +9,10 @@
 //! deterministic.
 
 use crate::ids::ClientId;
+use crate::ingest::{task_due_at, TaskKind};
 use crate::instrument::InstrumentRegistry;
-use crate::risk::RiskLevel;
+use crate::measure_schedule::ScheduleRule;
+use crate::risk::{RiskColour, RiskLevel, TaskDue};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::cmp::Reverse;
@@ -44,16 +46,46 @@ pub struct WaitlistPolicy {
     /// Instruments repeated while waiting (e.g. phq9, gad7).
     pub instruments: Vec<String>,
     pub measure_every: Duration,
+    /// The client's own risk re-screen (Tapestry's waiting-list safety
+    /// check-in, `content/instruments/risk_rescreen.toml`).
+    pub rescreen_instrument: String,
     pub rescreen_every: Duration,
 }
+
+/// The re-screen the waiting client answers in the portal.
+pub const RISK_RESCREEN: &str = "risk_rescreen";
 
 impl Default for WaitlistPolicy {
     fn default() -> Self {
         Self {
             instruments: vec!["phq9".into(), "gad7".into()],
             measure_every: Duration::days(14),
+            rescreen_instrument: RISK_RESCREEN.into(),
             rescreen_every: Duration::days(14),
         }
+    }
+}
+
+impl WaitlistPolicy {
+    /// The measure schedule the watch puts on a waiting episode: each
+    /// instrument every `measure_every`, the re-screen every `rescreen_every`
+    /// (whole days, at least 1). The watch adds only instruments the episode
+    /// has no schedule for, so a clinician's schedule is never overwritten.
+    pub fn schedule(&self) -> Vec<(String, ScheduleRule)> {
+        let rule = |every: Duration| {
+            let days = u32::try_from(every.num_days()).unwrap_or(u32::MAX);
+            ScheduleRule::every(days.clamp(1, crate::measure_schedule::MAX_EVERY_DAYS))
+                .unwrap_or(ScheduleRule::EveryNDays { days: 14 })
+        };
+        let mut out: Vec<(String, ScheduleRule)> = self
+            .instruments
+            .iter()
+            .map(|i| (i.clone(), rule(self.measure_every)))
+            .collect();
+        if !out.iter().any(|(i, _)| i == &self.rescreen_instrument) {
+            out.push((self.rescreen_instrument.clone(), rule(self.rescreen_every)));
+        }
+        out
     }
 }
 
@@ -85,12 +117,91 @@ pub const ALERT_WAITLIST_RISK: &str = "waitlist_risk";
 /// The alert kind raised when a waiting client reliably deteriorates.
 pub const ALERT_WAITLIST_DETERIORATION: &str = "waitlist_deterioration";
 
+/// The intake team's task for an alert: one per waiting episode and kind.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntakeTask {
+    pub kind: TaskKind,
+    pub title: String,
+    pub detail: String,
+    pub colour: RiskColour,
+    pub due_at: DateTime<Utc>,
+}
+
 impl Alert {
     /// The kind of alert the intake team gets for this (one per kind and client).
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Risk { .. } => ALERT_WAITLIST_RISK,
             Self::ReliableDeterioration { .. } => ALERT_WAITLIST_DETERIORATION,
+        }
+    }
+
+    /// The task kind the intake team gets for this alert.
+    pub fn task_kind(&self) -> TaskKind {
+        match self {
+            Self::Risk { .. } => TaskKind::WaitlistRisk,
+            Self::ReliableDeterioration { .. } => TaskKind::WaitlistDeterioration,
+        }
+    }
+
+    /// The intake team's task, raised at `now`. Design choices (not
+    /// published rules): a risk signal is due immediately (red); a reliable
+    /// deterioration the same working day (amber: 8 hours, as the risk
+    /// pipeline's same-day tasks). The text stays on the waitlist page and
+    /// task list; it is never e-mailed.
+    pub fn intake_task(&self, now: DateTime<Utc>) -> IntakeTask {
+        let (colour, due) = match self {
+            Self::Risk { .. } => (RiskColour::Red, TaskDue::Immediately),
+            Self::ReliableDeterioration { .. } => (RiskColour::Amber, TaskDue::SameDay),
+        };
+        let (title, detail) = match self {
+            Self::Risk { level } => (
+                format!("Waiting client: open risk signal ({})", level.as_str()),
+                "Contact the client now and arrange a clinician's structured risk assessment; \
+                 consider offering the next free clinician who accepts risk."
+                    .to_string(),
+            ),
+            Self::ReliableDeterioration {
+                instrument,
+                from,
+                to,
+                threshold,
+            } => (
+                format!("Waiting client: {instrument} reliably worse ({from} → {to})"),
+                format!(
+                    "Worse by at least the reliable-change threshold ({threshold}) since joining \
+                     the waitlist: contact the client today and review their place."
+                ),
+            ),
+        };
+        IntakeTask {
+            kind: self.task_kind(),
+            title,
+            detail,
+            colour,
+            due_at: task_due_at(now, colour, due),
+        }
+    }
+}
+
+/// Why a client holds their place in the queue (the first rule that applies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderReason {
+    Risk,
+    Deterioration,
+    Urgent,
+    LongestWait,
+}
+
+impl OrderReason {
+    /// Plain words for the waitlist page.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Risk => "open risk signal",
+            Self::Deterioration => "deteriorating while waiting",
+            Self::Urgent => "urgent referral",
+            Self::LongestWait => "longest wait",
         }
     }
 }
@@ -101,6 +212,8 @@ pub struct QueueEntry {
     pub position: usize,
     pub client_id: ClientId,
     pub waiting_days: i64,
+    /// The rule that places the client (risk, deterioration, urgent, wait).
+    pub order: OrderReason,
     pub reasons: Vec<String>,
     pub alerts: Vec<Alert>,
     pub due: Vec<Due>,
@@ -246,10 +359,20 @@ pub fn review(
             }
             let waiting_days = (now - w.joined_at).num_days().max(0);
             reasons.push(format!("waiting {waiting_days} days"));
+            let order = if risk.is_some() {
+                OrderReason::Risk
+            } else if deteriorated {
+                OrderReason::Deterioration
+            } else if w.urgent {
+                OrderReason::Urgent
+            } else {
+                OrderReason::LongestWait
+            };
             let entry = QueueEntry {
                 position: 0,
                 client_id: w.client_id,
                 waiting_days,
+                order,
                 reasons,
                 alerts,
                 due: due(w, policy, now),
@@ -461,5 +584,91 @@ mod tests {
             threshold: 6.0,
         };
         assert_eq!(d.kind(), ALERT_WAITLIST_DETERIORATION);
+    }
+
+    #[test]
+    fn the_watch_schedules_each_measure_and_the_rescreen_once() {
+        let policy = WaitlistPolicy::default();
+        let plan = policy.schedule();
+        assert_eq!(
+            plan,
+            vec![
+                ("phq9".to_string(), ScheduleRule::EveryNDays { days: 14 }),
+                ("gad7".to_string(), ScheduleRule::EveryNDays { days: 14 }),
+                (
+                    RISK_RESCREEN.to_string(),
+                    ScheduleRule::EveryNDays { days: 14 }
+                ),
+            ]
+        );
+        // Intervals outside 1..=366 days are clamped, never an invalid rule;
+        // a re-screen also listed as a measure is scheduled once.
+        let odd = WaitlistPolicy {
+            instruments: vec![RISK_RESCREEN.into()],
+            measure_every: Duration::hours(3),
+            rescreen_instrument: RISK_RESCREEN.into(),
+            rescreen_every: Duration::days(5000),
+        };
+        assert_eq!(
+            odd.schedule(),
+            vec![(
+                RISK_RESCREEN.to_string(),
+                ScheduleRule::EveryNDays { days: 1 }
+            )]
+        );
+        // Empty policy: only the re-screen.
+        let empty = WaitlistPolicy {
+            instruments: Vec::new(),
+            ..WaitlistPolicy::default()
+        };
+        assert_eq!(empty.schedule().len(), 1);
+    }
+
+    #[test]
+    fn intake_tasks_are_due_now_for_risk_and_the_same_day_for_deterioration() {
+        let risk = Alert::Risk {
+            level: RiskLevel::Moderate,
+        }
+        .intake_task(now());
+        assert_eq!(risk.kind, TaskKind::WaitlistRisk);
+        assert_eq!(risk.colour, RiskColour::Red);
+        assert_eq!(risk.due_at, now());
+        assert!(risk.title.contains("moderate"), "{}", risk.title);
+        let worse = Alert::ReliableDeterioration {
+            instrument: "phq9".into(),
+            from: 10.0,
+            to: 18.0,
+            threshold: 6.0,
+        }
+        .intake_task(now());
+        assert_eq!(worse.kind, TaskKind::WaitlistDeterioration);
+        assert_eq!(worse.colour, RiskColour::Amber);
+        assert_eq!(worse.due_at, now() + Duration::hours(8));
+        assert!(worse.title.contains("phq9") && worse.title.contains("10 → 18"));
+    }
+
+    #[test]
+    fn each_entry_names_the_rule_that_places_it() {
+        let registry = InstrumentRegistry::embedded().unwrap();
+        let policy = WaitlistPolicy::default();
+        let long = waiting(60);
+        let mut urgent = waiting(2);
+        urgent.urgent = true;
+        let mut worse = waiting(10);
+        worse.readings = vec![reading("phq9", 10.0, 10), reading("phq9", 18.0, 1)];
+        let mut risk = waiting(1);
+        risk.open_risk = Some(RiskLevel::Moderate);
+        let q = review(&[long, urgent, worse, risk], &registry, &policy, now());
+        let order: Vec<OrderReason> = q.iter().map(|e| e.order).collect();
+        assert_eq!(
+            order,
+            vec![
+                OrderReason::Risk,
+                OrderReason::Deterioration,
+                OrderReason::Urgent,
+                OrderReason::LongestWait
+            ]
+        );
+        assert_eq!(OrderReason::LongestWait.label(), "longest wait");
     }
 }

@@ -73,12 +73,18 @@ fn every_embedded_instrument_loads_and_validates() {
         "risk_assessment",
         "session_feedback",
         "personal_goals",
+        "risk_rescreen",
     ] {
         assert!(r.get(id).is_some(), "{id} missing");
     }
-    assert_eq!(r.len(), 16);
+    assert_eq!(r.len(), 17);
     // Own forms are labelled as not validated.
-    for id in ["risk_assessment", "session_feedback", "personal_goals"] {
+    for id in [
+        "risk_assessment",
+        "session_feedback",
+        "personal_goals",
+        "risk_rescreen",
+    ] {
         assert!(!def(id).validated, "{id}");
         assert!(def(id).title.contains("not a validated instrument"), "{id}");
     }
@@ -128,7 +134,7 @@ fn licence_handling_and_availability() {
         .contains("World Health Organization 2003"));
     assert!(def("pcl5").copyright.contains("US Government"));
     let listing = r.listing();
-    assert_eq!(listing.len(), 16);
+    assert_eq!(listing.len(), 17);
 }
 
 fn phq9_text() -> String {

@@ -6,18 +6,22 @@
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use std::sync::Arc;
 use tapestry_domain::client::Client;
+use tapestry_domain::episode::Episode;
 use tapestry_domain::ids::*;
+use tapestry_domain::ingest::{ClinicianTask, TaskKind};
 use tapestry_domain::matching::instant::{ClientRequest, MatchResult, Preferences};
 use tapestry_domain::matching::profile::{
     Capacity, ClinicianProfile, Format, Licence, Population, ProblemDomain, WeeklyAvailability,
     WeeklyInterval,
 };
 use tapestry_domain::practice::Practice;
+use tapestry_domain::risk::RiskColour;
 use tapestry_domain::risk::RiskLevel;
 use tapestry_domain::user::{Role, User};
 use tapestry_store::{
     ClinicianMatch, MatchOffer, MatchRun, MatchSource, Store, StoreError, StoredMatchRequest,
-    StoredMatchingProfile, NO_FREE_PLACE, SWITCH_NEEDS_REASON,
+    StoredMatchingProfile, NO_FREE_PLACE, SWITCH_NEEDS_REASON, TASK_ALREADY_CLOSED,
+    TASK_NOTE_REQUIRED,
 };
 
 fn t0() -> DateTime<Utc> {
@@ -30,6 +34,7 @@ conformance!(
     profiles_round_trip_with_recomputed_load_and_stay_in_practice,
     switching_needs_a_reason_and_ends_the_current_match,
     requests_offers_and_runs_round_trip,
+    waitlist_tasks_are_one_per_episode_and_kind_and_close_with_a_note,
 );
 
 struct Fixture {
@@ -351,6 +356,144 @@ async fn requests_offers_and_runs_round_trip(s: Arc<dyn Store>) {
     assert!(s.match_runs(f.other.id, 10).await.unwrap().is_empty());
 }
 
+fn waitlist_task(f: &Fixture, client: &Client, episode: &Episode, kind: TaskKind) -> ClinicianTask {
+    ClinicianTask {
+        id: TaskId::random(),
+        practice_id: f.practice.id,
+        client_id: client.id,
+        episode_id: episode.id,
+        kind,
+        risk_flag_id: None,
+        assignee: None,
+        title: "Waiting client: open risk signal (moderate)".into(),
+        detail: "Contact the client now.".into(),
+        colour: RiskColour::Red,
+        due_at: t0(),
+        created_at: t0(),
+        completed_at: None,
+    }
+}
+
+async fn admin(s: &Arc<dyn Store>, practice: PracticeId, email: &str) -> User {
+    let u = User::new(practice, email, "Intake", Role::PracticeAdmin, t0()).unwrap();
+    s.insert_user(&u, None).await.unwrap();
+    u
+}
+
+/// The waitlist watch's tasks: one per waiting episode and kind however often
+/// (or concurrently) it runs; closed only by an admin or owner with a note;
+/// every refusal leaves the task as it was.
+async fn waitlist_tasks_are_one_per_episode_and_kind_and_close_with_a_note(s: Arc<dyn Store>) {
+    let f = fixture(&s).await;
+    let intake = admin(&s, f.practice.id, "intake@riverside.example").await;
+    let elsewhere = admin(&s, f.other.id, "intake@hillside.example").await;
+    let client = new_client(&s, &f, 1).await;
+    let episode = Episode::open(f.practice.id, client.id, t0());
+    s.insert_episode(&episode).await.unwrap();
+    let risk = waitlist_task(&f, &client, &episode, TaskKind::WaitlistRisk);
+    assert!(s.open_waitlist_task(&risk).await.unwrap());
+    // A rerun with a fresh id adds nothing; nor do 8 concurrent runs.
+    let again = waitlist_task(&f, &client, &episode, TaskKind::WaitlistRisk);
+    assert!(!s.open_waitlist_task(&again).await.unwrap());
+    let mut runs = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        let t = waitlist_task(&f, &client, &episode, TaskKind::WaitlistRisk);
+        runs.push(tokio::spawn(async move {
+            s.open_waitlist_task(&t).await.unwrap()
+        }));
+    }
+    for r in runs {
+        assert!(!r.await.unwrap());
+    }
+    // The other kind is its own task.
+    let worse = waitlist_task(&f, &client, &episode, TaskKind::WaitlistDeterioration);
+    assert!(s.open_waitlist_task(&worse).await.unwrap());
+    let open = s.open_tasks(f.practice.id).await.unwrap();
+    assert_eq!(open.len(), 2);
+    assert!(open
+        .iter()
+        .any(|t| t.id == risk.id && t.kind == TaskKind::WaitlistRisk));
+    assert!(s.open_tasks(f.other.id).await.unwrap().is_empty());
+    // A clinician's task kind is not opened here; another client's episode is not found.
+    let clinical = waitlist_task(&f, &client, &episode, TaskKind::RiskReview);
+    assert!(matches!(
+        s.open_waitlist_task(&clinical).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let stranger = new_client(&s, &f, 2).await;
+    let mut misplaced = waitlist_task(&f, &stranger, &episode, TaskKind::WaitlistRisk);
+    misplaced.client_id = stranger.id;
+    assert!(matches!(
+        s.open_waitlist_task(&misplaced).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Refusals: empty note, another practice's admin, a clinician, unknown id.
+    let at = t0() + Duration::hours(1);
+    assert!(matches!(
+        s.close_waitlist_task(f.practice.id, risk.id, intake.id, "  ", at).await,
+        Err(StoreError::Conflict(m)) if m == TASK_NOTE_REQUIRED
+    ));
+    assert!(matches!(
+        s.close_waitlist_task(f.other.id, risk.id, elsewhere.id, "called", at)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.close_waitlist_task(f.practice.id, risk.id, elsewhere.id, "called", at)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.close_waitlist_task(f.practice.id, risk.id, f.clinician.id, "called", at)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.close_waitlist_task(f.practice.id, TaskId::random(), intake.id, "called", at)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.open_tasks(f.practice.id).await.unwrap().len(), 2);
+    assert_eq!(
+        s.waitlist_task_closure(f.practice.id, risk.id)
+            .await
+            .unwrap(),
+        None
+    );
+    // The intake admin closes it with a note.
+    let closed = s
+        .close_waitlist_task(
+            f.practice.id,
+            risk.id,
+            intake.id,
+            " Called; assessment booked ",
+            at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(closed.completed_at, Some(at));
+    assert_eq!(
+        s.waitlist_task_closure(f.practice.id, risk.id)
+            .await
+            .unwrap(),
+        Some((intake.id, "Called; assessment booked".to_string()))
+    );
+    assert_eq!(
+        s.waitlist_task_closure(f.other.id, risk.id).await.unwrap(),
+        None
+    );
+    assert!(matches!(
+        s.close_waitlist_task(f.practice.id, risk.id, intake.id, "again", at).await,
+        Err(StoreError::Conflict(m)) if m == TASK_ALREADY_CLOSED
+    ));
+    // Closed stays closed: the watch does not reopen the same kind for the episode.
+    assert!(!s.open_waitlist_task(&again).await.unwrap());
+    let open = s.open_tasks(f.practice.id).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].kind, TaskKind::WaitlistDeterioration);
+}
+
 mod sealed {
     //! The stored explanations (a match's reasons, the switch reason, a batch run's
     //! lines) name a client's problems, so they are sealed at rest and key rotation
@@ -398,13 +541,29 @@ mod sealed {
             created_at: t0(),
         };
         s.insert_match_run(&run).await.unwrap();
+        // A waitlist task's closing note is sealed too.
+        let intake = admin(&s, f.practice.id, "intake@riverside.example").await;
+        let episode = Episode::open(f.practice.id, a.id, t0());
+        s.insert_episode(&episode).await.unwrap();
+        let task = waitlist_task(&f, &a, &episode, TaskKind::WaitlistRisk);
+        s.open_waitlist_task(&task).await.unwrap();
+        s.close_waitlist_task(
+            f.practice.id,
+            task.id,
+            intake.id,
+            "spoke about overdose",
+            t0(),
+        )
+        .await
+        .unwrap();
         for sql in [
             "SELECT reasons FROM clinician_matches ORDER BY accepted_at LIMIT 1",
             "SELECT end_reason FROM clinician_matches WHERE end_reason IS NOT NULL",
             "SELECT result FROM match_runs",
+            "SELECT closing_note FROM clinician_tasks",
         ] {
             let raw = b.raw.text(sql).await;
-            for secret in ["trauma", "assault", "eating"] {
+            for secret in ["trauma", "assault", "eating", "overdose"] {
                 assert!(!raw.contains(secret), "{sql} holds plain text: {raw}");
             }
         }
@@ -413,7 +572,7 @@ mod sealed {
         keys.add_master_key();
         let report = s.rotate_keys(&keys, true).await.unwrap();
         // Two reasons, one switch reason, one run, plus the sealed profile.
-        assert!(report.reencrypted >= 4, "{report:?}");
+        assert!(report.reencrypted >= 5, "{report:?}");
         assert_ne!(before, b.raw.text("SELECT result FROM match_runs").await);
         keys.retire_master_key(1).unwrap();
         let reopened = (b.reopen)(keys).await;
@@ -430,6 +589,13 @@ mod sealed {
         assert_eq!(
             reopened.match_runs(f.practice.id, 10).await.unwrap(),
             vec![run]
+        );
+        assert_eq!(
+            reopened
+                .waitlist_task_closure(f.practice.id, task.id)
+                .await
+                .unwrap(),
+            Some((intake.id, "spoke about overdose".to_string()))
         );
     }
 }
