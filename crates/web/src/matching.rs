@@ -28,7 +28,8 @@ use tapestry_domain::access::Action;
 use tapestry_domain::care::{CareRelationship, CareRole};
 use tapestry_domain::change::classify_reliable_change;
 use tapestry_domain::episode::EpisodeStatus;
-use tapestry_domain::ids::{ClientId, ClinicianId, PracticeId, UserId};
+use tapestry_domain::ids::{ClientId, ClinicianId, EpisodeId, PracticeId, TaskId, UserId};
+use tapestry_domain::ingest::{ClinicianTask, StoredRiskFlag};
 use tapestry_domain::instrument::InstrumentRegistry;
 use tapestry_domain::matching::assign::{AssignOptions, AssignmentGraph, AssignmentInstance, Edge};
 use tapestry_domain::matching::elevation::{
@@ -44,6 +45,7 @@ use tapestry_domain::matching::profile::{
 };
 use tapestry_domain::matching::rematch::{self, Feedback, RematchRule, RematchSuggestion};
 use tapestry_domain::matching::waitlist::{self, QueueEntry, Reading, Waiting, WaitlistPolicy};
+use tapestry_domain::measure_schedule::MeasureSchedule;
 use tapestry_domain::risk::RiskLevel;
 use tapestry_domain::user::Role;
 use tapestry_store::{
@@ -107,6 +109,11 @@ pub const MATCHING_ROUTES: &[RouteSpec] = &[
         "/practice/waitlist",
         Access::Action(Action::ManageCareRelationships, Target::Practice),
     ),
+    r(
+        "POST",
+        "/api/v1/practice/waitlist/tasks/{task}/close",
+        Access::Action(Action::ManageCareRelationships, Target::Practice),
+    ),
 ];
 
 /// The handlers of [`MATCHING_ROUTES`].
@@ -120,6 +127,7 @@ pub fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("POST", "/api/v1/me/match/choice") => post(choose),
         ("POST", "/api/v1/practice/match-runs") => post(run_batch),
         ("GET", "/practice/waitlist") => get(waitlist_page),
+        ("POST", "/api/v1/practice/waitlist/tasks/{task}/close") => post(close_waitlist_task),
         _ => return None,
     })
 }
@@ -732,6 +740,18 @@ async fn elevated_from_intake(
     Ok(mapping.explain(&concern, &scores))
 }
 
+/// Domains the intake team named in the match request, as elevated domains.
+fn named_by_intake_team(domains: &[ProblemDomain]) -> Vec<ElevatedDomain> {
+    domains
+        .iter()
+        .map(|&domain| ElevatedDomain {
+            domain,
+            source: DomainSource::IntakeTeam,
+            reason: "named by the intake team".to_string(),
+        })
+        .collect()
+}
+
 async fn match_client(
     State(state): State<AppState>,
     Extension(a): Extension<Authorized>,
@@ -743,14 +763,7 @@ async fn match_client(
     let elevated = if body.elevated_domains.is_empty() {
         elevated_from_intake(&*state.store, practice, client).await?
     } else {
-        body.elevated_domains
-            .iter()
-            .map(|&domain| ElevatedDomain {
-                domain,
-                source: DomainSource::IntakeTeam,
-                reason: "named by the intake team".to_string(),
-            })
-            .collect()
+        named_by_intake_team(&body.elevated_domains)
     };
     let request = ClientRequest {
         jurisdiction: body.jurisdiction,
@@ -1237,6 +1250,8 @@ struct WaitlistPage {
     /// The header menu of the signed-in person.
     nav: crate::portal::Nav,
     rows: Vec<WaitlistRow>,
+    /// How many intake-team tasks are open.
+    open_tasks: usize,
     rematch: Vec<RematchRow>,
 }
 
@@ -1253,9 +1268,23 @@ struct WaitlistRow {
     client_id: String,
     name: String,
     waiting_days: i64,
+    /// The rule that places the client (risk, deterioration, urgent, longest wait).
+    order: &'static str,
     reasons: String,
+    /// Elevated problem domains and where each comes from (the intake).
+    elevated: Vec<(&'static str, String)>,
     alerts: usize,
+    tasks: Vec<IntakeTaskRow>,
     due: String,
+}
+
+/// An open intake-team task, with its close-with-note form.
+struct IntakeTaskRow {
+    id: String,
+    title: String,
+    detail: String,
+    colour: &'static str,
+    due_at: String,
 }
 
 /// The alert kinds raised for the intake team (decided in the domain).
@@ -1270,10 +1299,35 @@ fn loaded_registry() -> Result<&'static InstrumentRegistry, StoreError> {
 
 /// The practice's waiting clients (episodes on the waitlist) as the waitlist
 /// engine sees them, and their names.
+/// The practice's waiting clients as the domain sees them, their names, and
+/// the waiting episode of each (the one the watch schedules measures on).
+struct Waitlist {
+    waiting: Vec<Waiting>,
+    names: HashMap<ClientId, String>,
+    episodes: HashMap<ClientId, EpisodeId>,
+}
+
+/// Instruments whose completion counts as a risk re-screen: the client's own
+/// waiting-list check-in and a clinician's structured risk assessment.
+fn is_rescreen(instrument: &str, policy: &WaitlistPolicy) -> bool {
+    instrument == policy.rescreen_instrument || instrument == "risk_assessment"
+}
+
+/// The highest open risk level on an episode. A screening answer carries no
+/// assessed level: it counts as moderate until a clinician assesses it.
+fn open_risk_level(flags: &[StoredRiskFlag], episode: EpisodeId) -> Option<RiskLevel> {
+    flags
+        .iter()
+        .filter(|f| f.episode_id == episode && f.flag.closure.is_none())
+        .map(|f| f.flag.signal.level.unwrap_or(RiskLevel::Moderate))
+        .max()
+}
+
 async fn waiting_clients(
     store: &dyn Store,
     practice: PracticeId,
-) -> Result<(Vec<Waiting>, HashMap<ClientId, String>), StoreError> {
+    policy: &WaitlistPolicy,
+) -> Result<Waitlist, StoreError> {
     let requests: HashMap<ClientId, bool> = store
         .match_requests(practice)
         .await?
@@ -1281,8 +1335,11 @@ async fn waiting_clients(
         .map(|r| (r.client_id, r.request.urgent))
         .collect();
     let flags = store.open_risk_flags(practice).await?;
-    let mut waiting = Vec::new();
-    let mut names = HashMap::new();
+    let mut list = Waitlist {
+        waiting: Vec::new(),
+        names: HashMap::new(),
+        episodes: HashMap::new(),
+    };
     for client in store.clients_in_practice(practice).await? {
         for episode in store.episodes_for_client(practice, client.id).await? {
             if episode.status != EpisodeStatus::Waitlist {
@@ -1305,20 +1362,17 @@ async fn waiting_clients(
                     });
                 }
             }
-            // A screening answer carries no assessed level: it is treated
-            // as moderate until a clinician assesses it.
-            let open_risk = flags
+            let open_risk = open_risk_level(&flags, episode.id);
+            let last_rescreen_at = store
+                .submissions_for_episode(practice, episode.id)
+                .await?
                 .iter()
-                .filter(|f| f.episode_id == episode.id && f.flag.closure.is_none())
-                .map(|f| f.flag.signal.level.unwrap_or(RiskLevel::Moderate))
+                .filter(|s| is_rescreen(&s.instrument, policy))
+                .map(|s| s.submitted_at)
                 .max();
-            let last_rescreen_at = flags
-                .iter()
-                .filter(|f| f.episode_id == episode.id)
-                .map(|f| f.flag.raised_at)
-                .max();
-            names.insert(client.id, client.display_name.clone());
-            waiting.push(Waiting {
+            list.names.insert(client.id, client.display_name.clone());
+            list.episodes.insert(client.id, episode.id);
+            list.waiting.push(Waiting {
                 client_id: client.id,
                 joined_at: episode.status_changed_at,
                 urgent: requests.get(&client.id).copied().unwrap_or(false),
@@ -1328,7 +1382,7 @@ async fn waiting_clients(
             });
         }
     }
-    Ok((waiting, names))
+    Ok(list)
 }
 
 /// The ordered, explained waitlist of the practice. Reading it changes
@@ -1338,14 +1392,10 @@ pub async fn waitlist_queue(
     practice: PracticeId,
     now: DateTime<Utc>,
 ) -> Result<(Vec<QueueEntry>, HashMap<ClientId, String>), StoreError> {
-    let (waiting, names) = waiting_clients(store, practice).await?;
-    let queue = waitlist::review(
-        &waiting,
-        loaded_registry()?,
-        &WaitlistPolicy::default(),
-        now,
-    );
-    Ok((queue, names))
+    let policy = WaitlistPolicy::default();
+    let list = waiting_clients(store, practice, &policy).await?;
+    let queue = waitlist::review(&list.waiting, loaded_registry()?, &policy, now);
+    Ok((queue, list.names))
 }
 
 /// What one run of the waitlist watch did.
@@ -1357,6 +1407,10 @@ pub struct WatchReport {
     pub measures_due: Vec<(ClientId, String)>,
     /// Alerts newly raised (risk, deterioration, re-match), one per recipient.
     pub alerts_raised: usize,
+    /// Instruments newly put on waiting episodes' measure schedules.
+    pub schedules_added: usize,
+    /// Intake-team tasks newly opened (one per waiting episode and kind).
+    pub tasks_opened: usize,
 }
 
 /// The waitlist that watches, run by the worker's periodic `waitlist_watch`
@@ -1372,21 +1426,32 @@ pub async fn watch_waitlist(
     practice: PracticeId,
     now: DateTime<Utc>,
 ) -> Result<WatchReport, StoreError> {
-    let (waiting, _) = waiting_clients(store, practice).await?;
     let policy = WaitlistPolicy::default();
-    let queue = waitlist::review(&waiting, loaded_registry()?, &policy, now);
-    let measures_due = waiting
+    let list = waiting_clients(store, practice, &policy).await?;
+    let queue = waitlist::review(&list.waiting, loaded_registry()?, &policy, now);
+    let measures_due = list
+        .waiting
         .iter()
         .filter_map(|w| {
             waitlist::measures_reminder_key(w, &policy, now).map(|key| (w.client_id, key))
         })
         .collect();
+    let mut schedules_added = 0;
+    for &episode in list.episodes.values() {
+        schedules_added += schedule_waiting(store, practice, episode, &policy, now).await?;
+    }
     let team = intake_team(store, practice).await?;
     let mut alerts_raised = 0;
+    let mut tasks_opened = 0;
     for entry in &queue {
+        let Some(&episode) = list.episodes.get(&entry.client_id) else {
+            continue;
+        };
         for alert in &entry.alerts {
-            alerts_raised +=
-                raise_once(store, practice, &team, alert.kind(), entry.client_id, now).await?;
+            let (alerts, task) =
+                escalate(store, practice, &team, entry.client_id, episode, alert, now).await?;
+            alerts_raised += alerts;
+            tasks_opened += usize::from(task);
         }
     }
     for (client, current, _) in rematch_suggestions(store, practice).await? {
@@ -1407,7 +1472,112 @@ pub async fn watch_waitlist(
     Ok(WatchReport {
         measures_due,
         alerts_raised,
+        schedules_added,
+        tasks_opened,
     })
+}
+
+/// Puts the waitlist policy's measures and re-screen on the waiting
+/// episode's measure schedule where the episode has none for that
+/// instrument (a clinician's schedule is never overwritten); returns how
+/// many were added. Rerunning adds nothing.
+async fn schedule_waiting(
+    store: &dyn Store,
+    practice: PracticeId,
+    episode: EpisodeId,
+    policy: &WaitlistPolicy,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let existing = store.measure_schedules(practice, episode).await?;
+    let mut added = 0;
+    for (instrument, rule) in policy.schedule() {
+        if existing.iter().any(|s| s.instrument == instrument) {
+            continue;
+        }
+        store
+            .set_measure_schedule(&MeasureSchedule::new(
+                practice,
+                episode,
+                &instrument,
+                rule,
+                now,
+            ))
+            .await?;
+        added += 1;
+    }
+    Ok(added)
+}
+
+/// Tells the intake team about one waitlist alert: the alert to each admin
+/// and owner once, and one practice-wide task per waiting episode and kind
+/// (unassigned: every admin and owner sees it on the waitlist page and their
+/// task list; whoever acts closes it with a note). Returns the alerts newly
+/// raised and whether the task is new.
+pub(crate) async fn escalate(
+    store: &dyn Store,
+    practice: PracticeId,
+    team: &[UserId],
+    client: ClientId,
+    episode: EpisodeId,
+    alert: &waitlist::Alert,
+    now: DateTime<Utc>,
+) -> Result<(usize, bool), StoreError> {
+    let raised = raise_once(store, practice, team, alert.kind(), client, now).await?;
+    let task = alert.intake_task(now);
+    let opened = store
+        .open_waitlist_task(&ClinicianTask {
+            id: TaskId::random(),
+            practice_id: practice,
+            client_id: client,
+            episode_id: episode,
+            kind: task.kind,
+            risk_flag_id: None,
+            assignee: None,
+            title: task.title,
+            detail: task.detail,
+            colour: task.colour,
+            due_at: task.due_at,
+            created_at: now,
+            completed_at: None,
+        })
+        .await?;
+    Ok((raised, opened))
+}
+
+/// A waiting client's risk answer alerts the intake team at once (the
+/// hourly watch would otherwise pick it up within the hour): called after a
+/// submission that raised a risk flag. Does nothing unless the episode is on
+/// the waitlist and has an open flag.
+pub(crate) async fn escalate_waitlist_risk(
+    store: &dyn Store,
+    practice: PracticeId,
+    client: ClientId,
+    episode: EpisodeId,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let waiting = store
+        .episode(practice, episode)
+        .await?
+        .is_some_and(|e| e.client_id == client && e.status == EpisodeStatus::Waitlist);
+    if !waiting {
+        return Ok(());
+    }
+    let flags = store.open_risk_flags(practice).await?;
+    let Some(level) = open_risk_level(&flags, episode) else {
+        return Ok(());
+    };
+    let team = intake_team(store, practice).await?;
+    escalate(
+        store,
+        practice,
+        &team,
+        client,
+        episode,
+        &waitlist::Alert::Risk { level },
+        now,
+    )
+    .await?;
+    Ok(())
 }
 
 /// The intake team: the practice's admins and owners.
@@ -1511,6 +1681,141 @@ async fn rematch_suggestions(
     Ok(out)
 }
 
+/// The waitlist page's rows: each client's place and why, their elevated
+/// domains from the intake, what is due and the intake team's open tasks.
+async fn waitlist_rows(
+    state: &AppState,
+    practice: PracticeId,
+    queue: &[QueueEntry],
+    names: &HashMap<ClientId, String>,
+) -> Result<Vec<WaitlistRow>, ApiError> {
+    let tz = crate::pages::viewer_zone(state, practice).await;
+    let tasks: Vec<ClinicianTask> = state
+        .store
+        .open_tasks(practice)
+        .await?
+        .into_iter()
+        .filter(|t| t.kind.is_intake_team())
+        .collect();
+    let requests: HashMap<ClientId, StoredMatchRequest> = state
+        .store
+        .match_requests(practice)
+        .await?
+        .into_iter()
+        .map(|r| (r.client_id, r))
+        .collect();
+    let mut rows = Vec::with_capacity(queue.len());
+    for e in queue {
+        let named = requests
+            .get(&e.client_id)
+            .map(|r| r.request.elevated_domains.clone())
+            .unwrap_or_default();
+        let elevated = if named.is_empty() {
+            elevated_from_intake(&*state.store, practice, e.client_id).await?
+        } else {
+            named_by_intake_team(&named)
+        };
+        rows.push(WaitlistRow {
+            position: e.position,
+            client_id: e.client_id.to_string(),
+            name: names.get(&e.client_id).cloned().unwrap_or_default(),
+            waiting_days: e.waiting_days,
+            order: e.order.label(),
+            reasons: e.reasons.join(" · "),
+            elevated: elevated
+                .into_iter()
+                .map(|d| (d.domain.label(), d.reason))
+                .collect(),
+            alerts: e.alerts.len(),
+            tasks: tasks
+                .iter()
+                .filter(|t| t.client_id == e.client_id)
+                .map(|t| IntakeTaskRow {
+                    id: t.id.to_string(),
+                    title: t.title.clone(),
+                    detail: t.detail.clone(),
+                    colour: t.colour.as_str(),
+                    due_at: crate::pages::local_time(tz, t.due_at),
+                })
+                .collect(),
+            due: e
+                .due
+                .iter()
+                .map(|d| match d {
+                    waitlist::Due::Measure { instrument } => instrument.to_uppercase(),
+                    waitlist::Due::RiskRescreen => "safety check-in".to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(rows)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CloseTaskBody {
+    /// What the intake team did (required; sealed at rest).
+    note: String,
+}
+
+#[derive(Serialize)]
+struct ClosedTask {
+    id: String,
+    kind: &'static str,
+    client_id: String,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /api/v1/practice/waitlist/tasks/{task}/close`: an admin or owner
+/// closes an intake-team task with a note. Another practice's task, a
+/// clinician's task or an unknown id is 404; nothing changes on any error.
+async fn close_waitlist_task(
+    State(state): State<AppState>,
+    Extension(a): Extension<Authorized>,
+    axum::extract::Path(task): axum::extract::Path<String>,
+    ApiJson(body): ApiJson<CloseTaskBody>,
+) -> Result<Json<ClosedTask>, ApiError> {
+    let practice = a.caller.user.practice_id;
+    let task: TaskId = task.parse().map_err(|_| ApiError::not_found())?;
+    if body.note.trim().is_empty() {
+        return Err(ApiError::unprocessable(
+            "note",
+            "a note is required to close a waitlist task",
+        ));
+    }
+    if body.note.chars().count() > tapestry_store::MAX_REASON_CHARS {
+        return Err(ApiError::unprocessable(
+            "note",
+            "longer than 4000 characters",
+        ));
+    }
+    let closed = state
+        .store
+        .close_waitlist_task(
+            practice,
+            task,
+            a.caller.user.id,
+            &body.note,
+            state.clock.now(),
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(m) if m == tapestry_store::TASK_ALREADY_CLOSED => {
+                ApiError::conflict(m)
+            }
+            StoreError::Conflict(m) => ApiError::unprocessable("note", m),
+            StoreError::NotFound(_) => ApiError::not_found(),
+            other => other.into(),
+        })?;
+    Ok(Json(ClosedTask {
+        id: closed.id.to_string(),
+        kind: closed.kind.as_str(),
+        client_id: closed.client_id.to_string(),
+        completed_at: closed.completed_at,
+    }))
+}
+
 async fn waitlist_page(
     State(state): State<AppState>,
     Extension(a): Extension<Authorized>,
@@ -1521,23 +1826,10 @@ async fn waitlist_page(
         Ok(q) => q,
         Err(e) => return ApiError::from(e).to_html(),
     };
-    let rows = queue
-        .iter()
-        .map(|e| WaitlistRow {
-            position: e.position,
-            client_id: e.client_id.to_string(),
-            name: names.get(&e.client_id).cloned().unwrap_or_default(),
-            waiting_days: e.waiting_days,
-            reasons: e.reasons.join(" · "),
-            alerts: e.alerts.len(),
-            due: e
-                .due
-                .iter()
-                .map(|d| serde_json::to_string(d).unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
-        .collect();
+    let rows = match waitlist_rows(&state, practice, &queue, &names).await {
+        Ok(r) => r,
+        Err(e) => return e.to_html(),
+    };
     let suggestions = match rematch_suggestions(&*state.store, practice).await {
         Ok(s) => s,
         Err(e) => return ApiError::from(e).to_html(),
@@ -1562,6 +1854,7 @@ async fn waitlist_page(
         .collect();
     crate::pages::render(&WaitlistPage {
         nav: crate::portal::nav(&state, &a.caller).await,
+        open_tasks: rows.iter().map(|r: &WaitlistRow| r.tasks.len()).sum(),
         rows,
         rematch,
     })

@@ -537,6 +537,18 @@ async fn record_answers(
         Some(Err(e)) => return Err(ApiError::unprocessable("answers", e.to_string())),
         None => return Err(ApiError::internal()),
     };
+    // A risk answer from a client on the waitlist also alerts the intake
+    // team and opens their task at once (docs/matching.md §6).
+    if receipt.new && !receipt.flags.is_empty() {
+        crate::matching::escalate_waitlist_risk(
+            &*state.store,
+            practice,
+            client,
+            episode,
+            state.clock.now(),
+        )
+        .await?;
+    }
     let status = if receipt.new {
         StatusCode::CREATED
     } else {

@@ -10,6 +10,7 @@ use tapestry_domain::care::CareRole;
 use tapestry_domain::episode::{Episode, EpisodeStatus};
 use tapestry_domain::ingest::IngestRequest;
 use tapestry_domain::instrument::InstrumentRegistry;
+use tapestry_domain::measure_schedule::{MeasureSchedule, ScheduleRule};
 use tapestry_domain::scoring::Answers;
 use tapestry_store::IngestSettings;
 use tapestry_web::matching::watch_waitlist;
@@ -886,4 +887,278 @@ async fn elevated_domains_come_from_the_intake_when_the_team_names_none() {
         .map(|e| e["source"]["kind"].as_str().unwrap())
         .collect();
     assert_eq!(sources, vec!["intake_team", "intake_team"]);
+}
+
+/// The waitlist watch assigns the policy's measures and the client's own
+/// safety check-in (never overwriting a clinician's schedule); the waiting
+/// client sees the check-in due on /me/measures and answers it; a risk
+/// answer raises the pipeline's risk flag and the intake team's alert and
+/// one task at once, counts as the re-screen, and the waitlist page shows
+/// why the client is first, their elevated domains from the intake and the
+/// task, which closes only with a note. Bad input changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_clients_rescreen_with_a_risk_answer_alerts_the_intake_team_and_opens_one_task() {
+    let f = fixture().await;
+    let registry = InstrumentRegistry::embedded().unwrap();
+    let mut episodes = Vec::new();
+    for (client, joined) in [
+        (&f.client_a, t0() - Duration::days(3)),
+        (&f.client_b, t0() - Duration::days(30)),
+    ] {
+        let e = Episode::open(f.practice.id, client.id, joined);
+        f.store.insert_episode(&e).await.unwrap();
+        f.store
+            .move_episode(
+                f.practice.id,
+                e.id,
+                EpisodeStatus::Referral,
+                EpisodeStatus::Waitlist,
+                joined,
+            )
+            .await
+            .unwrap();
+        episodes.push(e);
+    }
+    // Client A's intake GAD-7 (15: anxiety from the measure).
+    f.store
+        .ingest(
+            &registry,
+            &IngestSettings::default(),
+            &[IngestRequest {
+                practice_id: f.practice.id,
+                client_id: f.client_a.id,
+                episode_id: episodes[0].id,
+                instrument: "gad7".into(),
+                answers: Answers::from_values(&[3, 3, 2, 2, 2, 2, 1]),
+                idempotency_key: None,
+                submitted_at: t0() - Duration::days(3),
+            }],
+        )
+        .await
+        .unwrap();
+    // A clinician already scheduled PHQ-9 weekly for client B: kept as it is.
+    f.store
+        .set_measure_schedule(&MeasureSchedule::new(
+            f.practice.id,
+            episodes[1].id,
+            "phq9",
+            ScheduleRule::EveryNDays { days: 7 },
+            t0() - Duration::days(10),
+        ))
+        .await
+        .unwrap();
+    let first = watch_waitlist(&*f.store, f.practice.id, t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        first.schedules_added,
+        3 + 2,
+        "A: three; B: GAD-7 and re-screen"
+    );
+    assert_eq!(first.tasks_opened, 0);
+    let again = watch_waitlist(&*f.store, f.practice.id, t0() + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(again.schedules_added, 0, "idempotent");
+    let b_phq9 = f
+        .store
+        .measure_schedules(f.practice.id, episodes[1].id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.instrument == "phq9")
+        .unwrap();
+    assert_eq!(b_phq9.rule, ScheduleRule::EveryNDays { days: 7 });
+    // The client sees the safety check-in due in the portal.
+    let measures = call(&f.state, "GET", "/me/measures", f.login("client_a"), None).await;
+    assert_eq!(measures.status, 200);
+    assert!(
+        measures.body.contains("Waiting-list safety check-in"),
+        "{}",
+        measures.body
+    );
+    // Bad input: client B answering on client A's episode is not found and
+    // stores nothing.
+    let before = f.fingerprint().await;
+    let path_a = format!(
+        "/api/v1/clients/{}/episodes/{}/submissions",
+        f.client_a.id, episodes[0].id
+    );
+    let path_b_on_a = format!(
+        "/api/v1/clients/{}/episodes/{}/submissions",
+        f.client_b.id, episodes[0].id
+    );
+    let risky = r#"{"instrument":"risk_rescreen","answers":[1,0,1]}"#;
+    let wrong = post(&f, "client_b", &path_b_on_a, risky).await;
+    assert_eq!(wrong.status, 404, "{}", wrong.body);
+    // A malformed answer names the item; an out-of-range one too.
+    let short = post(
+        &f,
+        "client_a",
+        &path_a,
+        r#"{"instrument":"risk_rescreen","answers":[1]}"#,
+    )
+    .await;
+    assert_eq!(short.status, 422, "{}", short.body);
+    assert!(short.body.contains("answers"), "{}", short.body);
+    let out = post(
+        &f,
+        "client_a",
+        &path_a,
+        r#"{"instrument":"risk_rescreen","answers":[0,5,0]}"#,
+    )
+    .await;
+    assert_eq!(out.status, 422, "{}", out.body);
+    assert!(out.body.contains("item 2"), "{}", out.body);
+    assert_eq!(before, f.fingerprint().await, "nothing stored");
+    // Client A answers the check-in: thoughts once or a few times, unsure about safety.
+    let done = post(&f, "client_a", &path_a, risky).await;
+    assert_eq!(done.status, 201, "{}", done.body);
+    let receipt: serde_json::Value = serde_json::from_str(&done.body).unwrap();
+    assert_eq!(
+        receipt["risk_flags"].as_array().unwrap().len(),
+        2,
+        "{receipt}"
+    );
+    // At once: the intake team's alert and one task, due immediately.
+    for who in ["practice_admin", "owner"] {
+        let alerts = f
+            .store
+            .alerts_for(f.practice.id, f.user(who).id)
+            .await
+            .unwrap();
+        assert_eq!(
+            alerts.iter().filter(|a| a.kind == "waitlist_risk").count(),
+            1,
+            "{who}"
+        );
+    }
+    let intake: Vec<_> = f
+        .store
+        .open_tasks(f.practice.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.kind.is_intake_team())
+        .collect();
+    assert_eq!(intake.len(), 1);
+    assert_eq!(
+        intake[0].kind,
+        tapestry_domain::ingest::TaskKind::WaitlistRisk
+    );
+    assert_eq!(intake[0].client_id, f.client_a.id);
+    assert_eq!(intake[0].due_at, t0(), "due immediately");
+    // The pipeline's risk review for the episode exists as for any answer.
+    let reviews = f
+        .store
+        .tasks_for_episode(f.practice.id, episodes[0].id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.kind == tapestry_domain::ingest::TaskKind::RiskReview)
+        .count();
+    assert_eq!(reviews, 2);
+    // The watch run twice adds no task and no alert; the re-screen counts.
+    for _ in 0..2 {
+        let r = watch_waitlist(&*f.store, f.practice.id, t0() + Duration::hours(3))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.tasks_opened, r.alerts_raised, r.schedules_added),
+            (0, 0, 0)
+        );
+    }
+    let (queue, _) =
+        tapestry_web::matching::waitlist_queue(&*f.store, f.practice.id, t0() + Duration::hours(3))
+            .await
+            .unwrap();
+    assert_eq!(queue[0].client_id, f.client_a.id, "risk moves A up");
+    assert!(
+        !queue[0]
+            .due
+            .contains(&tapestry_domain::matching::waitlist::Due::RiskRescreen),
+        "{:?}",
+        queue[0].due
+    );
+    // The admin's task list and the waitlist page show it with its reasons.
+    let mine = call(
+        &f.state,
+        "GET",
+        "/api/v1/me/tasks",
+        f.login("practice_admin"),
+        None,
+    )
+    .await;
+    assert!(mine.body.contains("waitlist_risk"), "{}", mine.body);
+    let page = call(
+        &f.state,
+        "GET",
+        "/practice/waitlist",
+        f.login("practice_admin"),
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body
+            .contains(r#"<td class="order-reason">open risk signal</td>"#),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("gad7 intake score 15 is at or above 10"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("Waiting client: open risk signal (moderate)"),
+        "{}",
+        page.body
+    );
+    let close = format!("/api/v1/practice/waitlist/tasks/{}/close", intake[0].id);
+    assert!(page.body.contains(&close), "{}", page.body);
+    // Closing without a note, or by a clinician, changes nothing.
+    let before = f.fingerprint().await;
+    let empty = post(&f, "practice_admin", &close, r#"{"note":"   "}"#).await;
+    assert_eq!(empty.status, 422);
+    assert!(empty.body.contains("note"), "{}", empty.body);
+    let missing = post(&f, "practice_admin", &close, r#"{}"#).await;
+    assert_eq!(missing.status, 422, "{}", missing.body);
+    let clinician = post(&f, "treating", &close, r#"{"note":"called"}"#).await;
+    assert_eq!(clinician.status, 403);
+    let review = f
+        .store
+        .tasks_for_episode(f.practice.id, episodes[0].id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.kind == tapestry_domain::ingest::TaskKind::RiskReview)
+        .unwrap();
+    let not_intake = format!("/api/v1/practice/waitlist/tasks/{}/close", review.id);
+    let wrong_kind = post(&f, "practice_admin", &not_intake, r#"{"note":"called"}"#).await;
+    assert_eq!(
+        wrong_kind.status, 404,
+        "a clinician's task is not the intake team's"
+    );
+    assert_eq!(before, f.fingerprint().await);
+    let closed = post(
+        &f,
+        "owner",
+        &close,
+        r#"{"note":"Called; assessment booked today"}"#,
+    )
+    .await;
+    assert_eq!(closed.status, 200, "{}", closed.body);
+    let twice = post(&f, "practice_admin", &close, r#"{"note":"again"}"#).await;
+    assert_eq!(twice.status, 409, "{}", twice.body);
+    let page = call(
+        &f.state,
+        "GET",
+        "/practice/waitlist",
+        f.login("practice_admin"),
+        None,
+    )
+    .await;
+    assert!(page.body.contains("No open intake tasks."), "{}", page.body);
 }

@@ -28,6 +28,11 @@ pub fn expected(spec: &RouteSpec) -> Option<[u16; 9]> {
         // nothing assigned), everyone else is refused first.
         ("POST", "/api/v1/practice/match-runs") => [401, 403, 403, 403, 403, 403, 403, 422, 422],
         ("GET", "/practice/waitlist") => [401, 403, 403, 403, 403, 403, 403, 200, 200],
+        // The intake team (admin, owner) closes its waitlist tasks; the
+        // matrix's path names no task, so they reach the plain 404.
+        ("POST", "/api/v1/practice/waitlist/tasks/{task}/close") => {
+            [401, 403, 403, 403, 403, 403, 403, 404, 404]
+        }
         _ => return None,
     })
 }
@@ -40,6 +45,9 @@ pub fn body_for(spec: &RouteSpec) -> Option<&'static str> {
             r#"{"clinician":"00000000-0000-0000-0000-000000000000"}"#
         }
         ("POST", "/api/v1/practice/match-runs") => r#"{"max_share_per_clinician":0}"#,
+        ("POST", "/api/v1/practice/waitlist/tasks/{task}/close") => {
+            r#"{"note":"called the client"}"#
+        }
         _ => return None,
     })
 }
