@@ -1276,6 +1276,9 @@ struct WaitlistRow {
     alerts: usize,
     tasks: Vec<IntakeTaskRow>,
     due: String,
+    /// The clinician the client chose or was given, while they wait for
+    /// the first session.
+    matched: Option<String>,
 }
 
 /// An open intake-team task, with its close-with-note form.
@@ -1704,8 +1707,14 @@ async fn waitlist_rows(
         .into_iter()
         .map(|r| (r.client_id, r))
         .collect();
+    let staff = staff_names(state, practice).await?;
     let mut rows = Vec::with_capacity(queue.len());
     for e in queue {
+        let matched = state
+            .store
+            .current_match(practice, e.client_id)
+            .await?
+            .map(|m| staff.get(&m.clinician).cloned().unwrap_or_default());
         let named = requests
             .get(&e.client_id)
             .map(|r| r.request.elevated_domains.clone())
@@ -1747,6 +1756,7 @@ async fn waitlist_rows(
                 })
                 .collect::<Vec<_>>()
                 .join(", "),
+            matched,
         });
     }
     Ok(rows)

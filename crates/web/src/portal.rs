@@ -1668,7 +1668,21 @@ pub async fn submit_measure(
         .ingest(&reg, &IngestSettings::default(), &[request])
         .await?;
     match results.into_iter().next() {
-        Some(Ok(_)) => Ok((StatusCode::CREATED, next("/me/measures".into())).into_response()),
+        Some(Ok(receipt)) => {
+            // A risk answer while waiting alerts the intake team at once
+            // (docs/matching.md §6).
+            if receipt.new && !receipt.flags.is_empty() {
+                crate::matching::escalate_waitlist_risk(
+                    &*state.store,
+                    p,
+                    id,
+                    episode.id,
+                    state.clock.now(),
+                )
+                .await?;
+            }
+            Ok((StatusCode::CREATED, next("/me/measures".into())).into_response())
+        }
         Some(Err(e)) => Err(ApiError::unprocessable("answers", e.to_string())),
         None => Err(ApiError::internal()),
     }

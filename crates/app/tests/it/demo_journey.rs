@@ -429,3 +429,155 @@ async fn demo_clinician_and_client_journey_video_chat_messages_and_reminder() {
     clinician.client.clone().close().await.unwrap();
     server.stop();
 }
+
+/// Issue #7's "done when" on the demo: the waiting demo client signs in,
+/// sees explained choices at /me/match (licence, language and specialty in
+/// plain words, and what a choice does not meet), chooses one and the
+/// choice is stored; the running worker's waitlist watch has put the
+/// waiting-list safety check-in on their schedule; they answer it with a
+/// risk answer; the intake admin sees the client first on the waitlist
+/// page, matched, with the open risk task, and closes it with a note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_waiting_client_gets_an_explained_match_and_a_risk_rescreen_reaches_the_intake_team() {
+    let Some((chromium, driver)) = tools("demo matching and waitlist") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), &["demo"], &[]);
+    let data = data_dir(tmp.path());
+    let (accounts, _) = demo_logins(&data);
+    let waiting = accounts
+        .iter()
+        .find(|a| a.role.starts_with("client (waiting"))
+        .expect("the waiting demo client")
+        .clone();
+    let admin = accounts
+        .iter()
+        .find(|a| a.role == "practice admin")
+        .expect("the demo practice admin")
+        .clone();
+    let shots = screenshots();
+    let client = Browser::launch(&server.base, &chromium, &driver, FAKE_MEDIA, &shots).await;
+    let intake = Browser::launch(&server.base, &chromium, &driver, FAKE_MEDIA, &shots).await;
+
+    // 1. The explained choices.
+    client.sign_in(&waiting.email, &waiting.password).await;
+    client.wait_path("/me").await;
+    client.go("/me/match").await;
+    client
+        .wait_text("main", "What this choice does not meet")
+        .await;
+    let choices: Vec<String> = serde_json::from_value(
+        client
+            .js("return Array.from(document.querySelectorAll('ol.choices > li')).map(function (li) { return li.textContent; });")
+            .await,
+    )
+    .unwrap();
+    assert!(choices.len() >= 2, "{choices:#?}");
+    for c in &choices {
+        assert!(c.contains("licensed in England"), "{c}");
+        assert!(c.contains("speaks English"), "{c}");
+    }
+    assert!(
+        choices
+            .iter()
+            .any(|c| c.contains("works with depression") || c.contains("works with anxiety")),
+        "a specialty reason: {choices:#?}"
+    );
+    assert!(
+        choices.iter().any(|c| c.contains("not trained in")),
+        "what could not be met: {choices:#?}"
+    );
+    client.screenshot("demo-match-choices").await;
+    let chosen = client.text("ol.choices > li h2").await;
+    client
+        .submit_same_page("ol.choices > li form button[type=submit]")
+        .await;
+    client.wait_text("main", "You are with").await;
+    assert!(
+        client.text("main").await.contains(chosen.trim()),
+        "{chosen}"
+    );
+
+    // 2. The safety check-in the watch scheduled (the worker runs it on
+    // start; the page is reloaded until it is listed).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        client.go("/me/measures").await;
+        let listed = client
+            .js("return document.querySelector(\"a[href='/me/measures/risk_rescreen']\") !== null;")
+            .await;
+        if listed == json!(true) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the safety check-in was never scheduled: {}",
+            client.text("main").await
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    client.go("/me/measures/risk_rescreen").await;
+    // Thoughts once or a few times; no acts; unsure about keeping safe.
+    for (item, value) in [(1, 1), (2, 0), (3, 1)] {
+        client
+            .click(&format!("input[name=item_{item}][value='{value}']"))
+            .await;
+    }
+    client.click("#measure button[type=submit]").await;
+    client.wait_path("/me/measures").await;
+
+    // 3. The intake admin sees the alert and the task, and closes it.
+    let secret =
+        TotpSecret::from_base32(admin.totp.as_deref().expect("staff have a TOTP secret")).unwrap();
+    intake.sign_in(&admin.email, &admin.password).await;
+    intake.wait_path("/mfa").await;
+    let code = totp::code_at(&secret, chrono::Utc::now()).unwrap();
+    intake.fill("#verify input[name=code]", &code).await;
+    intake.click("#verify button[type=submit]").await;
+    intake
+        .wait_js("return location.pathname !== '/mfa';", &json!(true), 15)
+        .await;
+    intake.go("/practice/waitlist").await;
+    intake
+        .wait_text("main", "Waiting client: open risk signal")
+        .await;
+    let name = serde_json::to_string(&waiting.name).unwrap();
+    let row: String = serde_json::from_value(
+        intake
+            .js(&format!("var r = Array.from(document.querySelectorAll('main table tbody tr')).find(function (tr) {{ return tr.textContent.includes({name}); }}); return r ? r.textContent : '';"))
+            .await,
+    )
+    .unwrap();
+    assert!(row.contains("open risk signal"), "{row}");
+    assert!(
+        row.contains(&format!("matched with {}", chosen.trim())),
+        "{row}"
+    );
+    let note: String = serde_json::from_value(
+        intake
+            .js(&format!("var li = Array.from(document.querySelectorAll('li.intake-task')).find(function (l) {{ return l.textContent.includes({name}) && l.textContent.includes('open risk signal'); }}); return li ? li.querySelector('textarea').id : '';"))
+            .await,
+    )
+    .unwrap();
+    assert!(!note.is_empty(), "no open risk task for {}", waiting.name);
+    intake.screenshot("demo-waitlist-risk").await;
+    intake
+        .fill(
+            &format!("#{note}"),
+            "Phoned the client; assessment booked for today.",
+        )
+        .await;
+    intake
+        .submit_same_page(&format!("#{note} ~ button[type=submit]"))
+        .await;
+    intake.wait_gone(&format!("#{note}")).await;
+
+    for (who, b) in [("client", &client), ("intake", &intake)] {
+        let errors = b.console_errors().await;
+        assert!(errors.is_empty(), "{who} console errors: {errors:?}");
+    }
+    client.client.clone().close().await.unwrap();
+    intake.client.clone().close().await.unwrap();
+    server.stop();
+}
