@@ -8,8 +8,9 @@
 //!   appointment reminder for an appointment that was cancelled or moved is
 //!   completed without sending.
 //! * `waitlist_watch` — one per practice each hour ([`Worker::plan_waitlist_watch`]):
-//!   runs [`tapestry_web::matching::watch_waitlist`] (the intake team's risk,
-//!   deterioration and re-match alerts, each raised once) and queues a
+//!   runs [`tapestry_web::matching::watch_waitlist`] (waiting clients'
+//!   measures and safety check-in put on their schedule; the intake team's
+//!   risk, deterioration and re-match alerts and tasks, each raised once) and queues a
 //!   content-free measures-due reminder for every waiting client with a
 //!   measure or a risk re-screen due (each newly due one once).
 

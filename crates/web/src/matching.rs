@@ -2,9 +2,10 @@
 //! matching profile, the intake team matches a client instantly (explained
 //! choices and what could not be met), the client chooses (or switches, saying
 //! why), the waitlist is assigned in optimal batches, the waitlist page shows
-//! the ordered, explained queue, and the worker's periodic waitlist watch
-//! ([`watch_waitlist`]) raises the intake team's alerts and re-match
-//! suggestions (opening the page raises nothing).
+//! the ordered, explained queue with the intake team's tasks, and the
+//! worker's periodic waitlist watch ([`watch_waitlist`]) schedules waiting
+//! clients' measures and safety check-in and raises the intake team's alerts,
+//! tasks and re-match suggestions (opening the page raises nothing).
 //!
 //! The engine is `tapestry_domain::matching`; this module only loads the
 //! practice's data, calls it and stores the outcome. Clinicians' measured
@@ -1419,9 +1420,12 @@ pub struct WatchReport {
 /// The waitlist that watches, run by the worker's periodic `waitlist_watch`
 /// job for one practice: loads the waitlist, lets the domain decide (queue
 /// order, risk and reliable deterioration since joining, what is due,
-/// re-match suggestions) and stores the outcome: each alert is raised once
-/// per kind, client and recipient (the intake team: practice admins and
-/// owners; a re-match also the current clinician), however often it runs.
+/// re-match suggestions) and stores the outcome: the policy's measures and
+/// safety check-in go on each waiting episode's schedule where it has none
+/// for them; each alert is raised once per kind, client and recipient (the
+/// intake team: practice admins and owners; a re-match also the current
+/// clinician) and opens one intake task per episode and kind, however often
+/// it runs.
 /// The measures-due reminders are left to the caller (the worker's reminder
 /// path), keyed so that each is queued once.
 pub async fn watch_waitlist(
