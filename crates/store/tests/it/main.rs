@@ -8,6 +8,7 @@ mod groups;
 mod matching;
 mod measurement;
 mod messaging;
+mod migration_0012;
 mod portal;
 mod records;
 mod schedule;
