@@ -13,6 +13,17 @@ use std::path::Path;
 
 const TASK: &str = "INSERT INTO clinician_tasks (id, practice_id, client_id, episode_id, kind, risk_flag_id, assignee, title, detail, colour, due_at, created_at, completed_at) VALUES ($1, X'01', X'02', $2, $3, NULL, NULL, 'Risk review: PHQ-9 item 9 answered 2', 'Same-day full risk assessment', 'amber', '2026-11-21T09:00:00Z', '2026-11-21T09:00:00Z', $4)";
 
+/// Every task row as one string of all its values, by id.
+async fn rows(pool: &sqlx::SqlitePool) -> Vec<String> {
+    sqlx::query("SELECT quote(id) || kind || title || detail || colour || due_at || created_at || coalesce(completed_at, '-') AS r FROM clinician_tasks ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("r"))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sqlite_rebuild_keeps_every_task_and_index() {
     let dir = tempfile::tempdir().unwrap();
@@ -57,13 +68,7 @@ async fn the_sqlite_rebuild_keeps_every_task_and_index() {
             .await
             .unwrap();
     }
-    let before: Vec<String> = sqlx::query("SELECT quote(id) || kind || title || detail || colour || due_at || created_at || coalesce(completed_at, '-') AS r FROM clinician_tasks ORDER BY id")
-        .fetch_all(&pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get("r"))
-        .collect();
+    let before = rows(&pool).await;
     assert_eq!(before.len(), 2);
     Migrator::new(folder.as_path())
         .await
@@ -71,13 +76,7 @@ async fn the_sqlite_rebuild_keeps_every_task_and_index() {
         .run(&pool)
         .await
         .unwrap();
-    let after: Vec<String> = sqlx::query("SELECT quote(id) || kind || title || detail || colour || due_at || created_at || coalesce(completed_at, '-') AS r FROM clinician_tasks ORDER BY id")
-        .fetch_all(&pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get("r"))
-        .collect();
+    let after = rows(&pool).await;
     assert_eq!(before, after, "every row and value kept");
     let indexes: Vec<String> = sqlx::query(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'clinician_tasks' AND name NOT LIKE 'sqlite_%' ORDER BY name",
