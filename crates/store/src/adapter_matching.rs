@@ -395,14 +395,29 @@ macro_rules! matching_adapter {
                     if !t.kind.is_intake_team() {
                         return Err(StoreError::Conflict("kind: only waitlist tasks are opened here"));
                     }
-                    let episode = sqlx::query("SELECT 1 FROM episodes WHERE id = $1 AND practice_id = $2 AND client_id = $3")
-                        .bind(t.episode_id.as_uuid())
-                        .bind(t.practice_id.as_uuid())
-                        .bind(t.client_id.as_uuid())
-                        .fetch_optional(self.pool())
-                        .await?;
-                    if episode.is_none() {
+                    // The episode must be the client's in this practice, and a named
+                    // risk flag the episode's (one round trip for both).
+                    let found = sqlx::query(
+                        "SELECT CASE WHEN EXISTS (SELECT 1 FROM episodes WHERE id = $1 AND practice_id = $2 AND client_id = $3) THEN 1 ELSE 0 END AS episode, \
+                                CASE WHEN EXISTS (SELECT 1 FROM risk_flags WHERE id = $4 AND practice_id = $2 AND episode_id = $1) THEN 1 ELSE 0 END AS flag",
+                    )
+                    .bind(t.episode_id.as_uuid())
+                    .bind(t.practice_id.as_uuid())
+                    .bind(t.client_id.as_uuid())
+                    .bind(t.risk_flag_id.map(|f| f.as_uuid()))
+                    .fetch_one(self.pool())
+                    .await?;
+                    if found.try_get::<i32, _>("episode")? != 1 {
                         return Err(StoreError::NotFound("episode_id: not this client's episode in this practice"));
+                    }
+                    match (t.kind, t.risk_flag_id) {
+                        (tapestry_domain::ingest::TaskKind::WaitlistRisk, None) => {
+                            return Err(StoreError::Conflict("risk_flag_id: a waitlist risk task names the risk flag it is about"));
+                        }
+                        (_, Some(_)) if found.try_get::<i32, _>("flag")? != 1 => {
+                            return Err(StoreError::NotFound("risk_flag_id: not a risk flag of this episode"));
+                        }
+                        _ => {}
                     }
                     let done = sqlx::query(
                         "INSERT INTO clinician_tasks (id, practice_id, client_id, episode_id, kind, risk_flag_id, assignee, title, detail, colour, due_at, created_at, completed_at) \

@@ -194,11 +194,13 @@ pub trait MatchingStore {
     async fn match_runs(&self, practice: PracticeId, limit: u32) -> StoreResult<Vec<MatchRun>>;
 
     /// Opens a task for the intake team (`TaskKind::is_intake_team`) unless
-    /// the episode already has one of that kind, open or closed: the
-    /// database holds one per practice, episode and kind (unique index), so
-    /// concurrent or repeated watch runs add nothing. Returns whether it is
-    /// new. `Conflict` for a clinician's task kind; `NotFound` when the
-    /// episode is not the client's in this practice.
+    /// its signal already has one, open or closed: one `WaitlistRisk` task per
+    /// risk flag (which it must name: each new risk answer of a waiting client
+    /// is a new task) and one `WaitlistDeterioration` task per episode. Unique
+    /// indexes hold this, so concurrent or repeated watch runs add nothing.
+    /// Returns whether it is new. `Conflict` for a clinician's task kind or a
+    /// risk task without its flag; `NotFound` when the episode is not the
+    /// client's in this practice or the flag is not the episode's.
     async fn open_waitlist_task(&self, task: &ClinicianTask) -> StoreResult<bool>;
     /// Closes an open intake-team task with the closer's note (sealed at
     /// rest). `closed_by` must be an active admin or owner of the practice.

@@ -1516,7 +1516,8 @@ async fn schedule_waiting(
 }
 
 /// Tells the intake team about one waitlist alert: the alert to each admin
-/// and owner once, and one practice-wide task per waiting episode and kind
+/// and owner once, and one practice-wide task per risk flag (the episode's
+/// newest open one) or, for deterioration, per waiting episode
 /// (unassigned: every admin and owner sees it on the waitlist page and their
 /// task list; whoever acts closes it with a note). Returns the alerts newly
 /// raised and whether the task is new.
@@ -1530,6 +1531,22 @@ pub(crate) async fn escalate(
     now: DateTime<Utc>,
 ) -> Result<(usize, bool), StoreError> {
     let raised = raise_once(store, practice, team, alert.kind(), client, now).await?;
+    // A risk task is about the episode's newest open flag: each new risk
+    // answer is a new task, and a closed one is not reopened for its flag.
+    let risk_flag_id = match alert {
+        waitlist::Alert::Risk { .. } => {
+            let flags = store.open_risk_flags(practice).await?;
+            let Some(newest) = flags
+                .iter()
+                .filter(|f| f.episode_id == episode && f.flag.closure.is_none())
+                .max_by_key(|f| f.flag.raised_at)
+            else {
+                return Ok((raised, false));
+            };
+            Some(newest.id)
+        }
+        waitlist::Alert::ReliableDeterioration { .. } => None,
+    };
     let task = alert.intake_task(now);
     let opened = store
         .open_waitlist_task(&ClinicianTask {
@@ -1538,7 +1555,7 @@ pub(crate) async fn escalate(
             client_id: client,
             episode_id: episode,
             kind: task.kind,
-            risk_flag_id: None,
+            risk_flag_id,
             assignee: None,
             title: task.title,
             detail: task.detail,

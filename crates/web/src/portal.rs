@@ -23,7 +23,7 @@ use tapestry_domain::access::{authorize, Action, Decision, Resource};
 use tapestry_domain::homework::{HomeworkStatus, WorksheetAnswers};
 use tapestry_domain::ids::{ClientId, PracticeId};
 use tapestry_domain::ingest::IngestRequest;
-use tapestry_domain::instrument::InstrumentRegistry;
+use tapestry_domain::instrument::{AdministeredBy, InstrumentRegistry};
 use tapestry_domain::intake::{self, IntakeDraft};
 use tapestry_domain::knowledge::Knowledge;
 use tapestry_domain::measure_schedule::{self, Due, DueContext};
@@ -1570,6 +1570,23 @@ pub struct MeasureForm {
     pub total: usize,
 }
 
+/// The questionnaire a client may answer in the portal: a known self-report
+/// form. A clinician-administered form (the structured risk assessment) is
+/// refused naming `instrument`; an unknown one is not found.
+fn self_report<'r>(
+    reg: &'r InstrumentRegistry,
+    instrument: &str,
+) -> Result<&'r tapestry_domain::instrument::InstrumentDef, ApiError> {
+    let d = reg.get(instrument).ok_or_else(ApiError::not_found)?;
+    if d.administered_by != AdministeredBy::Client {
+        return Err(ApiError::unprocessable(
+            "instrument",
+            "this form is administered by a clinician, not answered in the portal",
+        ));
+    }
+    Ok(d)
+}
+
 /// `GET /me/measures/{instrument}`: the questionnaire, one item per screen on
 /// a phone (each item is its own fieldset; CSS gives it the screen).
 pub async fn measure_form(
@@ -1579,7 +1596,7 @@ pub async fn measure_form(
 ) -> Response {
     let run = async {
         let reg = registry()?;
-        let d = reg.get(&instrument).ok_or_else(ApiError::not_found)?;
+        let d = self_report(&reg, &instrument)?;
         let items: Vec<ItemView> = d
             .items
             .iter()
@@ -1634,7 +1651,7 @@ pub async fn submit_measure(
     let id = client_of(&a)?;
     let p = a.caller.user.practice_id;
     let reg = registry()?;
-    let d = reg.get(&instrument).ok_or_else(ApiError::not_found)?;
+    let d = self_report(&reg, &instrument)?;
     let mut values: Vec<Option<u8>> = Vec::with_capacity(d.items.len());
     for item in &d.items {
         let key = format!("item_{}", item.number);

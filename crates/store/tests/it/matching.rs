@@ -8,7 +8,8 @@ use std::sync::Arc;
 use tapestry_domain::client::Client;
 use tapestry_domain::episode::Episode;
 use tapestry_domain::ids::*;
-use tapestry_domain::ingest::{ClinicianTask, TaskKind};
+use tapestry_domain::ingest::{ClinicianTask, IngestRequest, TaskKind};
+use tapestry_domain::instrument::InstrumentRegistry;
 use tapestry_domain::matching::instant::{ClientRequest, MatchResult, Preferences};
 use tapestry_domain::matching::profile::{
     Capacity, ClinicianProfile, Format, Licence, Population, ProblemDomain, WeeklyAvailability,
@@ -17,11 +18,12 @@ use tapestry_domain::matching::profile::{
 use tapestry_domain::practice::Practice;
 use tapestry_domain::risk::RiskColour;
 use tapestry_domain::risk::RiskLevel;
+use tapestry_domain::scoring::Answers;
 use tapestry_domain::user::{Role, User};
 use tapestry_store::{
-    ClinicianMatch, MatchOffer, MatchRun, MatchSource, Store, StoreError, StoredMatchRequest,
-    StoredMatchingProfile, NO_FREE_PLACE, SWITCH_NEEDS_REASON, TASK_ALREADY_CLOSED,
-    TASK_NOTE_REQUIRED,
+    ClinicianMatch, IngestSettings, MatchOffer, MatchRun, MatchSource, Store, StoreError,
+    StoredMatchRequest, StoredMatchingProfile, NO_FREE_PLACE, SWITCH_NEEDS_REASON,
+    TASK_ALREADY_CLOSED, TASK_NOTE_REQUIRED,
 };
 
 fn t0() -> DateTime<Utc> {
@@ -34,7 +36,7 @@ conformance!(
     profiles_round_trip_with_recomputed_load_and_stay_in_practice,
     switching_needs_a_reason_and_ends_the_current_match,
     requests_offers_and_runs_round_trip,
-    waitlist_tasks_are_one_per_episode_and_kind_and_close_with_a_note,
+    waitlist_tasks_are_one_per_signal_and_close_with_a_note,
 );
 
 struct Fixture {
@@ -356,14 +358,20 @@ async fn requests_offers_and_runs_round_trip(s: Arc<dyn Store>) {
     assert!(s.match_runs(f.other.id, 10).await.unwrap().is_empty());
 }
 
-fn waitlist_task(f: &Fixture, client: &Client, episode: &Episode, kind: TaskKind) -> ClinicianTask {
+fn waitlist_task(
+    f: &Fixture,
+    client: &Client,
+    episode: &Episode,
+    kind: TaskKind,
+    flag: Option<RecordId>,
+) -> ClinicianTask {
     ClinicianTask {
         id: TaskId::random(),
         practice_id: f.practice.id,
         client_id: client.id,
         episode_id: episode.id,
         kind,
-        risk_flag_id: None,
+        risk_flag_id: flag,
         assignee: None,
         title: "Waiting client: open risk signal (moderate)".into(),
         detail: "Contact the client now.".into(),
@@ -374,31 +382,69 @@ fn waitlist_task(f: &Fixture, client: &Client, episode: &Episode, kind: TaskKind
     }
 }
 
+/// A waiting client's risk answer (PHQ-9 item 9 = 1) through the submission
+/// pipeline; returns the risk flag it raised.
+async fn risk_answer(
+    s: &Arc<dyn Store>,
+    f: &Fixture,
+    client: &Client,
+    episode: &Episode,
+    minutes: i64,
+) -> RecordId {
+    let registry = InstrumentRegistry::embedded().unwrap();
+    let request = IngestRequest {
+        practice_id: f.practice.id,
+        client_id: client.id,
+        episode_id: episode.id,
+        instrument: "phq9".into(),
+        answers: Answers::from_values(&[1, 1, 1, 1, 1, 1, 1, 1, 1]),
+        idempotency_key: None,
+        submitted_at: t0() + Duration::minutes(minutes),
+    };
+    let receipt = s
+        .ingest(&registry, &IngestSettings::default(), &[request])
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert_eq!(receipt.flags.len(), 1);
+    receipt.flags[0]
+}
+
 async fn admin(s: &Arc<dyn Store>, practice: PracticeId, email: &str) -> User {
     let u = User::new(practice, email, "Intake", Role::PracticeAdmin, t0()).unwrap();
     s.insert_user(&u, None).await.unwrap();
     u
 }
 
-/// The waitlist watch's tasks: one per waiting episode and kind however often
-/// (or concurrently) it runs; closed only by an admin or owner with a note;
-/// every refusal leaves the task as it was.
-async fn waitlist_tasks_are_one_per_episode_and_kind_and_close_with_a_note(s: Arc<dyn Store>) {
+/// The waitlist watch's tasks: one per risk flag (which a risk task must
+/// name) and one deterioration task per episode, however often (or
+/// concurrently) the watch runs; closed only by an admin or owner with a note;
+/// every refusal leaves the task as it was; a new risk answer after a closed
+/// task is a new task.
+async fn waitlist_tasks_are_one_per_signal_and_close_with_a_note(s: Arc<dyn Store>) {
     let f = fixture(&s).await;
     let intake = admin(&s, f.practice.id, "intake@riverside.example").await;
     let elsewhere = admin(&s, f.other.id, "intake@hillside.example").await;
     let client = new_client(&s, &f, 1).await;
     let episode = Episode::open(f.practice.id, client.id, t0());
     s.insert_episode(&episode).await.unwrap();
-    let risk = waitlist_task(&f, &client, &episode, TaskKind::WaitlistRisk);
+    let flag = risk_answer(&s, &f, &client, &episode, 0).await;
+    // A risk task names its flag.
+    let unnamed = waitlist_task(&f, &client, &episode, TaskKind::WaitlistRisk, None);
+    assert!(matches!(
+        s.open_waitlist_task(&unnamed).await,
+        Err(StoreError::Conflict(m)) if m.starts_with("risk_flag_id")
+    ));
+    let risk = waitlist_task(&f, &client, &episode, TaskKind::WaitlistRisk, Some(flag));
     assert!(s.open_waitlist_task(&risk).await.unwrap());
     // A rerun with a fresh id adds nothing; nor do 8 concurrent runs.
-    let again = waitlist_task(&f, &client, &episode, TaskKind::WaitlistRisk);
+    let again = waitlist_task(&f, &client, &episode, TaskKind::WaitlistRisk, Some(flag));
     assert!(!s.open_waitlist_task(&again).await.unwrap());
     let mut runs = Vec::new();
     for _ in 0..8 {
         let s = s.clone();
-        let t = waitlist_task(&f, &client, &episode, TaskKind::WaitlistRisk);
+        let t = waitlist_task(&f, &client, &episode, TaskKind::WaitlistRisk, Some(flag));
         runs.push(tokio::spawn(async move {
             s.open_waitlist_task(&t).await.unwrap()
         }));
@@ -406,27 +452,49 @@ async fn waitlist_tasks_are_one_per_episode_and_kind_and_close_with_a_note(s: Ar
     for r in runs {
         assert!(!r.await.unwrap());
     }
-    // The other kind is its own task.
-    let worse = waitlist_task(&f, &client, &episode, TaskKind::WaitlistDeterioration);
+    // The other kind is its own task, once per episode.
+    let worse = waitlist_task(&f, &client, &episode, TaskKind::WaitlistDeterioration, None);
     assert!(s.open_waitlist_task(&worse).await.unwrap());
-    let open = s.open_tasks(f.practice.id).await.unwrap();
+    let worse_again = waitlist_task(&f, &client, &episode, TaskKind::WaitlistDeterioration, None);
+    assert!(!s.open_waitlist_task(&worse_again).await.unwrap());
+    let waitlist_open = |tasks: Vec<ClinicianTask>| {
+        tasks
+            .into_iter()
+            .filter(|t| t.kind.is_intake_team())
+            .collect::<Vec<_>>()
+    };
+    let open = waitlist_open(s.open_tasks(f.practice.id).await.unwrap());
     assert_eq!(open.len(), 2);
-    assert!(open
-        .iter()
-        .any(|t| t.id == risk.id && t.kind == TaskKind::WaitlistRisk));
+    assert!(open.iter().any(|t| t.id == risk.id
+        && t.kind == TaskKind::WaitlistRisk
+        && t.risk_flag_id == Some(flag)));
     assert!(s.open_tasks(f.other.id).await.unwrap().is_empty());
     // A clinician's task kind is not opened here; another client's episode is not found.
-    let clinical = waitlist_task(&f, &client, &episode, TaskKind::RiskReview);
+    let clinical = waitlist_task(&f, &client, &episode, TaskKind::RiskReview, Some(flag));
     assert!(matches!(
         s.open_waitlist_task(&clinical).await,
         Err(StoreError::Conflict(_))
     ));
     let stranger = new_client(&s, &f, 2).await;
-    let mut misplaced = waitlist_task(&f, &stranger, &episode, TaskKind::WaitlistRisk);
+    let mut misplaced = waitlist_task(&f, &stranger, &episode, TaskKind::WaitlistRisk, Some(flag));
     misplaced.client_id = stranger.id;
     assert!(matches!(
         s.open_waitlist_task(&misplaced).await,
         Err(StoreError::NotFound(_))
+    ));
+    // A flag of another episode is not found.
+    let stranger_episode = Episode::open(f.practice.id, stranger.id, t0());
+    s.insert_episode(&stranger_episode).await.unwrap();
+    let borrowed = waitlist_task(
+        &f,
+        &stranger,
+        &stranger_episode,
+        TaskKind::WaitlistRisk,
+        Some(flag),
+    );
+    assert!(matches!(
+        s.open_waitlist_task(&borrowed).await,
+        Err(StoreError::NotFound(m)) if m.starts_with("risk_flag_id")
     ));
     // Refusals: empty note, another practice's admin, a clinician, unknown id.
     let at = t0() + Duration::hours(1);
@@ -454,7 +522,10 @@ async fn waitlist_tasks_are_one_per_episode_and_kind_and_close_with_a_note(s: Ar
             .await,
         Err(StoreError::NotFound(_))
     ));
-    assert_eq!(s.open_tasks(f.practice.id).await.unwrap().len(), 2);
+    assert_eq!(
+        waitlist_open(s.open_tasks(f.practice.id).await.unwrap()).len(),
+        2
+    );
     assert_eq!(
         s.waitlist_task_closure(f.practice.id, risk.id)
             .await
@@ -487,11 +558,18 @@ async fn waitlist_tasks_are_one_per_episode_and_kind_and_close_with_a_note(s: Ar
         s.close_waitlist_task(f.practice.id, risk.id, intake.id, "again", at).await,
         Err(StoreError::Conflict(m)) if m == TASK_ALREADY_CLOSED
     ));
-    // Closed stays closed: the watch does not reopen the same kind for the episode.
+    // Closed stays closed for its flag; a new risk answer is a new task.
     assert!(!s.open_waitlist_task(&again).await.unwrap());
-    let open = s.open_tasks(f.practice.id).await.unwrap();
+    let open = waitlist_open(s.open_tasks(f.practice.id).await.unwrap());
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].kind, TaskKind::WaitlistDeterioration);
+    let second = risk_answer(&s, &f, &client, &episode, 60).await;
+    assert_ne!(second, flag);
+    let next = waitlist_task(&f, &client, &episode, TaskKind::WaitlistRisk, Some(second));
+    assert!(s.open_waitlist_task(&next).await.unwrap());
+    let open = waitlist_open(s.open_tasks(f.practice.id).await.unwrap());
+    assert_eq!(open.len(), 2);
+    assert!(open.iter().any(|t| t.risk_flag_id == Some(second)));
 }
 
 mod sealed {
@@ -545,8 +623,8 @@ mod sealed {
         let intake = admin(&s, f.practice.id, "intake@riverside.example").await;
         let episode = Episode::open(f.practice.id, a.id, t0());
         s.insert_episode(&episode).await.unwrap();
-        let task = waitlist_task(&f, &a, &episode, TaskKind::WaitlistRisk);
-        s.open_waitlist_task(&task).await.unwrap();
+        let task = waitlist_task(&f, &a, &episode, TaskKind::WaitlistDeterioration, None);
+        assert!(s.open_waitlist_task(&task).await.unwrap());
         s.close_waitlist_task(
             f.practice.id,
             task.id,

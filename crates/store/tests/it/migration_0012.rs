@@ -53,7 +53,7 @@ async fn the_sqlite_rebuild_keeps_every_task_and_index() {
     assert!(sqlx::query(TASK)
         .bind(vec![9u8])
         .bind(vec![3u8])
-        .bind("waitlist_risk")
+        .bind("waitlist_deterioration")
         .bind(None::<String>)
         .execute(&pool)
         .await
@@ -92,7 +92,8 @@ async fn the_sqlite_rebuild_keeps_every_task_and_index() {
         [
             "clinician_tasks_flag",
             "clinician_tasks_open",
-            "clinician_tasks_waitlist_once"
+            "clinician_tasks_waitlist_deterioration_once",
+            "clinician_tasks_waitlist_risk_once"
         ]
     );
     let fks: i64 =
@@ -105,7 +106,8 @@ async fn the_sqlite_rebuild_keeps_every_task_and_index() {
         fks, 6,
         "practice, client, episode, flag, assignee, closed_by"
     );
-    // The new kinds are accepted once per episode; an unknown kind is not.
+    // The new kinds: a risk task needs its flag, one deterioration task per
+    // episode; an unknown kind is refused.
     let insert = |id: u8, kind: &'static str| {
         sqlx::query(TASK)
             .bind(vec![id])
@@ -114,11 +116,14 @@ async fn the_sqlite_rebuild_keeps_every_task_and_index() {
             .bind(None::<String>)
             .execute(&pool)
     };
-    insert(10, "waitlist_risk").await.unwrap();
+    assert!(
+        insert(10, "waitlist_risk").await.is_err(),
+        "a waitlist risk task names its risk flag"
+    );
     insert(11, "waitlist_deterioration").await.unwrap();
     assert!(
-        insert(12, "waitlist_risk").await.is_err(),
-        "one per episode and kind"
+        insert(12, "waitlist_deterioration").await.is_err(),
+        "one deterioration task per episode"
     );
     assert!(
         insert(13, "risk_review").await.is_ok(),
@@ -127,7 +132,7 @@ async fn the_sqlite_rebuild_keeps_every_task_and_index() {
     assert!(insert(14, "coffee").await.is_err());
     // A closing note needs its closer and a completion.
     assert!(
-        sqlx::query("UPDATE clinician_tasks SET closing_note = 'x' WHERE id = X'0A'")
+        sqlx::query("UPDATE clinician_tasks SET closing_note = 'x' WHERE id = X'0B'")
             .execute(&pool)
             .await
             .is_err()

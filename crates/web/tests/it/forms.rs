@@ -614,6 +614,21 @@ async fn refused_form_posts_answer_a_page_and_store_nothing() {
     assert_eq!(r.status, 422, "{}", r.body);
     assert!(r.body.contains("item_1"), "{}", r.body);
     assert_eq!(f.fingerprint().await, before);
+    // The clinician's structured risk assessment is not a portal form: the
+    // page and the post are refused naming the instrument; nothing stored.
+    for (method, path, body) in [
+        ("GET", "/me/measures/risk_assessment", None),
+        (
+            "POST",
+            "/api/v1/me/measures/risk_assessment",
+            Some(r#"{"item_1":"0","item_2":"0"}"#),
+        ),
+    ] {
+        let r = call(&f.state, method, path, f.login("client_a"), body).await;
+        assert_eq!(r.status, 422, "{method} {path}: {}", r.body);
+        assert!(r.body.contains("instrument"), "{method} {path}: {}", r.body);
+        assert_eq!(f.fingerprint().await, before, "{method} {path}");
+    }
 
     // Sign-in without the browser's same-site word (login CSRF) is refused.
     let mut anon = Agent::new(&base);

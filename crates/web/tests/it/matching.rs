@@ -1048,6 +1048,11 @@ async fn a_waiting_clients_rescreen_with_a_risk_answer_alerts_the_intake_team_an
     );
     assert_eq!(intake[0].client_id, f.client_a.id);
     assert_eq!(intake[0].due_at, t0(), "due immediately");
+    let flags = f.store.open_risk_flags(f.practice.id).await.unwrap();
+    assert!(
+        flags.iter().any(|fl| Some(fl.id) == intake[0].risk_flag_id),
+        "the task names the risk flag it is about"
+    );
     // The pipeline's risk review for the episode exists as for any answer.
     let reviews = f
         .store
