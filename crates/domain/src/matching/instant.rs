@@ -1057,17 +1057,92 @@ const _: () = assert!(
         && MAX_HOUR_POINTS == 0b1010
 );
 
-/// Adds one to the `B`-bit bit-sliced counter of every clinician set in `x`.
+/// Full adder over 64 clinicians at once: the sum bit and the carry bit of `a + b + c`.
 #[inline(always)]
-fn count_one<const B: usize>(count: &mut [u64; 8], x: u64) {
+fn full_add(a: u64, b: u64, c: u64) -> (u64, u64) {
+    let ab = a ^ b;
+    (ab ^ c, (a & b) | (c & ab))
+}
+
+/// Half adder over 64 clinicians at once: the sum bit and the carry bit of `a + b`.
+#[inline(always)]
+fn half_add(a: u64, b: u64) -> (u64, u64) {
+    (a ^ b, a & b)
+}
+
+/// Adds one, for every clinician set in `x`, to the `B`-bit bit-sliced counter
+/// `count` from its slice `from` up (a half-adder ripple).
+#[inline(always)]
+fn count_at<const B: usize>(count: &mut [u64; 8], x: u64, from: usize) {
     let mut carry = x;
-    for i in 0..B {
+    for i in from..B {
         if let Some(c) = count.get_mut(i) {
             let next = *c & carry;
             *c ^= carry;
             carry = next;
         }
     }
+}
+
+/// Counts, per clinician, the planes of `planes` set at word `w` into a `B`-bit
+/// bit-sliced counter. Planes are taken two at a time: one full adder folds them
+/// into the ones slice, and only its carry ripples upwards (about half the work of
+/// adding them one by one).
+#[inline(always)]
+fn count_planes<const B: usize>(planes: &[&[u64]], w: usize) -> [u64; 8] {
+    let mut count = [0u64; 8];
+    let mut pairs = planes.chunks_exact(2);
+    for pair in &mut pairs {
+        if let [x, y] = pair {
+            let (ones, carry) = full_add(count[0], word(x, w), word(y, w));
+            count[0] = ones;
+            count_at::<B>(&mut count, carry, 1);
+        }
+    }
+    for x in pairs.remainder() {
+        count_at::<B>(&mut count, word(x, w), 0);
+    }
+    count
+}
+
+/// The outcome part of the score of 64 clinicians, bit-sliced (at most 3·10 + 2·10
+/// + 10 + 10 = 70: seven slices): 3·`a` + 2·`b` + `d` + 10·`e`, where `a`, `b`, `d`
+/// are the outcome points on the domains ranked 1, 2, 3 and `e` marks the
+/// top-level bonus. A carry-save network: the partial products are summed column
+/// by column with full adders (each removes one bit), so there is no carry rippling
+/// through the whole width once per addend.
+#[inline(always)]
+fn outcome_points(
+    a: [u64; POINT_BITS],
+    b: [u64; POINT_BITS],
+    d: [u64; POINT_BITS],
+    e: u64,
+) -> [u64; 7] {
+    let [a0, a1, a2, a3] = a;
+    let [b0, b1, b2, b3] = b;
+    let [d0, d1, d2, d3] = d;
+    // Column 0: a0, d0.
+    let (r0, k1) = half_add(a0, d0);
+    // Column 1: a1, a0 (from 2·a), b0, d1, e, carry.
+    let (s, k2a) = full_add(a1, a0, b0);
+    let (t, k2b) = full_add(d1, e, k1);
+    let (r1, k2c) = half_add(s, t);
+    // Column 2: a2, a1, b1, d2, three carries.
+    let (s, k3a) = full_add(a2, a1, b1);
+    let (t, k3b) = full_add(d2, k2a, k2b);
+    let (r2, k3c) = full_add(s, t, k2c);
+    // Column 3: a3, a2, b2, d3, e, three carries.
+    let (s, k4a) = full_add(a3, a2, b2);
+    let (t, k4b) = full_add(d3, e, k3a);
+    let (u, k4c) = full_add(k3b, k3c, s);
+    let (r3, k4d) = half_add(t, u);
+    // Column 4: a3, b3, four carries.
+    let (s, k5a) = full_add(a3, b3, k4a);
+    let (t, k5b) = full_add(k4b, k4c, k4d);
+    let (r4, k5c) = half_add(s, t);
+    // Columns 5 and 6: the carries.
+    let (r5, r6) = full_add(k5a, k5b, k5c);
+    [r0, r1, r2, r3, r4, r5, r6]
 }
 
 /// What the scorer reads, resolved once per match: the three elevated domains'
@@ -1109,17 +1184,15 @@ fn score_word<const B: usize>(p: &ScorePlanes<'_>, w: usize, score: &mut [u64; S
     };
     let [t0, t1, t2] = &p.top;
     let (p0, p1, p2) = (points(t0), points(t1), points(t2));
-    add_shifted::<POINT_BITS, B>(score, &p0, 0);
-    add_shifted::<POINT_BITS, B>(score, &p0, 1);
-    add_shifted::<POINT_BITS, B>(score, &p1, 1);
-    add_shifted::<POINT_BITS, B>(score, &p2, 0);
     let [a0, a1, a2] = p.absent;
     let all_effective = p.any
         & (p0[EFFECTIVE_POINT_BIT] | a0)
         & (p1[EFFECTIVE_POINT_BIT] | a1)
         & (p2[EFFECTIVE_POINT_BIT] | a2);
-    add_shifted::<1, B>(score, &[all_effective], 1);
-    add_shifted::<1, B>(score, &[all_effective], 3);
+    // `score` is zero on entry: the outcome part is its first seven slices.
+    for (slot, bits) in score.iter_mut().zip(outcome_points(p0, p1, p2, all_effective)) {
+        *slot = bits;
+    }
     for a in p.approaches {
         let x = [word(a, w)];
         add_shifted::<1, B>(score, &x, 0);
@@ -1130,16 +1203,11 @@ fn score_word<const B: usize>(p: &ScorePlanes<'_>, w: usize, score: &mut [u64; S
     }
     if let Some(hour_planes) = p.hours {
         // Count the overlapping hours (at most 168: 8 bits), then cap at 10.
-        let mut count = [0u64; 8];
-        if hour_planes.len() < 16 {
-            for plane in hour_planes {
-                count_one::<4>(&mut count, word(plane, w));
-            }
+        let count = if hour_planes.len() < 16 {
+            count_planes::<4>(hour_planes, w)
         } else {
-            for plane in hour_planes {
-                count_one::<8>(&mut count, word(plane, w));
-            }
-        }
+            count_planes::<8>(hour_planes, w)
+        };
         // count ≥ 10 = 0b1010: any bit above 3, or bit 3 with bit 1 or bit 2.
         let [c0, c1, c2, c3, c4, c5, c6, c7] = count;
         let capped = c4 | c5 | c6 | c7 | (c3 & (c1 | c2));
@@ -1320,6 +1388,53 @@ mod tests {
         let mut block = block_of(&[(true, 0), (false, 3)]);
         select_top(&mut block, SCORE_BITS, 5, 1, &mut out);
         assert_eq!(out, vec![Candidate { index: 0, score: 0 }]);
+    }
+
+    /// Reads clinician `lane`'s number from bit slices.
+    fn lane_value(slices: &[u64], lane: u32) -> u32 {
+        slices
+            .iter()
+            .enumerate()
+            .map(|(b, s)| ((s >> lane & 1) as u32) << b)
+            .sum()
+    }
+
+    proptest! {
+        /// The carry-save outcome network equals 3·a + 2·b + d + 10·e per clinician,
+        /// for every combination of 4-bit points (including the largest, 70).
+        #[test]
+        fn outcome_network_equals_plain_arithmetic(
+            a in any::<[u64; POINT_BITS]>(),
+            b in any::<[u64; POINT_BITS]>(),
+            d in any::<[u64; POINT_BITS]>(),
+            e in any::<u64>(),
+        ) {
+            let sum = outcome_points(a, b, d, e);
+            for lane in 0..64 {
+                let want = 3 * lane_value(&a, lane)
+                    + 2 * lane_value(&b, lane)
+                    + lane_value(&d, lane)
+                    + 10 * (e >> lane & 1) as u32;
+                prop_assert_eq!(lane_value(&sum, lane), want);
+            }
+        }
+
+        /// Counting planes two at a time equals counting each clinician's set bits,
+        /// for no planes, an odd number, and more than 15 (the 8-bit counter).
+        #[test]
+        fn plane_counts_equal_plain_counts(
+            planes in proptest::collection::vec(any::<u64>(), 0..40),
+        ) {
+            let refs: Vec<&[u64]> = planes.iter().map(std::slice::from_ref).collect();
+            let count = count_planes::<8>(&refs, 0);
+            for lane in 0..64 {
+                let want = planes.iter().filter(|p| *p >> lane & 1 == 1).count() as u32;
+                prop_assert_eq!(lane_value(&count, lane), want);
+            }
+            if planes.len() < 16 {
+                prop_assert_eq!(count_planes::<4>(&refs, 0), count);
+            }
+        }
     }
 
     proptest! {
