@@ -1105,44 +1105,57 @@ fn count_planes<const B: usize>(planes: &[&[u64]], w: usize) -> [u64; 8] {
     count
 }
 
-/// The outcome part of the score of 64 clinicians, bit-sliced (at most 3·10 + 2·10
-/// + 10 + 10 = 70: seven slices): 3·`a` + 2·`b` + `d` + 10·`e`, where `a`, `b`, `d`
-/// are the outcome points on the domains ranked 1, 2, 3 and `e` marks the
-/// top-level bonus. A carry-save network: the partial products are summed column
-/// by column with full adders (each removes one bit), so there is no carry rippling
-/// through the whole width once per addend.
+/// The score of 64 clinicians as a carry-save network, bit-sliced (at most
+/// 3·10 + 2·10 + 10 + 10 + 5 + 4 + 15 = 94: seven slices):
+/// 3·`a` + 2·`b` + `d` + 10·`e` + 5·`x5` + 4·`x4` + `h`, where `a`, `b`, `d` are the
+/// outcome points on the domains ranked 1, 2, 3, `e` marks the top-level bonus,
+/// `x5` the first preferred approach, `x4` the first shared characteristic and `h`
+/// the (capped) preferred-hour points. The addends' bits are summed column by
+/// column with full adders (each removes one bit, five operations), so no carry
+/// ripples through the whole width once per addend. The sequence of adders was
+/// laid out by hand from the column lists in the comments.
 #[inline(always)]
-fn outcome_points(
+fn score_network(
     a: [u64; POINT_BITS],
     b: [u64; POINT_BITS],
     d: [u64; POINT_BITS],
     e: u64,
+    x5: u64,
+    x4: u64,
+    h: [u64; 4],
 ) -> [u64; 7] {
     let [a0, a1, a2, a3] = a;
     let [b0, b1, b2, b3] = b;
     let [d0, d1, d2, d3] = d;
-    // Column 0: a0, d0.
-    let (r0, k1) = half_add(a0, d0);
-    // Column 1: a1, a0 (from 2·a), b0, d1, e, carry.
-    let (s, k2a) = full_add(a1, a0, b0);
-    let (t, k2b) = full_add(d1, e, k1);
-    let (r1, k2c) = half_add(s, t);
-    // Column 2: a2, a1, b1, d2, three carries.
-    let (s, k3a) = full_add(a2, a1, b1);
-    let (t, k3b) = full_add(d2, k2a, k2b);
-    let (r2, k3c) = full_add(s, t, k2c);
-    // Column 3: a3, a2, b2, d3, e, three carries.
-    let (s, k4a) = full_add(a3, a2, b2);
-    let (t, k4b) = full_add(d3, e, k3a);
-    let (u, k4c) = full_add(k3b, k3c, s);
-    let (r3, k4d) = half_add(t, u);
-    // Column 4: a3, b3, four carries.
-    let (s, k5a) = full_add(a3, b3, k4a);
-    let (t, k5b) = full_add(k4b, k4c, k4d);
-    let (r4, k5c) = half_add(s, t);
-    // Columns 5 and 6: the carries.
-    let (r5, r6) = full_add(k5a, k5b, k5c);
-    [r0, r1, r2, r3, r4, r5, r6]
+    let [h0, h1, h2, h3] = h;
+    // Column 0: a0, d0, x5, h0.
+    let (s1, k1) = full_add(a0, d0, x5);
+    let (r0, k2) = half_add(h0, s1);
+    // Column 1: a1, a0, b0, d1, e, h1, k1, k2.
+    let (s3, k3) = full_add(a1, a0, b0);
+    let (s4, k4) = full_add(d1, e, h1);
+    let (s5, k5) = full_add(k1, k2, s3);
+    let (r1, k6) = half_add(s4, s5);
+    // Column 2: a2, a1, b1, d2, x5, x4, h2, k3, k4, k5, k6.
+    let (s7, k7) = full_add(a2, a1, b1);
+    let (s8, k8) = full_add(d2, x5, x4);
+    let (s9, k9) = full_add(h2, k3, k4);
+    let (s10, k10) = full_add(k5, k6, s7);
+    let (s11, k11) = full_add(s8, s9, s10);
+    // Column 3: a3, a2, b2, d3, e, h3, k7, k8, k9, k10, k11.
+    let (s12, k12) = full_add(a3, a2, b2);
+    let (s13, k13) = full_add(d3, e, h3);
+    let (s14, k14) = full_add(k7, k8, k9);
+    let (s15, k15) = full_add(k10, k11, s12);
+    let (s16, k16) = full_add(s13, s14, s15);
+    // Column 4: a3, b3, k12, k13, k14, k15, k16.
+    let (s17, k17) = full_add(a3, b3, k12);
+    let (s18, k18) = full_add(k13, k14, k15);
+    let (s19, k19) = full_add(k16, s17, s18);
+    // Column 5: k17, k18, k19.
+    let (s20, k20) = full_add(k17, k18, k19);
+    // Column 6: k20.
+    [r0, r1, s11, s16, s19, s20, k20]
 }
 
 /// What the scorer reads, resolved once per match: the three elevated domains'
@@ -1189,35 +1202,49 @@ fn score_word<const B: usize>(p: &ScorePlanes<'_>, w: usize, score: &mut [u64; S
         & (p0[EFFECTIVE_POINT_BIT] | a0)
         & (p1[EFFECTIVE_POINT_BIT] | a1)
         & (p2[EFFECTIVE_POINT_BIT] | a2);
-    // `score` is zero on entry: the outcome part is its first seven slices.
-    for (slot, bits) in score.iter_mut().zip(outcome_points(p0, p1, p2, all_effective)) {
+    // The first approach and characteristic and the hours go into the network;
+    // further approaches and characteristics (rare) are added after it.
+    let first = |planes: &[&[u64]]| planes.first().map_or(0, |p| word(p, w));
+    let hours = match p.hours {
+        Some(hour_planes) => {
+            // Count the overlapping hours (at most 168: 8 bits), then cap at 10.
+            let count = if hour_planes.len() < 16 {
+                count_planes::<4>(hour_planes, w)
+            } else {
+                count_planes::<8>(hour_planes, w)
+            };
+            // count ≥ 10 = 0b1010: any bit above 3, or bit 3 with bit 1 or bit 2.
+            let [c0, c1, c2, c3, c4, c5, c6, c7] = count;
+            let capped = c4 | c5 | c6 | c7 | (c3 & (c1 | c2));
+            [
+                c0 & !capped,
+                (c1 & !capped) | capped,
+                c2 & !capped,
+                (c3 & !capped) | capped,
+            ]
+        }
+        None => [0; 4],
+    };
+    let sum = score_network(
+        p0,
+        p1,
+        p2,
+        all_effective,
+        first(p.approaches),
+        first(p.characteristics),
+        hours,
+    );
+    // `score` is zero on entry: the network fills its first seven slices.
+    for (slot, bits) in score.iter_mut().zip(sum) {
         *slot = bits;
     }
-    for a in p.approaches {
+    for a in p.approaches.iter().skip(1) {
         let x = [word(a, w)];
         add_shifted::<1, B>(score, &x, 0);
         add_shifted::<1, B>(score, &x, 2);
     }
-    for c in p.characteristics {
+    for c in p.characteristics.iter().skip(1) {
         add_shifted::<1, B>(score, &[word(c, w)], 2);
-    }
-    if let Some(hour_planes) = p.hours {
-        // Count the overlapping hours (at most 168: 8 bits), then cap at 10.
-        let count = if hour_planes.len() < 16 {
-            count_planes::<4>(hour_planes, w)
-        } else {
-            count_planes::<8>(hour_planes, w)
-        };
-        // count ≥ 10 = 0b1010: any bit above 3, or bit 3 with bit 1 or bit 2.
-        let [c0, c1, c2, c3, c4, c5, c6, c7] = count;
-        let capped = c4 | c5 | c6 | c7 | (c3 & (c1 | c2));
-        let hours = [
-            c0 & !capped,
-            (c1 & !capped) | capped,
-            c2 & !capped,
-            (c3 & !capped) | capped,
-        ];
-        add_shifted::<4, B>(score, &hours, 0);
     }
 }
 
@@ -1400,21 +1427,28 @@ mod tests {
     }
 
     proptest! {
-        /// The carry-save outcome network equals 3·a + 2·b + d + 10·e per clinician,
-        /// for every combination of 4-bit points (including the largest, 70).
+        /// The carry-save network equals 3·a + 2·b + d + 10·e + 5·x5 + 4·x4 + h
+        /// per clinician, for every combination of 4-bit inputs (up to 94).
         #[test]
-        fn outcome_network_equals_plain_arithmetic(
+        fn score_network_equals_plain_arithmetic(
             a in any::<[u64; POINT_BITS]>(),
             b in any::<[u64; POINT_BITS]>(),
             d in any::<[u64; POINT_BITS]>(),
             e in any::<u64>(),
+            x5 in any::<u64>(),
+            x4 in any::<u64>(),
+            h in any::<[u64; 4]>(),
         ) {
-            let sum = outcome_points(a, b, d, e);
+            let sum = score_network(a, b, d, e, x5, x4, h);
             for lane in 0..64 {
+                let bit = |x: u64| (x >> lane & 1) as u32;
                 let want = 3 * lane_value(&a, lane)
                     + 2 * lane_value(&b, lane)
                     + lane_value(&d, lane)
-                    + 10 * (e >> lane & 1) as u32;
+                    + 10 * bit(e)
+                    + 5 * bit(x5)
+                    + 4 * bit(x4)
+                    + lane_value(&h, lane);
                 prop_assert_eq!(lane_value(&sum, lane), want);
             }
         }
