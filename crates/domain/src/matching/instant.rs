@@ -158,28 +158,26 @@ impl Planes {
 }
 
 /// Fixed planes of a jurisdiction's list: formats, populations, risk acceptance, a
-/// free place, and per problem domain "rated ineffective" and the unweighted outcome
-/// points (specialty 4 + effective 6 or neutral 1) as [`POINT_BITS`] bit slices.
+/// free place, and per problem domain [`DOMAIN_PLANES`] adjacent planes: specialty,
+/// and the rating in two bits (neutral 01, effective 10, ineffective 11, too few
+/// cases 00). Three planes hold all eight states, so a match reads three planes per
+/// elevated domain (not four outcome-point slices plus an "ineffective" plane): less
+/// memory to bring in for a jurisdiction that is not in cache.
 const FORMAT_PLANE: usize = 0;
 const POPULATION_PLANE: usize = FORMAT_PLANE + Format::ALL.len();
 const RISK_PLANE: usize = POPULATION_PLANE + Population::ALL.len();
 const PLACE_PLANE: usize = RISK_PLANE + 1;
-const INEFFECTIVE_PLANE: usize = PLACE_PLANE + 1;
-const POINTS_PLANE: usize = INEFFECTIVE_PLANE + ProblemDomain::COUNT;
-const FIXED_PLANES: usize = POINTS_PLANE + POINT_BITS * ProblemDomain::COUNT;
+const DOMAIN_PLANE: usize = PLACE_PLANE + 1;
+const DOMAIN_PLANES: usize = 3;
+const FIXED_PLANES: usize = DOMAIN_PLANE + DOMAIN_PLANES * ProblemDomain::COUNT;
 /// Bits of a domain's unweighted outcome points (at most 4 + 6 = 10).
 const POINT_BITS: usize = 4;
 /// "Rated effective" is bit 1 of the outcome points: set in 6 and 4 + 6, clear in
 /// 0, 1, 4 and 4 + 1.
 const EFFECTIVE_POINT_BIT: usize = 1;
-const _: () = assert!(
-    SPECIALTY_POINTS + EFFECTIVE_POINTS < 1 << POINT_BITS
-        && EFFECTIVE_POINTS & 2 != 0
-        && (SPECIALTY_POINTS + EFFECTIVE_POINTS) & 2 != 0
-        && SPECIALTY_POINTS & 2 == 0
-        && NEUTRAL_POINTS & 2 == 0
-        && (SPECIALTY_POINTS + NEUTRAL_POINTS) & 2 == 0
-);
+// [`ElevatedPlanes::points`] decodes the points from specialty and rating with
+// these values (0, 1, 4, 5, 6, 10).
+const _: () = assert!(SPECIALTY_POINTS == 4 && EFFECTIVE_POINTS == 6 && NEUTRAL_POINTS == 1);
 const HOURS_PER_WEEK: usize = 168;
 
 /// The clinicians licensed in one jurisdiction, in profile order (one entry per
@@ -190,12 +188,10 @@ const HOURS_PER_WEEK: usize = 168;
 struct JurisdictionList {
     /// Entry → clinician index.
     clinician: Vec<u32>,
-    /// Entry → last valid day of the licence (days from CE).
-    last_day: Vec<i32>,
-    /// Entries ordered by `last_day` (ascending): the expired ones on a date are a prefix.
-    by_expiry: Vec<u32>,
-    /// `last_day` in `by_expiry` order (sorted), to find that prefix.
-    expiry_days: Vec<i32>,
+    /// (last valid day of the licence in days from CE, entry), ordered by day: the
+    /// expired ones on a date are a prefix. Day and entry side by side, so the scan
+    /// reads one array.
+    expiry: Vec<(i32, u32)>,
     fixed: Planes,
     /// One plane per language id of the index.
     languages: Planes,
@@ -292,9 +288,33 @@ pub struct MatchResult {
 /// weight, see [`RANK_WEIGHTS`]).
 #[derive(Debug, Clone, Copy, Default)]
 struct ElevatedPlanes<'a> {
-    /// The outcome points' bit slices.
-    points: [&'a [u64]; POINT_BITS],
-    ineffective: &'a [u64],
+    specialty: &'a [u64],
+    /// Rating bit 0: neutral or ineffective.
+    rating_lo: &'a [u64],
+    /// Rating bit 1: effective or ineffective.
+    rating_hi: &'a [u64],
+}
+
+impl ElevatedPlanes<'_> {
+    /// Word `w`'s "rated ineffective".
+    #[inline(always)]
+    fn ineffective(&self, w: usize) -> u64 {
+        word(self.rating_lo, w) & word(self.rating_hi, w)
+    }
+
+    /// Word `w`'s unweighted outcome points as [`POINT_BITS`] bit slices:
+    /// specialty `s` (4), effective `e` (6), neutral `n` (1) give
+    /// 0, 1, 4, 5, 6 or 10: bit 0 = n, bit 1 = e, bit 2 = s xor e, bit 3 = s and e.
+    #[inline(always)]
+    fn points(&self, w: usize) -> [u64; POINT_BITS] {
+        let (s, lo, hi) = (
+            word(self.specialty, w),
+            word(self.rating_lo, w),
+            word(self.rating_hi, w),
+        );
+        let (n, e) = (lo & !hi, hi & !lo);
+        [n, e, s ^ e, s & e]
+    }
 }
 
 /// Most entries in each preference list of a request (approaches, characteristics):
@@ -458,7 +478,7 @@ impl MatchIndex {
                     c.push((j as u16, e as u32));
                 }
                 list.clinician.push(i);
-                list.last_day.push(last_day);
+                list.expiry.push((last_day, e as u32));
                 let week = hours.get(ci).copied().unwrap_or_default();
                 for (wi, &bits) in week.iter().enumerate() {
                     let mut bits = bits;
@@ -478,19 +498,11 @@ impl MatchIndex {
                 list.fixed
                     .set(PLACE_PLANE, e, free.get(ci).is_some_and(|&f| f > 0));
                 for d in ProblemDomain::ALL {
-                    list.fixed
-                        .set(INEFFECTIVE_PLANE + d.index(), e, inef & d.bit() != 0);
                     let bit = d.bit();
-                    let points = SPECIALTY_POINTS * u32::from(spec & bit != 0)
-                        + EFFECTIVE_POINTS * u32::from(eff & bit != 0)
-                        + NEUTRAL_POINTS * u32::from(neu & bit != 0);
-                    for b in 0..POINT_BITS {
-                        list.fixed.set(
-                            POINTS_PLANE + d.index() * POINT_BITS + b,
-                            e,
-                            points >> b & 1 == 1,
-                        );
-                    }
+                    let first = DOMAIN_PLANE + d.index() * DOMAIN_PLANES;
+                    list.fixed.set(first, e, spec & bit != 0);
+                    list.fixed.set(first + 1, e, (neu | inef) & bit != 0);
+                    list.fixed.set(first + 2, e, (eff | inef) & bit != 0);
                 }
                 for code in &p.languages {
                     if let Some(&id) = language_ids.get(code) {
@@ -508,13 +520,7 @@ impl MatchIndex {
                     }
                 }
             }
-            let mut by_expiry: Vec<u32> = (0..list.len() as u32).collect();
-            by_expiry.sort_by_key(|&e| list.last_day.get(e as usize).copied());
-            list.expiry_days = by_expiry
-                .iter()
-                .map(|&e| list.last_day.get(e as usize).copied().unwrap_or(0))
-                .collect();
-            list.by_expiry = by_expiry;
+            list.expiry.sort_unstable();
             lists.push(list);
         }
         Ok(MatchIndex {
@@ -605,9 +611,7 @@ impl MatchIndex {
     ) -> Result<PreparedRequest<'a>, InstantMatchError> {
         static EMPTY_LIST: JurisdictionList = JurisdictionList {
             clinician: Vec::new(),
-            last_day: Vec::new(),
-            by_expiry: Vec::new(),
-            expiry_days: Vec::new(),
+            expiry: Vec::new(),
             fixed: Planes {
                 words: 0,
                 data: Vec::new(),
@@ -713,10 +717,11 @@ impl MatchIndex {
         let mut top = [ElevatedPlanes::default(); ELEVATED_DOMAINS_CONSIDERED];
         let mut top_len = 0;
         for (slot, d) in top.iter_mut().zip(&req.elevated_domains) {
-            let first = POINTS_PLANE + d.index() * POINT_BITS;
+            let first = DOMAIN_PLANE + d.index() * DOMAIN_PLANES;
             *slot = ElevatedPlanes {
-                points: std::array::from_fn(|b| list.fixed.plane(first + b)),
-                ineffective: list.fixed.plane(INEFFECTIVE_PLANE + d.index()),
+                specialty: list.fixed.plane(first),
+                rating_lo: list.fixed.plane(first + 1),
+                rating_hi: list.fixed.plane(first + 2),
             };
             top_len += 1;
         }
@@ -781,7 +786,7 @@ impl MatchIndex {
             let ineffective = q
                 .elevated()
                 .iter()
-                .fold(0, |m, d| m | word(d.ineffective, w));
+                .fold(0, |m, d| m | d.ineffective(w));
             let outcomes = risk & !ineffective;
             language_n += language.count_ones();
             format_n += format.count_ones();
@@ -798,12 +803,7 @@ impl MatchIndex {
         let mut expired_n = 0u32;
         // A forward scan (the expired are few, and the days sequential in memory)
         // instead of a binary search's scattered reads.
-        let expired = list
-            .expiry_days
-            .iter()
-            .take_while(|&&d| d < q.date_days)
-            .count();
-        for &e in list.by_expiry.get(..expired).unwrap_or(&[]) {
+        for &(_, e) in list.expiry.iter().take_while(|&&(d, _)| d < q.date_days) {
             let e = e as usize;
             if let Some(slot) = block.get_mut(e / 64) {
                 let bit = 1u64 << (e % 64);
@@ -1191,12 +1191,8 @@ impl<'p> ScorePlanes<'p> {
 /// preferred approach +5; each shared characteristic +4; one per overlapping
 /// preferred hour, at most 10.
 fn score_word<const B: usize>(p: &ScorePlanes<'_>, w: usize, score: &mut [u64; SCORE_BITS]) {
-    let points = |d: &ElevatedPlanes<'_>| -> [u64; POINT_BITS] {
-        let [a, b, c, e] = d.points;
-        [word(a, w), word(b, w), word(c, w), word(e, w)]
-    };
     let [t0, t1, t2] = &p.top;
-    let (p0, p1, p2) = (points(t0), points(t1), points(t2));
+    let (p0, p1, p2) = (t0.points(w), t1.points(w), t2.points(w));
     let [a0, a1, a2] = p.absent;
     let all_effective = p.any
         & (p0[EFFECTIVE_POINT_BIT] | a0)
