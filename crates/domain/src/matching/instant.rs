@@ -1,17 +1,16 @@
 //! Instant match: one client, right after intake, against every clinician.
 //!
 //! A [`MatchIndex`] is built once from the clinicians' profiles. For each jurisdiction
-//! it keeps a posting list of the clinicians licensed there, in profile order; each
-//! entry carries the licence's last valid day, the clinician's weekly UTC hours and a
-//! copy of their packed 24-byte record: languages (a 64-bit mask over the index's first
-//! 64 languages; further ones in bitsets), formats, populations, risk acceptance, free
-//! places, and the specialty / effective / neutral / ineffective domain masks. A match
-//! reads only the client's jurisdiction's list (about 4 % of clinicians), sequentially:
-//! pass 1 evaluates every hard filter branch-free, counts what each filter left (the
-//! funnel, for "what could not be met") and writes the eligible positions to a compact
-//! list; pass 2 scores those, skipping the preference part when it cannot beat the
-//! current k-th choice, and keeps the best `k` in a small sorted buffer. One allocation
-//! per match, none per clinician. Taking a place updates the record and its copies.
+//! it keeps the clinicians licensed there, in profile order, as bit planes (one bit per
+//! clinician, 64 per word): one per format, population, language, approach, consented
+//! characteristic and UTC hour of the week, risk acceptance, a free place, and three
+//! per problem domain (specialty and a two-bit rating); plus the licences' last valid
+//! days in order. A match reads only the client's jurisdiction (about 4 % of
+//! clinicians), 64 at a time: it ANDs the filter planes, counting what each filter
+//! left (the funnel, for "what could not be met"), sums every eligible clinician's
+//! score bit-sliced with a carry-save network, clears expired licences, and finds the
+//! best `k` with a radix selection over the score slices. Taking a place flips the
+//! clinician's "free place" bit in each of their lists.
 //!
 //! **Hard filters** (a clinician failing one is never offered):
 //! licence in the client's jurisdiction valid on the match date · speaks one of the
@@ -783,10 +782,7 @@ impl MatchIndex {
             let population = format & word(q.population, w);
             let capacity = population & word(q.place, w);
             let risk = q.risk.map_or(capacity, |r| capacity & word(r, w));
-            let ineffective = q
-                .elevated()
-                .iter()
-                .fold(0, |m, d| m | d.ineffective(w));
+            let ineffective = q.elevated().iter().fold(0, |m, d| m | d.ineffective(w));
             let outcomes = risk & !ineffective;
             language_n += language.count_ones();
             format_n += format.count_ones();
