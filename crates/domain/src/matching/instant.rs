@@ -1,17 +1,16 @@
 //! Instant match: one client, right after intake, against every clinician.
 //!
 //! A [`MatchIndex`] is built once from the clinicians' profiles. For each jurisdiction
-//! it keeps a posting list of the clinicians licensed there, in profile order; each
-//! entry carries the licence's last valid day, the clinician's weekly UTC hours and a
-//! copy of their packed 24-byte record: languages (a 64-bit mask over the index's first
-//! 64 languages; further ones in bitsets), formats, populations, risk acceptance, free
-//! places, and the specialty / effective / neutral / ineffective domain masks. A match
-//! reads only the client's jurisdiction's list (about 4 % of clinicians), sequentially:
-//! pass 1 evaluates every hard filter branch-free, counts what each filter left (the
-//! funnel, for "what could not be met") and writes the eligible positions to a compact
-//! list; pass 2 scores those, skipping the preference part when it cannot beat the
-//! current k-th choice, and keeps the best `k` in a small sorted buffer. One allocation
-//! per match, none per clinician. Taking a place updates the record and its copies.
+//! it keeps the clinicians licensed there, in profile order, as bit planes (one bit per
+//! clinician, 64 per word): one per format, population, language, approach, consented
+//! characteristic and UTC hour of the week, risk acceptance, a free place, and three
+//! per problem domain (specialty and a two-bit rating); plus the licences' last valid
+//! days in order. A match reads only the client's jurisdiction (about 4 % of
+//! clinicians), 64 at a time: it ANDs the filter planes, counting what each filter
+//! left (the funnel, for "what could not be met"), sums every eligible clinician's
+//! score bit-sliced with a carry-save network, clears expired licences, and finds the
+//! best `k` with a radix selection over the score slices. Taking a place flips the
+//! clinician's "free place" bit in each of their lists.
 //!
 //! **Hard filters** (a clinician failing one is never offered):
 //! licence in the client's jurisdiction valid on the match date · speaks one of the
@@ -158,28 +157,26 @@ impl Planes {
 }
 
 /// Fixed planes of a jurisdiction's list: formats, populations, risk acceptance, a
-/// free place, and per problem domain "rated ineffective" and the unweighted outcome
-/// points (specialty 4 + effective 6 or neutral 1) as [`POINT_BITS`] bit slices.
+/// free place, and per problem domain [`DOMAIN_PLANES`] adjacent planes: specialty,
+/// and the rating in two bits (neutral 01, effective 10, ineffective 11, too few
+/// cases 00). Three planes hold all eight states, so a match reads three planes per
+/// elevated domain (not four outcome-point slices plus an "ineffective" plane): less
+/// memory to bring in for a jurisdiction that is not in cache.
 const FORMAT_PLANE: usize = 0;
 const POPULATION_PLANE: usize = FORMAT_PLANE + Format::ALL.len();
 const RISK_PLANE: usize = POPULATION_PLANE + Population::ALL.len();
 const PLACE_PLANE: usize = RISK_PLANE + 1;
-const INEFFECTIVE_PLANE: usize = PLACE_PLANE + 1;
-const POINTS_PLANE: usize = INEFFECTIVE_PLANE + ProblemDomain::COUNT;
-const FIXED_PLANES: usize = POINTS_PLANE + POINT_BITS * ProblemDomain::COUNT;
+const DOMAIN_PLANE: usize = PLACE_PLANE + 1;
+const DOMAIN_PLANES: usize = 3;
+const FIXED_PLANES: usize = DOMAIN_PLANE + DOMAIN_PLANES * ProblemDomain::COUNT;
 /// Bits of a domain's unweighted outcome points (at most 4 + 6 = 10).
 const POINT_BITS: usize = 4;
 /// "Rated effective" is bit 1 of the outcome points: set in 6 and 4 + 6, clear in
 /// 0, 1, 4 and 4 + 1.
 const EFFECTIVE_POINT_BIT: usize = 1;
-const _: () = assert!(
-    SPECIALTY_POINTS + EFFECTIVE_POINTS < 1 << POINT_BITS
-        && EFFECTIVE_POINTS & 2 != 0
-        && (SPECIALTY_POINTS + EFFECTIVE_POINTS) & 2 != 0
-        && SPECIALTY_POINTS & 2 == 0
-        && NEUTRAL_POINTS & 2 == 0
-        && (SPECIALTY_POINTS + NEUTRAL_POINTS) & 2 == 0
-);
+// [`ElevatedPlanes::points`] decodes the points from specialty and rating with
+// these values (0, 1, 4, 5, 6, 10).
+const _: () = assert!(SPECIALTY_POINTS == 4 && EFFECTIVE_POINTS == 6 && NEUTRAL_POINTS == 1);
 const HOURS_PER_WEEK: usize = 168;
 
 /// The clinicians licensed in one jurisdiction, in profile order (one entry per
@@ -190,12 +187,10 @@ const HOURS_PER_WEEK: usize = 168;
 struct JurisdictionList {
     /// Entry → clinician index.
     clinician: Vec<u32>,
-    /// Entry → last valid day of the licence (days from CE).
-    last_day: Vec<i32>,
-    /// Entries ordered by `last_day` (ascending): the expired ones on a date are a prefix.
-    by_expiry: Vec<u32>,
-    /// `last_day` in `by_expiry` order (sorted), to find that prefix.
-    expiry_days: Vec<i32>,
+    /// (last valid day of the licence in days from CE, entry), ordered by day: the
+    /// expired ones on a date are a prefix. Day and entry side by side, so the scan
+    /// reads one array.
+    expiry: Vec<(i32, u32)>,
     fixed: Planes,
     /// One plane per language id of the index.
     languages: Planes,
@@ -292,9 +287,33 @@ pub struct MatchResult {
 /// weight, see [`RANK_WEIGHTS`]).
 #[derive(Debug, Clone, Copy, Default)]
 struct ElevatedPlanes<'a> {
-    /// The outcome points' bit slices.
-    points: [&'a [u64]; POINT_BITS],
-    ineffective: &'a [u64],
+    specialty: &'a [u64],
+    /// Rating bit 0: neutral or ineffective.
+    rating_lo: &'a [u64],
+    /// Rating bit 1: effective or ineffective.
+    rating_hi: &'a [u64],
+}
+
+impl ElevatedPlanes<'_> {
+    /// Word `w`'s "rated ineffective".
+    #[inline(always)]
+    fn ineffective(&self, w: usize) -> u64 {
+        word(self.rating_lo, w) & word(self.rating_hi, w)
+    }
+
+    /// Word `w`'s unweighted outcome points as [`POINT_BITS`] bit slices:
+    /// specialty `s` (4), effective `e` (6), neutral `n` (1) give
+    /// 0, 1, 4, 5, 6 or 10: bit 0 = n, bit 1 = e, bit 2 = s xor e, bit 3 = s and e.
+    #[inline(always)]
+    fn points(&self, w: usize) -> [u64; POINT_BITS] {
+        let (s, lo, hi) = (
+            word(self.specialty, w),
+            word(self.rating_lo, w),
+            word(self.rating_hi, w),
+        );
+        let (n, e) = (lo & !hi, hi & !lo);
+        [n, e, s ^ e, s & e]
+    }
 }
 
 /// Most entries in each preference list of a request (approaches, characteristics):
@@ -458,7 +477,7 @@ impl MatchIndex {
                     c.push((j as u16, e as u32));
                 }
                 list.clinician.push(i);
-                list.last_day.push(last_day);
+                list.expiry.push((last_day, e as u32));
                 let week = hours.get(ci).copied().unwrap_or_default();
                 for (wi, &bits) in week.iter().enumerate() {
                     let mut bits = bits;
@@ -478,19 +497,11 @@ impl MatchIndex {
                 list.fixed
                     .set(PLACE_PLANE, e, free.get(ci).is_some_and(|&f| f > 0));
                 for d in ProblemDomain::ALL {
-                    list.fixed
-                        .set(INEFFECTIVE_PLANE + d.index(), e, inef & d.bit() != 0);
                     let bit = d.bit();
-                    let points = SPECIALTY_POINTS * u32::from(spec & bit != 0)
-                        + EFFECTIVE_POINTS * u32::from(eff & bit != 0)
-                        + NEUTRAL_POINTS * u32::from(neu & bit != 0);
-                    for b in 0..POINT_BITS {
-                        list.fixed.set(
-                            POINTS_PLANE + d.index() * POINT_BITS + b,
-                            e,
-                            points >> b & 1 == 1,
-                        );
-                    }
+                    let first = DOMAIN_PLANE + d.index() * DOMAIN_PLANES;
+                    list.fixed.set(first, e, spec & bit != 0);
+                    list.fixed.set(first + 1, e, (neu | inef) & bit != 0);
+                    list.fixed.set(first + 2, e, (eff | inef) & bit != 0);
                 }
                 for code in &p.languages {
                     if let Some(&id) = language_ids.get(code) {
@@ -508,13 +519,7 @@ impl MatchIndex {
                     }
                 }
             }
-            let mut by_expiry: Vec<u32> = (0..list.len() as u32).collect();
-            by_expiry.sort_by_key(|&e| list.last_day.get(e as usize).copied());
-            list.expiry_days = by_expiry
-                .iter()
-                .map(|&e| list.last_day.get(e as usize).copied().unwrap_or(0))
-                .collect();
-            list.by_expiry = by_expiry;
+            list.expiry.sort_unstable();
             lists.push(list);
         }
         Ok(MatchIndex {
@@ -605,9 +610,7 @@ impl MatchIndex {
     ) -> Result<PreparedRequest<'a>, InstantMatchError> {
         static EMPTY_LIST: JurisdictionList = JurisdictionList {
             clinician: Vec::new(),
-            last_day: Vec::new(),
-            by_expiry: Vec::new(),
-            expiry_days: Vec::new(),
+            expiry: Vec::new(),
             fixed: Planes {
                 words: 0,
                 data: Vec::new(),
@@ -713,10 +716,11 @@ impl MatchIndex {
         let mut top = [ElevatedPlanes::default(); ELEVATED_DOMAINS_CONSIDERED];
         let mut top_len = 0;
         for (slot, d) in top.iter_mut().zip(&req.elevated_domains) {
-            let first = POINTS_PLANE + d.index() * POINT_BITS;
+            let first = DOMAIN_PLANE + d.index() * DOMAIN_PLANES;
             *slot = ElevatedPlanes {
-                points: std::array::from_fn(|b| list.fixed.plane(first + b)),
-                ineffective: list.fixed.plane(INEFFECTIVE_PLANE + d.index()),
+                specialty: list.fixed.plane(first),
+                rating_lo: list.fixed.plane(first + 1),
+                rating_hi: list.fixed.plane(first + 2),
             };
             top_len += 1;
         }
@@ -778,10 +782,7 @@ impl MatchIndex {
             let population = format & word(q.population, w);
             let capacity = population & word(q.place, w);
             let risk = q.risk.map_or(capacity, |r| capacity & word(r, w));
-            let ineffective = q
-                .elevated()
-                .iter()
-                .fold(0, |m, d| m | word(d.ineffective, w));
+            let ineffective = q.elevated().iter().fold(0, |m, d| m | d.ineffective(w));
             let outcomes = risk & !ineffective;
             language_n += language.count_ones();
             format_n += format.count_ones();
@@ -798,12 +799,7 @@ impl MatchIndex {
         let mut expired_n = 0u32;
         // A forward scan (the expired are few, and the days sequential in memory)
         // instead of a binary search's scattered reads.
-        let expired = list
-            .expiry_days
-            .iter()
-            .take_while(|&&d| d < q.date_days)
-            .count();
-        for &e in list.by_expiry.get(..expired).unwrap_or(&[]) {
+        for &(_, e) in list.expiry.iter().take_while(|&&(d, _)| d < q.date_days) {
             let e = e as usize;
             if let Some(slot) = block.get_mut(e / 64) {
                 let bit = 1u64 << (e % 64);
@@ -1057,17 +1053,105 @@ const _: () = assert!(
         && MAX_HOUR_POINTS == 0b1010
 );
 
-/// Adds one to the `B`-bit bit-sliced counter of every clinician set in `x`.
+/// Full adder over 64 clinicians at once: the sum bit and the carry bit of `a + b + c`.
 #[inline(always)]
-fn count_one<const B: usize>(count: &mut [u64; 8], x: u64) {
+fn full_add(a: u64, b: u64, c: u64) -> (u64, u64) {
+    let ab = a ^ b;
+    (ab ^ c, (a & b) | (c & ab))
+}
+
+/// Half adder over 64 clinicians at once: the sum bit and the carry bit of `a + b`.
+#[inline(always)]
+fn half_add(a: u64, b: u64) -> (u64, u64) {
+    (a ^ b, a & b)
+}
+
+/// Adds one, for every clinician set in `x`, to the `B`-bit bit-sliced counter
+/// `count` from its slice `from` up (a half-adder ripple).
+#[inline(always)]
+fn count_at<const B: usize>(count: &mut [u64; 8], x: u64, from: usize) {
     let mut carry = x;
-    for i in 0..B {
+    for i in from..B {
         if let Some(c) = count.get_mut(i) {
             let next = *c & carry;
             *c ^= carry;
             carry = next;
         }
     }
+}
+
+/// Counts, per clinician, the planes of `planes` set at word `w` into a `B`-bit
+/// bit-sliced counter. Planes are taken two at a time: one full adder folds them
+/// into the ones slice, and only its carry ripples upwards (about half the work of
+/// adding them one by one).
+#[inline(always)]
+fn count_planes<const B: usize>(planes: &[&[u64]], w: usize) -> [u64; 8] {
+    let mut count = [0u64; 8];
+    let mut pairs = planes.chunks_exact(2);
+    for pair in &mut pairs {
+        if let [x, y] = pair {
+            let (ones, carry) = full_add(count[0], word(x, w), word(y, w));
+            count[0] = ones;
+            count_at::<B>(&mut count, carry, 1);
+        }
+    }
+    for x in pairs.remainder() {
+        count_at::<B>(&mut count, word(x, w), 0);
+    }
+    count
+}
+
+/// The score of 64 clinicians as a carry-save network, bit-sliced (at most
+/// 3·10 + 2·10 + 10 + 10 + 5 + 4 + 15 = 94: seven slices):
+/// 3·`a` + 2·`b` + `d` + 10·`e` + 5·`x5` + 4·`x4` + `h`, where `a`, `b`, `d` are the
+/// outcome points on the domains ranked 1, 2, 3, `e` marks the top-level bonus,
+/// `x5` the first preferred approach, `x4` the first shared characteristic and `h`
+/// the (capped) preferred-hour points. The addends' bits are summed column by
+/// column with full adders (each removes one bit, five operations), so no carry
+/// ripples through the whole width once per addend. The sequence of adders was
+/// laid out by hand from the column lists in the comments.
+#[inline(always)]
+fn score_network(
+    a: [u64; POINT_BITS],
+    b: [u64; POINT_BITS],
+    d: [u64; POINT_BITS],
+    e: u64,
+    x5: u64,
+    x4: u64,
+    h: [u64; 4],
+) -> [u64; 7] {
+    let [a0, a1, a2, a3] = a;
+    let [b0, b1, b2, b3] = b;
+    let [d0, d1, d2, d3] = d;
+    let [h0, h1, h2, h3] = h;
+    // Column 0: a0, d0, x5, h0.
+    let (s1, k1) = full_add(a0, d0, x5);
+    let (r0, k2) = half_add(h0, s1);
+    // Column 1: a1, a0, b0, d1, e, h1, k1, k2.
+    let (s3, k3) = full_add(a1, a0, b0);
+    let (s4, k4) = full_add(d1, e, h1);
+    let (s5, k5) = full_add(k1, k2, s3);
+    let (r1, k6) = half_add(s4, s5);
+    // Column 2: a2, a1, b1, d2, x5, x4, h2, k3, k4, k5, k6.
+    let (s7, k7) = full_add(a2, a1, b1);
+    let (s8, k8) = full_add(d2, x5, x4);
+    let (s9, k9) = full_add(h2, k3, k4);
+    let (s10, k10) = full_add(k5, k6, s7);
+    let (s11, k11) = full_add(s8, s9, s10);
+    // Column 3: a3, a2, b2, d3, e, h3, k7, k8, k9, k10, k11.
+    let (s12, k12) = full_add(a3, a2, b2);
+    let (s13, k13) = full_add(d3, e, h3);
+    let (s14, k14) = full_add(k7, k8, k9);
+    let (s15, k15) = full_add(k10, k11, s12);
+    let (s16, k16) = full_add(s13, s14, s15);
+    // Column 4: a3, b3, k12, k13, k14, k15, k16.
+    let (s17, k17) = full_add(a3, b3, k12);
+    let (s18, k18) = full_add(k13, k14, k15);
+    let (s19, k19) = full_add(k16, s17, s18);
+    // Column 5: k17, k18, k19.
+    let (s20, k20) = full_add(k17, k18, k19);
+    // Column 6: k20.
+    [r0, r1, s11, s16, s19, s20, k20]
 }
 
 /// What the scorer reads, resolved once per match: the three elevated domains'
@@ -1103,53 +1187,56 @@ impl<'p> ScorePlanes<'p> {
 /// preferred approach +5; each shared characteristic +4; one per overlapping
 /// preferred hour, at most 10.
 fn score_word<const B: usize>(p: &ScorePlanes<'_>, w: usize, score: &mut [u64; SCORE_BITS]) {
-    let points = |d: &ElevatedPlanes<'_>| -> [u64; POINT_BITS] {
-        let [a, b, c, e] = d.points;
-        [word(a, w), word(b, w), word(c, w), word(e, w)]
-    };
     let [t0, t1, t2] = &p.top;
-    let (p0, p1, p2) = (points(t0), points(t1), points(t2));
-    add_shifted::<POINT_BITS, B>(score, &p0, 0);
-    add_shifted::<POINT_BITS, B>(score, &p0, 1);
-    add_shifted::<POINT_BITS, B>(score, &p1, 1);
-    add_shifted::<POINT_BITS, B>(score, &p2, 0);
+    let (p0, p1, p2) = (t0.points(w), t1.points(w), t2.points(w));
     let [a0, a1, a2] = p.absent;
     let all_effective = p.any
         & (p0[EFFECTIVE_POINT_BIT] | a0)
         & (p1[EFFECTIVE_POINT_BIT] | a1)
         & (p2[EFFECTIVE_POINT_BIT] | a2);
-    add_shifted::<1, B>(score, &[all_effective], 1);
-    add_shifted::<1, B>(score, &[all_effective], 3);
-    for a in p.approaches {
+    // The first approach and characteristic and the hours go into the network;
+    // further approaches and characteristics (rare) are added after it.
+    let first = |planes: &[&[u64]]| planes.first().map_or(0, |p| word(p, w));
+    let hours = match p.hours {
+        Some(hour_planes) => {
+            // Count the overlapping hours (at most 168: 8 bits), then cap at 10.
+            let count = if hour_planes.len() < 16 {
+                count_planes::<4>(hour_planes, w)
+            } else {
+                count_planes::<8>(hour_planes, w)
+            };
+            // count ≥ 10 = 0b1010: any bit above 3, or bit 3 with bit 1 or bit 2.
+            let [c0, c1, c2, c3, c4, c5, c6, c7] = count;
+            let capped = c4 | c5 | c6 | c7 | (c3 & (c1 | c2));
+            [
+                c0 & !capped,
+                (c1 & !capped) | capped,
+                c2 & !capped,
+                (c3 & !capped) | capped,
+            ]
+        }
+        None => [0; 4],
+    };
+    let sum = score_network(
+        p0,
+        p1,
+        p2,
+        all_effective,
+        first(p.approaches),
+        first(p.characteristics),
+        hours,
+    );
+    // `score` is zero on entry: the network fills its first seven slices.
+    for (slot, bits) in score.iter_mut().zip(sum) {
+        *slot = bits;
+    }
+    for a in p.approaches.iter().skip(1) {
         let x = [word(a, w)];
         add_shifted::<1, B>(score, &x, 0);
         add_shifted::<1, B>(score, &x, 2);
     }
-    for c in p.characteristics {
+    for c in p.characteristics.iter().skip(1) {
         add_shifted::<1, B>(score, &[word(c, w)], 2);
-    }
-    if let Some(hour_planes) = p.hours {
-        // Count the overlapping hours (at most 168: 8 bits), then cap at 10.
-        let mut count = [0u64; 8];
-        if hour_planes.len() < 16 {
-            for plane in hour_planes {
-                count_one::<4>(&mut count, word(plane, w));
-            }
-        } else {
-            for plane in hour_planes {
-                count_one::<8>(&mut count, word(plane, w));
-            }
-        }
-        // count ≥ 10 = 0b1010: any bit above 3, or bit 3 with bit 1 or bit 2.
-        let [c0, c1, c2, c3, c4, c5, c6, c7] = count;
-        let capped = c4 | c5 | c6 | c7 | (c3 & (c1 | c2));
-        let hours = [
-            c0 & !capped,
-            (c1 & !capped) | capped,
-            c2 & !capped,
-            (c3 & !capped) | capped,
-        ];
-        add_shifted::<4, B>(score, &hours, 0);
     }
 }
 
@@ -1320,6 +1407,60 @@ mod tests {
         let mut block = block_of(&[(true, 0), (false, 3)]);
         select_top(&mut block, SCORE_BITS, 5, 1, &mut out);
         assert_eq!(out, vec![Candidate { index: 0, score: 0 }]);
+    }
+
+    /// Reads clinician `lane`'s number from bit slices.
+    fn lane_value(slices: &[u64], lane: u32) -> u32 {
+        slices
+            .iter()
+            .enumerate()
+            .map(|(b, s)| ((s >> lane & 1) as u32) << b)
+            .sum()
+    }
+
+    proptest! {
+        /// The carry-save network equals 3·a + 2·b + d + 10·e + 5·x5 + 4·x4 + h
+        /// per clinician, for every combination of 4-bit inputs (up to 94).
+        #[test]
+        fn score_network_equals_plain_arithmetic(
+            a in any::<[u64; POINT_BITS]>(),
+            b in any::<[u64; POINT_BITS]>(),
+            d in any::<[u64; POINT_BITS]>(),
+            e in any::<u64>(),
+            x5 in any::<u64>(),
+            x4 in any::<u64>(),
+            h in any::<[u64; 4]>(),
+        ) {
+            let sum = score_network(a, b, d, e, x5, x4, h);
+            for lane in 0..64 {
+                let bit = |x: u64| (x >> lane & 1) as u32;
+                let want = 3 * lane_value(&a, lane)
+                    + 2 * lane_value(&b, lane)
+                    + lane_value(&d, lane)
+                    + 10 * bit(e)
+                    + 5 * bit(x5)
+                    + 4 * bit(x4)
+                    + lane_value(&h, lane);
+                prop_assert_eq!(lane_value(&sum, lane), want);
+            }
+        }
+
+        /// Counting planes two at a time equals counting each clinician's set bits,
+        /// for no planes, an odd number, and more than 15 (the 8-bit counter).
+        #[test]
+        fn plane_counts_equal_plain_counts(
+            planes in proptest::collection::vec(any::<u64>(), 0..40),
+        ) {
+            let refs: Vec<&[u64]> = planes.iter().map(std::slice::from_ref).collect();
+            let count = count_planes::<8>(&refs, 0);
+            for lane in 0..64 {
+                let want = planes.iter().filter(|p| *p >> lane & 1 == 1).count() as u32;
+                prop_assert_eq!(lane_value(&count, lane), want);
+            }
+            if planes.len() < 16 {
+                prop_assert_eq!(count_planes::<4>(&refs, 0), count);
+            }
+        }
     }
 
     proptest! {
