@@ -12,16 +12,16 @@ use tapestry_domain::identity::totp::{self, TotpSecret};
 
 /// A browser without JavaScript: follows nothing by itself, keeps the
 /// session cookie, posts forms as `application/x-www-form-urlencoded`.
-struct Agent {
+pub(crate) struct Agent {
     http: reqwest::Client,
     base: String,
     cookie: Option<String>,
 }
 
-struct Page {
-    status: u16,
+pub(crate) struct Page {
+    pub(crate) status: u16,
     headers: HeaderMap,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Page {
@@ -33,7 +33,7 @@ impl Page {
     }
 
     /// The `_csrf` value the server stamped into the form posting to `action`.
-    fn csrf_for(&self, action: &str) -> String {
+    pub(crate) fn csrf_for(&self, action: &str) -> String {
         let at = self
             .body
             .find(&format!(r#"action="{action}""#))
@@ -48,7 +48,7 @@ impl Page {
     }
 }
 
-async fn serve(f: &Fixture) -> String {
+pub(crate) async fn serve(f: &Fixture) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = tapestry_web::router(f.state.clone());
@@ -88,7 +88,7 @@ impl Agent {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         let mut req = self.http.get(format!("{}{path}", self.base));
         if let Some(c) = &self.cookie {
             req = req.header(COOKIE, c);
@@ -99,7 +99,7 @@ impl Agent {
 
     /// Posts `fields` to `action` as the form on `from` would (Origin and
     /// Referer of this site), with `extra` headers.
-    async fn post(
+    pub(crate) async fn post(
         &mut self,
         from: &str,
         action: &str,
@@ -128,7 +128,12 @@ impl Agent {
 
     /// Opens `page`, then submits its form posting to `action` with the
     /// stamped CSRF token and `fields`: a user pressing the button.
-    async fn submit(&mut self, page: &str, action: &str, fields: &[(&str, &str)]) -> Page {
+    pub(crate) async fn submit(
+        &mut self,
+        page: &str,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> Page {
         let p = self.get(page).await;
         assert_eq!(p.status, 200, "{page}: {}", p.body);
         let token = p.csrf_for(action);
@@ -148,14 +153,14 @@ type RefusedCase<'a> = (
     &'a str,
 );
 
-fn see_other(p: &Page, to: &str) {
+pub(crate) fn see_other(p: &Page, to: &str) {
     assert_eq!(p.status, 303, "expected 303 to {to}: {}", p.body);
     assert_eq!(p.location(), to, "{}", p.body);
 }
 
 /// The treating clinician signs in without JavaScript: password, then the
 /// second factor, each a 303; the session token rotates.
-async fn sign_in_clinician(f: &Fixture, base: &str, secret: &TotpSecret) -> Agent {
+pub(crate) async fn sign_in_clinician(f: &Fixture, base: &str, secret: &TotpSecret) -> Agent {
     let mut clinician = Agent::new(base);
     let r = clinician
         .post(

@@ -1167,3 +1167,148 @@ async fn a_waiting_clients_rescreen_with_a_risk_answer_alerts_the_intake_team_an
     .await;
     assert!(page.body.contains("No open intake tasks."), "{}", page.body);
 }
+
+/// The profile page as a browser without JavaScript uses it: the form comes
+/// pre-filled with the stored profile (plus blank rows), a plain urlencoded
+/// post changes it (303 back to the page), and a bad licence code in the
+/// second row is a 422 page naming `licences[1].jurisdiction` that stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_profile_page_form_is_prefilled_and_saves_without_javascript() {
+    use crate::browser::{enrol_totp, set_password};
+    use crate::forms::{see_other, serve, sign_in_clinician};
+    use tapestry_domain::clock::Clock as _;
+
+    let f = fixture().await;
+    let a = post(
+        &f,
+        "treating",
+        "/api/v1/me/matching-profile",
+        SPANISH_PROFILE,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    set_password(&f, f.user("treating")).await;
+    let secret = enrol_totp(&f, f.user("treating")).await;
+    let base = serve(&f).await;
+    let mut clinician = sign_in_clinician(&f, &base, &secret).await;
+    let page = "/me/matching-profile";
+    let action = "/api/v1/me/matching-profile";
+
+    // (a) Pre-filled with the stored profile; one stored licence + 2 blank rows,
+    // one stored weekly interval + 3 blank rows; outcomes stay displayed.
+    let shown = clinician.get(page).await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    let html = &shown.body;
+    assert!(html.contains("Edit your profile"), "{html}");
+    assert!(html.contains("Measured outcomes"), "{html}");
+    for expected in [
+        r#"<option value="GB-ENG" selected>"#,
+        r#"name="licences[0].number:opt" value="HCPC-7""#,
+        r#"name="licences[0].expires_on:opt" value="2030-01-01""#,
+        r#"name="licences[2].number:opt" value="""#,
+        r#"name="languages:csv" value="en, es""#,
+        r#"name="approaches:csv" value="emdr""#,
+        r#"name="formats[]" value="video" checked"#,
+        r#"name="specialties[]" value="trauma" checked"#,
+        r#"name="specialties[]" value="anxiety" checked"#,
+        r#"name="populations[]" value="adults" checked"#,
+        r#"name="caseload_limit:number" value="10""#,
+        r#"name="new_clients_per_week:number" value="3""#,
+        r#"name="availability.utc_offset_minutes:number" value="0""#,
+        r#"<option value="540" selected>"#,
+        r#"<option value="1020" selected>"#,
+        r#"name="availability.intervals[3].day:number""#,
+    ] {
+        assert!(html.contains(expected), "missing {expected}: {html}");
+    }
+    assert!(
+        !html.contains(r#"name="licences[3]."#),
+        "exactly two blank licence rows"
+    );
+    assert!(!html.contains(r#"name="populations[]" value="children" checked"#));
+    assert!(
+        !html.contains("current_load"),
+        "current load is computed, not a field"
+    );
+
+    // (b) The form as posted by a browser: add French, raise the caseload.
+    let fields = |jurisdiction_1: &'static str| -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("licences[0].jurisdiction:opt", "GB-ENG"),
+            ("licences[0].number:opt", "HCPC-7"),
+            ("licences[0].expires_on:opt", "2030-01-01"),
+            ("licences[1].jurisdiction:opt", jurisdiction_1),
+            (
+                "licences[1].number:opt",
+                if jurisdiction_1.is_empty() { "" } else { "X-1" },
+            ),
+            (
+                "licences[1].expires_on:opt",
+                if jurisdiction_1.is_empty() {
+                    ""
+                } else {
+                    "2031-01-01"
+                },
+            ),
+            ("licences[2].jurisdiction:opt", ""),
+            ("licences[2].number:opt", ""),
+            ("licences[2].expires_on:opt", ""),
+            ("languages:csv", "en, es, fr"),
+            ("formats[]", ""),
+            ("formats[]", "video"),
+            ("approaches:csv", "emdr"),
+            ("specialties[]", ""),
+            ("specialties[]", "trauma"),
+            ("specialties[]", "anxiety"),
+            ("populations[]", ""),
+            ("populations[]", "adults"),
+            ("caseload_limit:number", "12"),
+            ("new_clients_per_week:number", "3"),
+            ("accepts_risk:bool", "false"),
+            ("accepts_risk:bool", "true"),
+            ("availability.utc_offset_minutes:number", "0"),
+            ("availability.intervals[0].day:number", "1"),
+            ("availability.intervals[0].start_minute:number", "540"),
+            ("availability.intervals[0].end_minute:number", "1020"),
+            ("availability.intervals[1].day:number", ""),
+            ("availability.intervals[1].start_minute:number", ""),
+            ("availability.intervals[1].end_minute:number", ""),
+            ("identity.characteristics:csv", ""),
+            ("identity.consent_to_show:bool", "false"),
+        ]
+    };
+    let r = clinician.submit(page, action, &fields("")).await;
+    see_other(&r, page);
+    let stored = f
+        .store
+        .matching_profile(f.practice.id, f.user("treating").id, f.clock.now())
+        .await
+        .unwrap()
+        .expect("the profile is stored");
+    let p = &stored.profile;
+    assert_eq!(p.languages, vec!["en", "es", "fr"]);
+    assert_eq!(p.capacity.caseload_limit, 12);
+    assert_eq!(p.licences.len(), 1, "blank licence rows add nothing");
+    assert_eq!(
+        p.availability.intervals.len(),
+        1,
+        "blank hours rows add nothing"
+    );
+    assert!(p.accepts_risk);
+
+    // (c) An unknown jurisdiction in the second licence row: 422 naming the
+    // field, nothing stored.
+    let form = clinician.get(page).await;
+    let token = form.csrf_for(action);
+    let before = f.fingerprint().await;
+    let mut bad = vec![("_csrf", token.as_str())];
+    bad.extend(fields("XX-ZZ"));
+    let r = clinician.post(page, action, &bad, &[]).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("licences[1].jurisdiction"), "{}", r.body);
+    assert_eq!(
+        f.fingerprint().await,
+        before,
+        "a refused profile stores nothing"
+    );
+}
