@@ -27,6 +27,34 @@ async fn post(f: &Fixture, role: &str, path: &str, body: &str) -> Answer_ {
     call(&f.state, "POST", path, f.login(role), Some(body)).await
 }
 
+/// Opens an episode for each client, joined at the given time, and moves it
+/// from referral onto the waitlist; returns them in order.
+async fn waiting(
+    f: &Fixture,
+    clients: &[(
+        &tapestry_domain::client::Client,
+        chrono::DateTime<chrono::Utc>,
+    )],
+) -> Vec<Episode> {
+    let mut episodes = Vec::new();
+    for &(client, joined) in clients {
+        let e = Episode::open(f.practice.id, client.id, joined);
+        f.store.insert_episode(&e).await.unwrap();
+        f.store
+            .move_episode(
+                f.practice.id,
+                e.id,
+                EpisodeStatus::Referral,
+                EpisodeStatus::Waitlist,
+                joined,
+            )
+            .await
+            .unwrap();
+        episodes.push(e);
+    }
+    episodes
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_profiles_and_impossible_requests_are_422_naming_the_field() {
     let f = fixture().await;
@@ -324,25 +352,14 @@ async fn the_waitlist_puts_a_risk_flag_first_and_alerts_the_intake_team() {
     let f = fixture().await;
     let registry = InstrumentRegistry::embedded().unwrap();
     // Client B has waited longer; client A answers PHQ-9 item 9 (risk).
-    let mut episodes = Vec::new();
-    for (client, joined) in [
-        (&f.client_b, t0() - Duration::days(30)),
-        (&f.client_a, t0() - Duration::days(3)),
-    ] {
-        let e = Episode::open(f.practice.id, client.id, joined);
-        f.store.insert_episode(&e).await.unwrap();
-        f.store
-            .move_episode(
-                f.practice.id,
-                e.id,
-                EpisodeStatus::Referral,
-                EpisodeStatus::Waitlist,
-                joined,
-            )
-            .await
-            .unwrap();
-        episodes.push(e);
-    }
+    let episodes = waiting(
+        &f,
+        &[
+            (&f.client_b, t0() - Duration::days(30)),
+            (&f.client_a, t0() - Duration::days(3)),
+        ],
+    )
+    .await;
     let page = call(
         &f.state,
         "GET",
@@ -681,25 +698,14 @@ async fn early_low_session_feedback_suggests_a_rematch() {
 async fn a_deteriorating_waiting_client_moves_up_and_the_intake_team_is_alerted_once() {
     let f = fixture().await;
     let registry = InstrumentRegistry::embedded().unwrap();
-    let mut episodes = Vec::new();
-    for (client, joined) in [
-        (&f.client_b, t0() - Duration::days(30)),
-        (&f.client_a, t0() - Duration::days(20)),
-    ] {
-        let e = Episode::open(f.practice.id, client.id, joined);
-        f.store.insert_episode(&e).await.unwrap();
-        f.store
-            .move_episode(
-                f.practice.id,
-                e.id,
-                EpisodeStatus::Referral,
-                EpisodeStatus::Waitlist,
-                joined,
-            )
-            .await
-            .unwrap();
-        episodes.push(e);
-    }
+    let episodes = waiting(
+        &f,
+        &[
+            (&f.client_b, t0() - Duration::days(30)),
+            (&f.client_a, t0() - Duration::days(20)),
+        ],
+    )
+    .await;
     let phq9 = |values: [i32; 9], at| IngestRequest {
         practice_id: f.practice.id,
         client_id: f.client_a.id,
@@ -900,25 +906,14 @@ async fn elevated_domains_come_from_the_intake_when_the_team_names_none() {
 async fn a_waiting_clients_rescreen_with_a_risk_answer_alerts_the_intake_team_and_opens_one_task() {
     let f = fixture().await;
     let registry = InstrumentRegistry::embedded().unwrap();
-    let mut episodes = Vec::new();
-    for (client, joined) in [
-        (&f.client_a, t0() - Duration::days(3)),
-        (&f.client_b, t0() - Duration::days(30)),
-    ] {
-        let e = Episode::open(f.practice.id, client.id, joined);
-        f.store.insert_episode(&e).await.unwrap();
-        f.store
-            .move_episode(
-                f.practice.id,
-                e.id,
-                EpisodeStatus::Referral,
-                EpisodeStatus::Waitlist,
-                joined,
-            )
-            .await
-            .unwrap();
-        episodes.push(e);
-    }
+    let episodes = waiting(
+        &f,
+        &[
+            (&f.client_a, t0() - Duration::days(3)),
+            (&f.client_b, t0() - Duration::days(30)),
+        ],
+    )
+    .await;
     // Client A's intake GAD-7 (15: anxiety from the measure).
     f.store
         .ingest(
