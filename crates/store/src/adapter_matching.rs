@@ -419,23 +419,7 @@ macro_rules! matching_adapter {
                         }
                         _ => {}
                     }
-                    let done = sqlx::query(
-                        "INSERT INTO clinician_tasks (id, practice_id, client_id, episode_id, kind, risk_flag_id, assignee, title, detail, colour, due_at, created_at, completed_at) \
-                         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(t.id.as_uuid())
-                    .bind(t.practice_id.as_uuid())
-                    .bind(t.client_id.as_uuid())
-                    .bind(t.episode_id.as_uuid())
-                    .bind(t.kind.as_str())
-                    .bind(t.risk_flag_id.map(|f| f.as_uuid()))
-                    .bind(t.assignee.map(|u| u.as_uuid()))
-                    .bind(t.title.clone())
-                    .bind(t.detail.clone())
-                    .bind(t.colour.as_str())
-                    .bind(t.due_at)
-                    .bind(t.created_at)
-                    .bind(t.completed_at)
+                    let done = crate::adapter_measurement::insert_clinician_task!(t, " ON CONFLICT DO NOTHING")
                     .execute(self.pool())
                     .await?;
                     Ok(done.rows_affected() == 1)

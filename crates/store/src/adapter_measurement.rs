@@ -3,6 +3,33 @@
 //! whose `submission_from`, `answers_json` and `corrupt` helpers it reuses so that submissions
 //! are written and read one way only.
 
+/// One clinician task's INSERT with every column bound, for the places that write a single
+/// task (the urgent-language screen, the waitlist watch); `$tail` ends the statement (e.g.
+/// `" ON CONFLICT DO NOTHING"`). The pipeline writes its tasks in multi-row statements.
+macro_rules! insert_clinician_task {
+    ($t:expr, $tail:literal) => {
+        sqlx::query(concat!(
+            "INSERT INTO clinician_tasks (id, practice_id, client_id, episode_id, kind, risk_flag_id, assignee, title, detail, colour, due_at, created_at, completed_at) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+            $tail
+        ))
+        .bind($t.id.as_uuid())
+        .bind($t.practice_id.as_uuid())
+        .bind($t.client_id.as_uuid())
+        .bind($t.episode_id.as_uuid())
+        .bind($t.kind.as_str())
+        .bind($t.risk_flag_id.map(|f| f.as_uuid()))
+        .bind($t.assignee.map(|u| u.as_uuid()))
+        .bind($t.title.clone())
+        .bind($t.detail.clone())
+        .bind($t.colour.as_str())
+        .bind($t.due_at)
+        .bind($t.created_at)
+        .bind($t.completed_at)
+    };
+}
+pub(crate) use insert_clinician_task;
+
 macro_rules! measurement_adapter {
     ($store:ident, $db:ty, $row:ty, begin = $begin:expr, lock_rows = $lock_rows:expr) => {
         mod measurement_impl {
@@ -89,13 +116,6 @@ macro_rules! measurement_adapter {
                     submission_id: ResponseId::from_uuid(row.try_get("submission_id")?),
                     flag: RiskFlag { signal, raised_at: row.try_get("raised_at")?, closure },
                 })
-            }
-
-            fn colour_str(c: RiskColour) -> &'static str {
-                match c {
-                    RiskColour::Amber => "amber",
-                    RiskColour::Red => "red",
-                }
             }
 
             fn colour_parse(text: &str) -> StoreResult<RiskColour> {
@@ -463,7 +483,7 @@ macro_rules! measurement_adapter {
                                 .push_bind(item)
                                 .push_bind(value)
                                 .push_bind(s.level.map(|l| l.as_str()))
-                                .push_bind(colour_str(s.colour))
+                                .push_bind(s.colour.as_str())
                                 .push_bind(s.rule.as_str())
                                 .push_bind(signal)
                                 .push_bind(f.flag.raised_at);
@@ -485,7 +505,7 @@ macro_rules! measurement_adapter {
                                 .push_bind(t.assignee.map(|u| u.as_uuid()))
                                 .push_bind(t.title.as_str())
                                 .push_bind(t.detail.as_str())
-                                .push_bind(colour_str(t.colour))
+                                .push_bind(t.colour.as_str())
                                 .push_bind(t.due_at)
                                 .push_bind(t.created_at)
                                 .push_bind(t.completed_at);

@@ -13,20 +13,12 @@ macro_rules! messaging_adapter {
             use sqlx::Row as _;
             use tapestry_domain::ids::{ClientId, PracticeId, UserId};
             use tapestry_domain::ingest::ClinicianTask;
-            use tapestry_domain::risk::RiskColour;
             use tapestry_domain::schedule::AppointmentId;
             use uuid::Uuid;
 
             const MESSAGES: &str = "secure_messages";
             const ATTACHMENTS: &str = "message_attachments";
             const CHAT: &str = "chat_lines";
-
-            fn colour_str(c: RiskColour) -> &'static str {
-                match c {
-                    RiskColour::Amber => "amber",
-                    RiskColour::Red => "red",
-                }
-            }
 
             impl $store {
                 async fn message_from(&self, row: &$row) -> StoreResult<SecureMessage> {
@@ -140,20 +132,7 @@ macro_rules! messaging_adapter {
                             .await?;
                     }
                     if let Some(t) = urgent_task {
-                        sqlx::query("INSERT INTO clinician_tasks (id, practice_id, client_id, episode_id, kind, risk_flag_id, assignee, title, detail, colour, due_at, created_at, completed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)")
-                            .bind(t.id.as_uuid())
-                            .bind(t.practice_id.as_uuid())
-                            .bind(t.client_id.as_uuid())
-                            .bind(t.episode_id.as_uuid())
-                            .bind(t.kind.as_str())
-                            .bind(t.risk_flag_id.map(|f| f.as_uuid()))
-                            .bind(t.assignee.map(|u| u.as_uuid()))
-                            .bind(t.title.clone())
-                            .bind(t.detail.clone())
-                            .bind(colour_str(t.colour))
-                            .bind(t.due_at)
-                            .bind(t.created_at)
-                            .bind(t.completed_at)
+                        crate::adapter_measurement::insert_clinician_task!(t, "")
                             .execute(&mut *tx)
                             .await?;
                     }
