@@ -27,6 +27,12 @@ async fn post(f: &Fixture, role: &str, path: &str, body: &str) -> Answer_ {
     call(&f.state, "POST", path, f.login(role), Some(body)).await
 }
 
+/// `role` saves the Spanish-speaking trauma profile as their own (200).
+async fn spanish_profile(f: &Fixture, role: &str) {
+    let a = post(f, role, "/api/v1/me/matching-profile", SPANISH_PROFILE).await;
+    assert_eq!(a.status, 200, "{role}: {}", a.body);
+}
+
 /// Opens an episode for each client, joined at the given time, and moves it
 /// from referral onto the waitlist; returns them in order.
 async fn waiting(
@@ -117,14 +123,7 @@ async fn bad_profiles_and_impossible_requests_are_422_naming_the_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_explained_match_leaves_out_the_expired_licence_and_the_client_chooses() {
     let f = fixture().await;
-    let a = post(
-        &f,
-        "treating",
-        "/api/v1/me/matching-profile",
-        SPANISH_PROFILE,
-    )
-    .await;
-    assert_eq!(a.status, 200, "{}", a.body);
+    spanish_profile(&f, "treating").await;
     let a = post(
         &f,
         "non_treating",
@@ -240,8 +239,7 @@ async fn an_explained_match_leaves_out_the_expired_licence_and_the_client_choose
 async fn switching_is_free_but_asks_why() {
     let f = fixture().await;
     for who in ["treating", "owner"] {
-        let a = post(&f, who, "/api/v1/me/matching-profile", SPANISH_PROFILE).await;
-        assert_eq!(a.status, 200, "{}", a.body);
+        spanish_profile(&f, who).await;
     }
     let path = format!("/api/v1/clients/{}/match", f.client_b.id);
     assert_eq!(post(&f, "owner", &path, SPANISH_REQUEST).await.status, 200);
@@ -593,8 +591,7 @@ async fn early_low_session_feedback_suggests_a_rematch() {
     let f = fixture().await;
     let registry = InstrumentRegistry::embedded().unwrap();
     for who in ["treating", "owner"] {
-        let a = post(&f, who, "/api/v1/me/matching-profile", SPANISH_PROFILE).await;
-        assert_eq!(a.status, 200, "{}", a.body);
+        spanish_profile(&f, who).await;
     }
     let path = format!("/api/v1/clients/{}/match", f.client_b.id);
     assert_eq!(post(&f, "owner", &path, SPANISH_REQUEST).await.status, 200);
@@ -1174,14 +1171,7 @@ async fn the_profile_page_form_is_prefilled_and_saves_without_javascript() {
     use tapestry_domain::clock::Clock as _;
 
     let f = fixture().await;
-    let a = post(
-        &f,
-        "treating",
-        "/api/v1/me/matching-profile",
-        SPANISH_PROFILE,
-    )
-    .await;
-    assert_eq!(a.status, 200, "{}", a.body);
+    spanish_profile(&f, "treating").await;
     set_password(&f, f.user("treating")).await;
     let secret = enrol_totp(&f, f.user("treating")).await;
     let base = serve(&f).await;
