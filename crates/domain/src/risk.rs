@@ -83,6 +83,20 @@ pub enum RiskSource {
     StructuredAssessment { instrument: String },
 }
 
+impl RiskSource {
+    /// The instrument, and for a critical item its number and the answer given.
+    pub fn parts(&self) -> (&str, Option<u16>, Option<i32>) {
+        match self {
+            RiskSource::CriticalItem {
+                instrument,
+                item,
+                value,
+            } => (instrument, Some(*item), Some(*value)),
+            RiskSource::StructuredAssessment { instrument } => (instrument, None, None),
+        }
+    }
+}
+
 /// A risk signal: raised from the answers alone, never suppressed by an improving total.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RiskSignal {

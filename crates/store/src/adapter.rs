@@ -4,8 +4,18 @@
 //! queries. The macro is instantiated once per backend in `sqlite.rs` and
 //! `postgres.rs`, so there is one way to do each thing and two drivers.
 
+/// What a backend keeps beside its pool, closed with the store: SQLite its ingest lane
+/// (`sqlite/ingest.rs`); PostgreSQL nothing.
+pub(crate) trait BesidePool: Default + Clone + std::fmt::Debug + Send + Sync {
+    fn close(&self);
+}
+
+impl BesidePool for () {
+    fn close(&self) {}
+}
+
 macro_rules! adapter {
-    ($store:ident, $db:ty, $row:ty, $backend:expr, $migrator:expr) => {
+    ($store:ident, $db:ty, $row:ty, $backend:expr, $migrator:expr, beside = $beside:ty) => {
         use crate::error::{StoreError, StoreResult};
         use crate::traits::*;
         use async_trait::async_trait;
@@ -26,13 +36,15 @@ macro_rules! adapter {
             pool: sqlx::Pool<$db>,
             /// Keys for encryption at rest (see `vault.rs`).
             vault: std::sync::Arc<crate::vault::Vault>,
+            /// See [`crate::adapter::BesidePool`].
+            beside: $beside,
         }
 
         impl $store {
             /// A store whose sealed columns use `key_file` (the configured
             /// `key_file`; without it nothing sealed can be read).
             pub fn from_pool_with_keys(pool: sqlx::Pool<$db>, key_file: crate::crypto::KeyFile) -> Self {
-                Self { pool, vault: std::sync::Arc::new(crate::vault::Vault::new(key_file)) }
+                Self { pool, vault: std::sync::Arc::new(crate::vault::Vault::new(key_file)), beside: Default::default() }
             }
             /// A store with a fresh, in-memory key file: for tests and tools
             /// that never reopen sealed data. The product opens stores with
@@ -641,6 +653,7 @@ macro_rules! adapter {
                 Ok(())
             }
             async fn close(&self) {
+                crate::adapter::BesidePool::close(&self.beside);
                 self.pool.close().await;
             }
         }

@@ -15,6 +15,9 @@ pub enum StoreError {
     /// The database answered with an error or could not be reached.
     #[error("database error: {0}")]
     Backend(#[source] sqlx::Error),
+    /// The SQLite ingest lane's own connection (`sqlite/ingest.rs`) answered with an error.
+    #[error("database error: {0}")]
+    Sqlite(#[source] rusqlite::Error),
     /// Schema migration failed.
     #[error("migration failed: {0}")]
     Migration(#[source] sqlx::migrate::MigrateError),
@@ -30,6 +33,12 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::Backend(e)
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
     }
 }
 

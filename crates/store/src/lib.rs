@@ -15,6 +15,7 @@ pub mod audit_chain;
 pub mod crypto;
 pub mod error;
 pub mod groups;
+mod ingest_batch;
 pub mod jobs;
 pub mod matching;
 pub mod measurement;

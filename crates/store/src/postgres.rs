@@ -9,16 +9,13 @@ crate::adapter::adapter!(
     sqlx::Postgres,
     sqlx::postgres::PgRow,
     Backend::Postgres,
-    sqlx::migrate!("./migrations/postgres")
+    sqlx::migrate!("./migrations/postgres"),
+    beside = ()
 );
 crate::adapter_security::security_adapter!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow);
-crate::adapter_measurement::measurement_adapter!(
-    PgStore,
-    sqlx::Postgres,
-    sqlx::postgres::PgRow,
-    begin = "BEGIN",
-    lock_rows = " FOR UPDATE OF e"
-);
+crate::adapter_measurement::measurement_adapter!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow);
+
+mod ingest;
 crate::adapter_schedule::schedule_adapter!(
     PgStore,
     sqlx::Postgres,

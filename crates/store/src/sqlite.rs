@@ -12,16 +12,17 @@ crate::adapter::adapter!(
     sqlx::Sqlite,
     sqlx::sqlite::SqliteRow,
     Backend::Sqlite,
-    sqlx::migrate!("./migrations/sqlite")
+    sqlx::migrate!("./migrations/sqlite"),
+    beside = ingest::IngestLane
 );
 crate::adapter_security::security_adapter!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
 crate::adapter_measurement::measurement_adapter!(
     SqliteStore,
     sqlx::Sqlite,
-    sqlx::sqlite::SqliteRow,
-    begin = "BEGIN IMMEDIATE",
-    lock_rows = ""
+    sqlx::sqlite::SqliteRow
 );
+
+mod ingest;
 crate::adapter_schedule::schedule_adapter!(
     SqliteStore,
     sqlx::Sqlite,

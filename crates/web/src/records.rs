@@ -32,7 +32,7 @@ use tapestry_domain::plan::{
     apply_decision, diff, generate, Case, Decision, MeasureScorer, MeasureSnapshot, Plan, PlanDiff,
     SessionRecord,
 };
-use tapestry_domain::risk::{RiskColour, RiskSource};
+use tapestry_domain::risk::RiskColour;
 use tapestry_domain::scoring::{score as score_answers, Answer, Answers, ScoringError};
 use tapestry_domain::submission::Submission;
 use tapestry_store::{
@@ -897,14 +897,8 @@ pub(crate) fn colour(c: RiskColour) -> &'static str {
 
 pub(crate) fn flag_view(f: &StoredRiskFlag) -> FlagView {
     let s = &f.flag.signal;
-    let (instrument, item, value) = match &s.source {
-        RiskSource::CriticalItem {
-            instrument,
-            item,
-            value,
-        } => (instrument.clone(), Some(*item), Some(*value)),
-        RiskSource::StructuredAssessment { instrument } => (instrument.clone(), None, None),
-    };
+    let (instrument, item, value) = s.source.parts();
+    let instrument = instrument.to_string();
     FlagView {
         id: f.id.to_string(),
         instrument,

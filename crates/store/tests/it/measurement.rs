@@ -572,3 +572,83 @@ async fn curves_are_versioned_and_reference_sets_use_discharged_episodes(s: Arc<
     assert_eq!(track.curve_version.as_deref(), Some("phq9-v2"));
     assert_eq!(track.curve_n, Some(30));
 }
+
+/// The SQLite ingest lane keeps episode state between transactions (`sqlite/ingest.rs`). What
+/// other connections commit in between — here a second store on the same file, as another
+/// process would, changing the measure state with plain SQL and the primary clinician through
+/// the store — must be what the next submission is decided on: not the lane's cached copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_ingest_lane_decides_on_what_other_connections_committed_in_between() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tapestry.db");
+    let store = tapestry_store::SqliteStore::open(&path).await.unwrap();
+    store.migrate().await.unwrap();
+    let s: Arc<dyn Store> = Arc::new(store);
+    let f = fixture(&s).await;
+    // Two submissions through the lane: its cache now holds baseline 20 and 2 sessions.
+    let high = [3, 3, 3, 2, 2, 2, 2, 3, 0];
+    for _ in 0..2 {
+        ingest_one(&s, &f, req(&f, "phq9", &high, None))
+            .await
+            .unwrap();
+    }
+    let other = tapestry_store::SqliteStore::open(&path).await.unwrap();
+    sqlx::query("UPDATE episode_measures SET baseline = 4, latest = 4, sessions = 10 WHERE practice_id = $1 AND episode_id = $2 AND instrument = 'phq9'")
+        .bind(f.practice.id.as_uuid())
+        .bind(f.episode.id.as_uuid())
+        .execute(other.pool())
+        .await
+        .unwrap();
+    let other: Arc<dyn Store> = Arc::new(other);
+    let covering = User::new(
+        f.practice.id,
+        "dr.okafor@riverside.example",
+        "Dr Okafor",
+        Role::Clinician,
+        t0(),
+    )
+    .unwrap();
+    other.insert_user(&covering, None).await.unwrap();
+    other
+        .set_primary_clinician(f.practice.id, f.episode.id, covering.id)
+        .await
+        .unwrap();
+    other.close().await;
+    // A risk answer now: session 11 after the changed count, reliable deterioration from the
+    // changed baseline (4 → 21), and the task goes to the new primary clinician.
+    let risky = [3, 3, 3, 2, 2, 2, 2, 3, 1];
+    let r = ingest_one(&s, &f, req(&f, "phq9", &risky, None))
+        .await
+        .unwrap();
+    assert_eq!(r.session, 11);
+    assert_eq!(
+        r.reliable_change,
+        Some(tapestry_domain::change::ReliableChange::Deteriorated)
+    );
+    let tasks = s.open_tasks(f.practice.id).await.unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].assignee, Some(covering.id));
+    let m = s
+        .episode_measures(f.practice.id, f.episode.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        (m[0].baseline, m[0].latest, m[0].sessions),
+        (Some(4.0), Some(21.0), 11)
+    );
+    // With nothing committed elsewhere, the next one continues from the lane's own state.
+    let r = ingest_one(&s, &f, req(&f, "phq9", &high, None))
+        .await
+        .unwrap();
+    assert_eq!(r.session, 12);
+    // Read back through the pool, every value the lane wrote decodes as sqlx wrote it.
+    let subs = s
+        .submissions_for_episode(f.practice.id, f.episode.id)
+        .await
+        .unwrap();
+    assert_eq!(subs.len(), 4);
+    assert!(subs.iter().all(|x| x.submitted_at == t0()));
+    let mut sessions: Vec<u32> = subs.iter().map(|x| x.session).collect();
+    sessions.sort_unstable();
+    assert_eq!(sessions, vec![1, 2, 11, 12]);
+}
