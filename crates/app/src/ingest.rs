@@ -60,50 +60,118 @@ impl Ingestor {
             .await?)
     }
 
-    /// Starts group commit: a task that gathers submissions into batches of up to `max`
-    /// (closing a batch `wait` after its first submission) and commits each batch in one
-    /// transaction. Every caller gets its own result after the commit.
+    /// Starts group commit: a task that gathers submissions into groups of up to `max` and
+    /// commits each group in one transaction, one group at a time, in arrival order. When no
+    /// group is committing, a group closes `wait` after its first submission (or when full);
+    /// while one commits, the next gathers (up to `max`) and starts the moment it is done, and
+    /// only then are the finished group's callers answered. Every caller gets its own result
+    /// after its group's commit.
     pub fn group_commit(&self, max: usize, wait: Duration) -> GroupCommitter {
-        let (tx, mut rx) = mpsc::channel::<Queued>(max.max(1) * 4);
-        let ingestor = self.clone();
         let max = max.max(1);
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                let deadline = tokio::time::Instant::now() + wait;
-                while batch.len() < max {
-                    // Take what is already queued without waiting.
-                    match rx.try_recv() {
-                        Ok(q) => {
-                            batch.push(q);
-                            continue;
-                        }
-                        Err(mpsc::error::TryRecvError::Disconnected) => break,
-                        Err(mpsc::error::TryRecvError::Empty) => {}
-                    }
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(q)) => batch.push(q),
-                        Ok(None) | Err(_) => break,
-                    }
-                }
-                let (requests, replies): (Vec<IngestRequest>, Vec<oneshot::Sender<_>>) =
-                    batch.into_iter().map(|q| (q.request, q.reply)).unzip();
-                match ingestor.submit_batch(&requests).await {
-                    Ok(results) => {
-                        for (reply, result) in replies.into_iter().zip(results) {
-                            let _ = reply.send(Ok(result));
-                        }
-                    }
-                    Err(e) => {
-                        let message = format!("{e:#}");
-                        for reply in replies {
-                            let _ = reply.send(Err(message.clone()));
-                        }
-                    }
+        let (tx, rx) = mpsc::channel::<Queued>(max * 4);
+        tokio::spawn(commit_groups(self.clone(), rx, max, wait));
+        GroupCommitter { tx }
+    }
+}
+
+/// A group whose transaction is under way.
+struct Committing {
+    commit: tokio::task::JoinHandle<Result<Vec<IngestResult>>>,
+    replies: Vec<oneshot::Sender<std::result::Result<IngestResult, String>>>,
+}
+
+impl Committing {
+    fn start(ingestor: &Ingestor, group: Vec<Queued>) -> Self {
+        let (requests, replies): (Vec<IngestRequest>, Vec<_>) =
+            group.into_iter().map(|q| (q.request, q.reply)).unzip();
+        let ingestor = ingestor.clone();
+        Committing {
+            commit: tokio::spawn(async move { ingestor.submit_batch(&requests).await }),
+            replies,
+        }
+    }
+
+    fn answer(
+        replies: Vec<oneshot::Sender<std::result::Result<IngestResult, String>>>,
+        outcome: std::result::Result<Result<Vec<IngestResult>>, tokio::task::JoinError>,
+    ) {
+        match outcome.map_err(anyhow::Error::from).and_then(|r| r) {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
                 }
             }
-        });
-        GroupCommitter { tx }
+            Err(e) => {
+                let message = format!("{e:#}");
+                for reply in replies {
+                    let _ = reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// The group committer's loop (see [`Ingestor::group_commit`]).
+async fn commit_groups(
+    ingestor: Ingestor,
+    mut rx: mpsc::Receiver<Queued>,
+    max: usize,
+    wait: Duration,
+) {
+    let mut committing: Option<Committing> = None;
+    let mut next: Vec<Queued> = Vec::new();
+    let mut open = true;
+    loop {
+        let Some(current) = committing.as_mut() else {
+            if next.is_empty() {
+                match rx.recv().await {
+                    Some(q) => next.push(q),
+                    None => return,
+                }
+            }
+            let deadline = tokio::time::Instant::now() + wait;
+            while next.len() < max {
+                // Take what is already queued without waiting.
+                match rx.try_recv() {
+                    Ok(q) => {
+                        next.push(q);
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Empty) => {}
+                }
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(q)) => next.push(q),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            committing = Some(Committing::start(&ingestor, std::mem::take(&mut next)));
+            continue;
+        };
+        let outcome = if next.len() >= max || !open {
+            Some((&mut current.commit).await)
+        } else {
+            tokio::select! {
+                outcome = &mut current.commit => Some(outcome),
+                q = rx.recv() => {
+                    match q {
+                        Some(q) => next.push(q),
+                        None => open = false,
+                    }
+                    None
+                }
+            }
+        };
+        if let Some(outcome) = outcome {
+            let finished = committing.take().map(|c| c.replies).unwrap_or_default();
+            if !next.is_empty() {
+                committing = Some(Committing::start(&ingestor, std::mem::take(&mut next)));
+            }
+            Committing::answer(finished, outcome);
+            if !open && committing.is_none() {
+                return;
+            }
+        }
     }
 }
 
@@ -254,6 +322,7 @@ pub async fn bench(store: Arc<dyn Store>, options: BenchOptions) -> Result<()> {
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     let mut latencies: Vec<Duration> = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
     let started = Instant::now();
+    let cpu_before = process_cpu_seconds();
     let mut flags = 0usize;
     if batch == 1 {
         for i in 0..count {
@@ -316,6 +385,9 @@ pub async fn bench(store: Arc<dyn Store>, options: BenchOptions) -> Result<()> {
             .map_err(|e| anyhow!("ingest producer: {e}"))??;
     }
     let elapsed = started.elapsed();
+    let cpu = process_cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     store.close().await;
     latencies.sort_unstable();
     let pick = |q: f64| -> f64 {
@@ -323,14 +395,29 @@ pub async fn bench(store: Arc<dyn Store>, options: BenchOptions) -> Result<()> {
         latencies.get(ix).map_or(0.0, |d| d.as_secs_f64() * 1e6)
     };
     eprintln!(
-        "{{\"bench\":\"ingest\",\"mode\":\"{}\",\"submissions\":{count},\"seconds\":{:.3},\"submissions_per_s\":{:.0},\"p50_commit_us\":{:.0},\"p99_commit_us\":{:.0},\"risk_flags\":{flags}}}",
+        "{{\"bench\":\"ingest\",\"mode\":\"{}\",\"submissions\":{count},\"seconds\":{:.3},\"submissions_per_s\":{:.0},\"p50_commit_us\":{:.0},\"p99_commit_us\":{:.0},\"risk_flags\":{flags},\"cpu_seconds\":{},\"cpu_us_per_submission\":{}}}",
         if batch == 1 { "single".to_string() } else { format!("group{batch}") },
         elapsed.as_secs_f64(),
         count as f64 / elapsed.as_secs_f64().max(1e-9),
         pick(0.50),
         pick(0.99),
+        cpu.map_or("null".to_string(), |c| format!("{c:.2}")),
+        cpu.map_or("null".to_string(), |c| format!("{:.1}", c * 1e6 / count.max(1) as f64)),
     );
     Ok(())
+}
+
+/// CPU time (user + system, all threads) this process has used so far, from
+/// `/proc/self/stat` (Linux; in USER_HZ ticks, 100 per second); `None` elsewhere.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may contain spaces):
+    // state is field 3, utime field 14, stime field 15.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 #[cfg(test)]
