@@ -26,9 +26,9 @@
 # 2-core machine wall rates swing with other helpers' load (note `uptime` and the fsync-loop
 # line with every figure); to judge a change, alternate single group runs of the two binaries
 # on fresh data directories and compare CPU time (user + system per 200,000 submissions).
-# Latest (21 Nov 2026, 19:45-19:55 UTC, load average 3.3-3.8, fsync loop 3,518 writes/s,
-# SINGLE=10000): group commit 29,930/s (peer 17,157/s); single commits WAL FULL 63 % of the
-# peer (1,087 vs 1,724/s) -- with a fast disk the per-commit CPU, not the fsync, decides.
+# Latest (21 Nov 2026, 23:05-23:08 UTC, fsync loop 3,135 writes/s, SINGLE=10000): group commit
+# 43,103/s (peer 14,681/s; earlier runs 45,000 and 47,389/s); single commits WAL FULL 115 % of
+# the peer (2,095 vs 1,818/s), both with the SQLite ingest lane (store/src/sqlite/ingest.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -134,6 +134,12 @@ for config in ("single_full", "single_normal", "group_full"):
               f"{median(config, side, 'p99_commit_us'):>10,.0f}{rate / peer:>8.0%} {rate / fsync:>8.0%}")
         summary[f"{config}_{side}_per_s"] = rate
         summary[f"{config}_{side}_p99_us"] = median(config, side, "p99_commit_us")
+print("\nevery run (subm/s; ours also µs of CPU per submission, all threads):")
+for config in ("single_full", "single_normal", "group_full"):
+    for side in ("ours", "peer"):
+        runs = [r["result"] for r in rows if r["config"] == config and r["side"] == side]
+        cells = [f"{x['submissions_per_s']:,.0f}" + (f" ({x['cpu_us_per_submission']} µs)" if x.get("cpu_us_per_submission") is not None else "") for x in runs]
+        print(f"  {config:<16}{side:<6}" + ", ".join(cells))
 print(f"\nscoring alone (score_phq9): {score['ns_per_submission']} ns per submission")
 single = summary["single_full_ours_per_s"] / summary["single_full_peer_per_s"]
 print("\ntargets:")
