@@ -33,6 +33,47 @@ async fn spanish_profile(f: &Fixture, role: &str) {
     assert_eq!(a.status, 200, "{role}: {}", a.body);
 }
 
+/// `client`'s answers `values` to `instrument` in `episode`, submitted `at`.
+fn answered(
+    f: &Fixture,
+    client: &tapestry_domain::client::Client,
+    episode: &Episode,
+    instrument: &str,
+    values: &[i32],
+    at: chrono::DateTime<chrono::Utc>,
+) -> IngestRequest {
+    IngestRequest {
+        practice_id: f.practice.id,
+        client_id: client.id,
+        episode_id: episode.id,
+        instrument: instrument.into(),
+        answers: Answers::from_values(values),
+        idempotency_key: None,
+        submitted_at: at,
+    }
+}
+
+/// Runs `requests` through the submission pipeline in one commit.
+async fn ingest(f: &Fixture, requests: &[IngestRequest]) -> Vec<tapestry_store::IngestResult> {
+    let registry = InstrumentRegistry::embedded().unwrap();
+    f.store
+        .ingest(&registry, &IngestSettings::default(), requests)
+        .await
+        .unwrap()
+}
+
+/// The intake waitlist page as the practice admin sees it.
+async fn waitlist_page(f: &Fixture) -> Answer_ {
+    call(
+        &f.state,
+        "GET",
+        "/practice/waitlist",
+        f.login("practice_admin"),
+        None,
+    )
+    .await
+}
+
 /// Opens an episode for each client, joined at the given time, and moves it
 /// from referral onto the waitlist; returns them in order.
 async fn waiting(
@@ -348,7 +389,6 @@ async fn a_batch_run_assigns_within_capacity_and_explains_each_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_waitlist_puts_a_risk_flag_first_and_alerts_the_intake_team() {
     let f = fixture().await;
-    let registry = InstrumentRegistry::embedded().unwrap();
     // Client B has waited longer; client A answers PHQ-9 item 9 (risk).
     let episodes = waiting(
         &f,
@@ -358,44 +398,26 @@ async fn the_waitlist_puts_a_risk_flag_first_and_alerts_the_intake_team() {
         ],
     )
     .await;
-    let page = call(
-        &f.state,
-        "GET",
-        "/practice/waitlist",
-        f.login("practice_admin"),
-        None,
-    )
-    .await;
+    let page = waitlist_page(&f).await;
     assert_eq!(page.status, 200);
     let b = page.body.find("Client Beta").unwrap();
     let a = page.body.find("Client Alpha").unwrap();
     assert!(b < a, "longest wait first without risk");
-    f.store
-        .ingest(
-            &registry,
-            &IngestSettings::default(),
-            &[IngestRequest {
-                practice_id: f.practice.id,
-                client_id: f.client_a.id,
-                episode_id: episodes[1].id,
-                instrument: "phq9".into(),
-                answers: Answers::from_values(&[2, 2, 2, 2, 1, 1, 1, 1, 2]),
-                idempotency_key: None,
-                submitted_at: t0(),
-            }],
-        )
-        .await
-        .unwrap()
-        .remove(0)
-        .unwrap();
-    let page = call(
-        &f.state,
-        "GET",
-        "/practice/waitlist",
-        f.login("practice_admin"),
-        None,
+    ingest(
+        &f,
+        &[answered(
+            &f,
+            &f.client_a,
+            &episodes[1],
+            "phq9",
+            &[2, 2, 2, 2, 1, 1, 1, 1, 2],
+            t0(),
+        )],
     )
-    .await;
+    .await
+    .remove(0)
+    .unwrap();
+    let page = waitlist_page(&f).await;
     assert_eq!(page.status, 200);
     let b = page.body.find("Client Beta").unwrap();
     let a = page.body.find("Client Alpha").unwrap();
@@ -445,7 +467,6 @@ async fn the_waitlist_puts_a_risk_flag_first_and_alerts_the_intake_team() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn measured_outcomes_come_from_finished_episodes_and_are_rated_from_15() {
     let f = fixture().await;
-    let registry = InstrumentRegistry::embedded().unwrap();
     let treating = f.user("treating").id;
     assert_eq!(
         post(
@@ -504,24 +525,20 @@ async fn measured_outcomes_come_from_finished_episodes_and_are_rated_from_15() {
             [2; 9]
         };
         for (k, values) in [[2i32; 9], last].iter().enumerate() {
-            f.store
-                .ingest(
-                    &registry,
-                    &IngestSettings::default(),
-                    &[IngestRequest {
-                        practice_id: f.practice.id,
-                        client_id: client.id,
-                        episode_id: e.id,
-                        instrument: "phq9".into(),
-                        answers: Answers::from_values(values),
-                        idempotency_key: None,
-                        submitted_at: t0() - Duration::days(100 - 50 * k as i64),
-                    }],
-                )
-                .await
-                .unwrap()
-                .remove(0)
-                .unwrap();
+            ingest(
+                &f,
+                &[answered(
+                    &f,
+                    &client,
+                    &e,
+                    "phq9",
+                    values,
+                    t0() - Duration::days(100 - 50 * k as i64),
+                )],
+            )
+            .await
+            .remove(0)
+            .unwrap();
         }
         f.store
             .move_episode(
@@ -589,7 +606,6 @@ async fn measured_outcomes_come_from_finished_episodes_and_are_rated_from_15() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_low_session_feedback_suggests_a_rematch() {
     let f = fixture().await;
-    let registry = InstrumentRegistry::embedded().unwrap();
     for who in ["treating", "owner"] {
         spanish_profile(&f, who).await;
     }
@@ -614,38 +630,25 @@ async fn early_low_session_feedback_suggests_a_rematch() {
     };
     let episode = Episode::open(f.practice.id, f.client_b.id, t0());
     f.store.insert_episode(&episode).await.unwrap();
-    let feedback = |values: [i32; 4], day: i64| IngestRequest {
-        practice_id: f.practice.id,
-        client_id: f.client_b.id,
-        episode_id: episode.id,
-        instrument: "session_feedback".into(),
-        answers: Answers::from_values(&values),
-        idempotency_key: None,
-        submitted_at: t0() + Duration::days(day),
+    let feedback = |values: [i32; 4], day: i64| {
+        answered(
+            &f,
+            &f.client_b,
+            &episode,
+            "session_feedback",
+            &values,
+            t0() + Duration::days(day),
+        )
     };
     // Session 1: 7 of 16 (low). One low form is not enough.
-    f.store
-        .ingest(
-            &registry,
-            &IngestSettings::default(),
-            &[feedback([2, 2, 2, 1], 1)],
-        )
-        .await
-        .unwrap();
+    ingest(&f, &[feedback([2, 2, 2, 1], 1)]).await;
     let waitlist = get("owner", "/practice/waitlist").await;
     assert!(
         waitlist.contains("No early feedback suggests a re-match"),
         "{waitlist}"
     );
     // Session 2: 14 (fine); session 3: 9 (low) → 2 of the first 3 are low.
-    f.store
-        .ingest(
-            &registry,
-            &IngestSettings::default(),
-            &[feedback([4, 4, 3, 3], 8), feedback([3, 2, 2, 2], 15)],
-        )
-        .await
-        .unwrap();
+    ingest(&f, &[feedback([4, 4, 3, 3], 8), feedback([3, 2, 2, 2], 15)]).await;
     for _ in 0..2 {
         let waitlist = get("owner", "/practice/waitlist").await;
         assert!(
@@ -694,7 +697,6 @@ async fn early_low_session_feedback_suggests_a_rematch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deteriorating_waiting_client_moves_up_and_the_intake_team_is_alerted_once() {
     let f = fixture().await;
-    let registry = InstrumentRegistry::embedded().unwrap();
     let episodes = waiting(
         &f,
         &[
@@ -703,24 +705,13 @@ async fn a_deteriorating_waiting_client_moves_up_and_the_intake_team_is_alerted_
         ],
     )
     .await;
-    let phq9 = |values: [i32; 9], at| IngestRequest {
-        practice_id: f.practice.id,
-        client_id: f.client_a.id,
-        episode_id: episodes[1].id,
-        instrument: "phq9".into(),
-        answers: Answers::from_values(&values),
-        idempotency_key: None,
-        submitted_at: at,
-    };
+    let phq9 = |values: [i32; 9], at| answered(&f, &f.client_a, &episodes[1], "phq9", &values, at);
     // Client A's intake PHQ-9: 10, item 9 = 0.
-    f.store
-        .ingest(
-            &registry,
-            &IngestSettings::default(),
-            &[phq9([2, 2, 1, 1, 1, 1, 1, 1, 0], t0() - Duration::days(19))],
-        )
-        .await
-        .unwrap();
+    ingest(
+        &f,
+        &[phq9([2, 2, 1, 1, 1, 1, 1, 1, 0], t0() - Duration::days(19))],
+    )
+    .await;
     let team_alerts = |kind: &'static str| {
         let store = f.store.clone();
         let people = [f.user("practice_admin").id, f.user("owner").id];
@@ -753,25 +744,11 @@ async fn a_deteriorating_waiting_client_moves_up_and_the_intake_team_is_alerted_
             body.find("Client Beta").unwrap(),
         )
     };
-    let page = call(
-        &f.state,
-        "GET",
-        "/practice/waitlist",
-        f.login("practice_admin"),
-        None,
-    )
-    .await;
+    let page = waitlist_page(&f).await;
     let (a, b) = order(&page.body);
     assert!(b < a, "longest wait first");
     // A deteriorating submission: 18, still no risk answer.
-    f.store
-        .ingest(
-            &registry,
-            &IngestSettings::default(),
-            &[phq9([2, 2, 2, 2, 2, 2, 2, 2, 0], t0())],
-        )
-        .await
-        .unwrap();
+    ingest(&f, &[phq9([2, 2, 2, 2, 2, 2, 2, 2, 0], t0())]).await;
     assert_eq!(team_alerts("waitlist_deterioration").await, 0);
     let first = watch_waitlist(&*f.store, f.practice.id, t0())
         .await
@@ -787,14 +764,7 @@ async fn a_deteriorating_waiting_client_moves_up_and_the_intake_team_is_alerted_
     );
     assert_eq!(team_alerts("waitlist_deterioration").await, 2);
     assert_eq!(team_alerts("waitlist_risk").await, 0);
-    let page = call(
-        &f.state,
-        "GET",
-        "/practice/waitlist",
-        f.login("practice_admin"),
-        None,
-    )
-    .await;
+    let page = waitlist_page(&f).await;
     let (a, b) = order(&page.body);
     assert!(a < b, "the deteriorating client moves up");
     assert!(
@@ -815,7 +785,6 @@ async fn a_deteriorating_waiting_client_moves_up_and_the_intake_team_is_alerted_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elevated_domains_come_from_the_intake_when_the_team_names_none() {
     let f = fixture().await;
-    let registry = InstrumentRegistry::embedded().unwrap();
     assert_eq!(
         post(
             &f,
@@ -848,22 +817,18 @@ async fn elevated_domains_come_from_the_intake_when_the_team_names_none() {
         .unwrap();
     let e = Episode::open(f.practice.id, f.client_a.id, t0());
     f.store.insert_episode(&e).await.unwrap();
-    f.store
-        .ingest(
-            &registry,
-            &IngestSettings::default(),
-            &[IngestRequest {
-                practice_id: f.practice.id,
-                client_id: f.client_a.id,
-                episode_id: e.id,
-                instrument: "gad7".into(),
-                answers: Answers::from_values(&[3, 3, 2, 2, 2, 2, 1]),
-                idempotency_key: None,
-                submitted_at: t0(),
-            }],
-        )
-        .await
-        .unwrap();
+    ingest(
+        &f,
+        &[answered(
+            &f,
+            &f.client_a,
+            &e,
+            "gad7",
+            &[3, 3, 2, 2, 2, 2, 1],
+            t0(),
+        )],
+    )
+    .await;
     let a = post(&f, "owner", &path, &without).await;
     assert_eq!(a.status, 200, "{}", a.body);
     let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
@@ -902,7 +867,6 @@ async fn elevated_domains_come_from_the_intake_when_the_team_names_none() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_clients_rescreen_with_a_risk_answer_alerts_the_intake_team_and_opens_one_task() {
     let f = fixture().await;
-    let registry = InstrumentRegistry::embedded().unwrap();
     let episodes = waiting(
         &f,
         &[
@@ -912,22 +876,18 @@ async fn a_waiting_clients_rescreen_with_a_risk_answer_alerts_the_intake_team_an
     )
     .await;
     // Client A's intake GAD-7 (15: anxiety from the measure).
-    f.store
-        .ingest(
-            &registry,
-            &IngestSettings::default(),
-            &[IngestRequest {
-                practice_id: f.practice.id,
-                client_id: f.client_a.id,
-                episode_id: episodes[0].id,
-                instrument: "gad7".into(),
-                answers: Answers::from_values(&[3, 3, 2, 2, 2, 2, 1]),
-                idempotency_key: None,
-                submitted_at: t0() - Duration::days(3),
-            }],
-        )
-        .await
-        .unwrap();
+    ingest(
+        &f,
+        &[answered(
+            &f,
+            &f.client_a,
+            &episodes[0],
+            "gad7",
+            &[3, 3, 2, 2, 2, 2, 1],
+            t0() - Duration::days(3),
+        )],
+    )
+    .await;
     // A clinician already scheduled PHQ-9 weekly for client B: kept as it is.
     f.store
         .set_measure_schedule(&MeasureSchedule::new(
@@ -1087,14 +1047,7 @@ async fn a_waiting_clients_rescreen_with_a_risk_answer_alerts_the_intake_team_an
     )
     .await;
     assert!(mine.body.contains("waitlist_risk"), "{}", mine.body);
-    let page = call(
-        &f.state,
-        "GET",
-        "/practice/waitlist",
-        f.login("practice_admin"),
-        None,
-    )
-    .await;
+    let page = waitlist_page(&f).await;
     assert_eq!(page.status, 200);
     assert!(
         page.body
@@ -1149,14 +1102,7 @@ async fn a_waiting_clients_rescreen_with_a_risk_answer_alerts_the_intake_team_an
     assert_eq!(closed.status, 200, "{}", closed.body);
     let twice = post(&f, "practice_admin", &close, r#"{"note":"again"}"#).await;
     assert_eq!(twice.status, 409, "{}", twice.body);
-    let page = call(
-        &f.state,
-        "GET",
-        "/practice/waitlist",
-        f.login("practice_admin"),
-        None,
-    )
-    .await;
+    let page = waitlist_page(&f).await;
     assert!(page.body.contains("No open intake tasks."), "{}", page.body);
 }
 
