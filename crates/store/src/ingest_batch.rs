@@ -113,18 +113,60 @@ pub(crate) fn decide_batch(
     requests: &[IngestRequest],
     loaded: &mut Loaded,
 ) -> Batch {
-    let mut batch = Batch {
-        results: Vec::with_capacity(requests.len()),
-        ..Batch::default()
-    };
-    let mut touched: HashSet<(EpisodeId, String)> = HashSet::new();
-    let mut in_batch: HashMap<(PracticeId, String), IngestReceipt> = HashMap::new();
+    let mut decider = BatchDecider::new(definitions, settings, loaded, requests.len());
     for req in requests {
-        let Some(def) = definitions.definition(&req.instrument) else {
-            batch.results.push(Err(IngestError::UnknownInstrument(
+        decider.decide(req);
+    }
+    decider.batch
+}
+
+/// [`decide_batch`] one request at a time, for a writer that takes the rows to write out of
+/// [`BatchDecider::batch`] as they are decided (the SQLite lane writes one chunk while the
+/// next is decided); the results and the touched states stay until the end.
+pub(crate) struct BatchDecider<'a, D> {
+    definitions: &'a D,
+    settings: &'a IngestSettings,
+    /// What the transaction read, updated as requests are decided.
+    pub loaded: &'a mut Loaded,
+    touched: HashSet<(EpisodeId, String)>,
+    in_batch: HashMap<(PracticeId, String), IngestReceipt>,
+    pub batch: Batch,
+}
+
+impl<'a, D: Definitions> BatchDecider<'a, D> {
+    pub fn new(
+        definitions: &'a D,
+        settings: &'a IngestSettings,
+        loaded: &'a mut Loaded,
+        requests: usize,
+    ) -> Self {
+        BatchDecider {
+            definitions,
+            settings,
+            loaded,
+            touched: HashSet::new(),
+            in_batch: HashMap::new(),
+            batch: Batch {
+                results: Vec::with_capacity(requests),
+                ..Batch::default()
+            },
+        }
+    }
+
+    /// Decides the next request: its result is pushed onto the batch's results, its rows
+    /// onto the batch's rows.
+    pub fn decide(&mut self, req: &IngestRequest) {
+        let result = self.decide_one(req);
+        self.batch.results.push(result);
+    }
+
+    fn decide_one(&mut self, req: &IngestRequest) -> IngestResult {
+        let loaded = &mut *self.loaded;
+        let batch = &mut self.batch;
+        let Some(def) = self.definitions.definition(&req.instrument) else {
+            return Err(IngestError::UnknownInstrument(
                 req.instrument.chars().take(40).collect(),
-            )));
-            continue;
+            ));
         };
         let owner = loaded
             .episodes
@@ -132,23 +174,21 @@ pub(crate) fn decide_batch(
             .filter(|(p, c, _)| *p == req.practice_id && *c == req.client_id)
             .copied();
         let Some((_, _, assignee)) = owner else {
-            batch.results.push(Err(IngestError::EpisodeNotFound));
-            continue;
+            return Err(IngestError::EpisodeNotFound);
         };
         if let Some(key) = &req.idempotency_key {
             let keyed = (req.practice_id, key.clone());
             if let Some(earlier) = loaded.keyed.get(&keyed) {
-                batch.results.push(if !same_request(earlier, req) {
+                return if !same_request(earlier, req) {
                     Err(IngestError::IdempotencyConflict)
-                } else if let Some(receipt) = in_batch.get(&keyed) {
+                } else if let Some(receipt) = self.in_batch.get(&keyed) {
                     Ok(IngestReceipt {
                         new: false,
                         ..receipt.clone()
                     })
                 } else {
                     Ok(replay(earlier, loaded))
-                });
-                continue;
+                };
             }
         }
         let state_key = (req.episode_id, def.id.clone());
@@ -156,20 +196,14 @@ pub(crate) fn decide_batch(
             .curves
             .get(&(req.practice_id, def.id.clone()))
             .and_then(Option::as_ref);
-        let decision = match decide(
+        let decision = decide(
             def,
             req,
             loaded.states.get(&state_key),
             curve,
-            settings.min_curve_episodes,
+            self.settings.min_curve_episodes,
             assignee,
-        ) {
-            Ok(d) => d,
-            Err(e) => {
-                batch.results.push(Err(e));
-                continue;
-            }
-        };
+        )?;
         let receipt = IngestReceipt {
             submission_id: decision.submission.id,
             new: true,
@@ -184,9 +218,10 @@ pub(crate) fn decide_batch(
             loaded
                 .keyed
                 .insert((req.practice_id, key.clone()), decision.submission.clone());
-            in_batch.insert((req.practice_id, key.clone()), receipt.clone());
+            self.in_batch
+                .insert((req.practice_id, key.clone()), receipt.clone());
         }
-        if touched.insert(state_key.clone()) {
+        if self.touched.insert(state_key.clone()) {
             if !loaded.states.contains_key(&state_key) {
                 batch.new_states.insert(state_key.clone());
             }
@@ -196,9 +231,8 @@ pub(crate) fn decide_batch(
         batch.submissions.push(decision.submission);
         batch.flags.extend(decision.flags);
         batch.tasks.extend(decision.tasks);
-        batch.results.push(Ok(receipt));
+        Ok(receipt)
     }
-    batch
 }
 
 /// The statements both backends write a batch with: each INSERT's head (the rows follow:

@@ -652,3 +652,109 @@ async fn sqlite_ingest_lane_decides_on_what_other_connections_committed_in_betwe
     sessions.sort_unstable();
     assert_eq!(sessions, vec![1, 2, 11, 12]);
 }
+
+/// A large transaction is decided on a second thread while the lane writes (SQLite,
+/// `sqlite/ingest.rs`). When a write fails — a trigger refuses one submission in the fourth
+/// chunk (earlier chunks written, later ones being decided), or refuses the measure state
+/// written after every chunk (the deciding thread done) — the whole batch is rolled back:
+/// nothing of it is stored, and the next submission is decided on what was committed, not on
+/// the undone decisions. A large batch that succeeds keeps its order, and its risk answers in
+/// different chunks each get their flag and task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_ingest_lane_rolls_back_a_large_batch_whose_write_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tapestry.db");
+    let store = tapestry_store::SqliteStore::open(&path).await.unwrap();
+    store.migrate().await.unwrap();
+    let s: Arc<dyn Store> = Arc::new(store);
+    let f = fixture(&s).await;
+    let low = [1, 1, 0, 0, 1, 0, 0, 1, 0];
+    let risky = [1, 1, 0, 0, 1, 0, 0, 1, 1];
+    for _ in 0..2 {
+        ingest_one(&s, &f, req(&f, "phq9", &low, None))
+            .await
+            .unwrap();
+    }
+    let other = tapestry_store::SqliteStore::open(&path).await.unwrap();
+    for trigger in [
+        "CREATE TRIGGER refuse_total_27 BEFORE INSERT ON submissions WHEN NEW.total = 27 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        "CREATE TRIGGER refuse_latest_26 BEFORE UPDATE ON episode_measures WHEN NEW.latest = 26 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    ] {
+        sqlx::query(trigger).execute(other.pool()).await.unwrap();
+    }
+    other.close().await;
+    // 600 PHQ-9s; keyed risk answers at 10, 300 and 590; `special` answers at one place.
+    let batch = |special: Option<(usize, [i32; 9])>| -> Vec<IngestRequest> {
+        (0..600)
+            .map(|i| match special {
+                Some((at, answers)) if at == i => req(&f, "phq9", &answers, None),
+                _ if [10, 300, 590].contains(&i) => {
+                    req(&f, "phq9", &risky, Some(&format!("risk-{i}")))
+                }
+                _ => req(&f, "phq9", &low, None),
+            })
+            .collect()
+    };
+    let mut committed = 2;
+    for refused in [(450, [3; 9]), (599, [3, 3, 3, 3, 3, 3, 3, 3, 2])] {
+        let failed = s
+            .ingest(
+                &f.registry,
+                &IngestSettings::default(),
+                &batch(Some(refused)),
+            )
+            .await;
+        assert!(failed.is_err(), "a refused write fails the whole batch");
+        assert_eq!(s.count_submissions(f.practice.id).await.unwrap(), committed);
+        assert!(s.open_risk_flags(f.practice.id).await.unwrap().is_empty());
+        assert!(s.open_tasks(f.practice.id).await.unwrap().is_empty());
+        let m = s
+            .episode_measures(f.practice.id, f.episode.id)
+            .await
+            .unwrap();
+        assert_eq!(m[0].sessions, committed as u32);
+        // Decided on the committed state, not on the 600 undone decisions.
+        let r = ingest_one(&s, &f, req(&f, "phq9", &low, None))
+            .await
+            .unwrap();
+        committed += 1;
+        assert_eq!(r.session, committed as u32);
+    }
+    let results = s
+        .ingest(&f.registry, &IngestSettings::default(), &batch(None))
+        .await
+        .unwrap();
+    let sessions: Vec<u32> = results
+        .iter()
+        .map(|r| r.as_ref().unwrap().session)
+        .collect();
+    assert_eq!(sessions, (5..=604).collect::<Vec<u32>>());
+    for i in [10, 300, 590] {
+        let receipt = results[i].as_ref().unwrap();
+        assert_eq!(
+            (receipt.flags.len(), receipt.tasks.len()),
+            (1, 1),
+            "request {i}"
+        );
+    }
+    assert_eq!(s.count_submissions(f.practice.id).await.unwrap(), 604);
+    assert_eq!(s.open_risk_flags(f.practice.id).await.unwrap().len(), 3);
+    assert_eq!(s.open_tasks(f.practice.id).await.unwrap().len(), 3);
+    // A keyed risk submission replays with its flag and task.
+    let again = s
+        .ingest(
+            &f.registry,
+            &IngestSettings::default(),
+            &batch(None)[300..301],
+        )
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert!(!again.new);
+    assert_eq!(
+        again.submission_id,
+        results[300].as_ref().unwrap().submission_id
+    );
+    assert_eq!((again.flags.len(), again.tasks.len()), (1, 1));
+}
