@@ -52,6 +52,13 @@ pub struct EpisodeMeasure {
     pub updated_at: DateTime<Utc>,
 }
 
+impl EpisodeMeasure {
+    /// The stored not-on-track flag: the latest verdict says so.
+    pub fn not_on_track(&self) -> bool {
+        self.track.as_ref().is_some_and(|t| t.not_on_track)
+    }
+}
+
 /// The on-track verdict at one session, with its basis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrackRecord {

@@ -65,6 +65,8 @@ pub(crate) struct Batch {
     pub touched: Vec<(EpisodeId, String)>,
     /// The touched states that had no row before this batch (the rest exist).
     pub new_states: HashSet<(EpisodeId, String)>,
+    /// The not-on-track flag each touched existing state had before this batch.
+    pub stored_flags: HashMap<(EpisodeId, String), bool>,
     pub flags: Vec<StoredRiskFlag>,
     pub tasks: Vec<ClinicianTask>,
 }
@@ -222,8 +224,15 @@ impl<'a, D: Definitions> BatchDecider<'a, D> {
                 .insert((req.practice_id, key.clone()), receipt.clone());
         }
         if self.touched.insert(state_key.clone()) {
-            if !loaded.states.contains_key(&state_key) {
-                batch.new_states.insert(state_key.clone());
+            match loaded.states.get(&state_key) {
+                Some(stored) => {
+                    batch
+                        .stored_flags
+                        .insert(state_key.clone(), stored.not_on_track());
+                }
+                None => {
+                    batch.new_states.insert(state_key.clone());
+                }
             }
             batch.touched.push(state_key.clone());
         }
@@ -243,6 +252,10 @@ pub(crate) mod sql {
     /// Ends a [`MEASURE_COLUMNS`] statement: an episode's state per instrument is one row.
     /// Changes an existing state row (the SQLite lane, which knows which rows exist).
     pub const MEASURE_UPDATE: &str = "UPDATE episode_measures SET baseline = ?4, latest = ?5, sessions = ?6, track_status = ?7, not_on_track = ?8, track = ?9, updated_at = ?10 WHERE practice_id = ?1 AND episode_id = ?2 AND instrument = ?3";
+    /// [`MEASURE_UPDATE`] for a state whose not-on-track flag stays as stored: the flag is
+    /// not set, so its index entry is left alone (and a row whose flag changed meanwhile is
+    /// not matched).
+    pub const MEASURE_UPDATE_SAME_FLAG: &str = "UPDATE episode_measures SET baseline = ?4, latest = ?5, sessions = ?6, track_status = ?7, track = ?9, updated_at = ?10 WHERE practice_id = ?1 AND episode_id = ?2 AND instrument = ?3 AND not_on_track = ?8";
     pub const MEASURE_UPSERT: &str = " ON CONFLICT (practice_id, episode_id, instrument) DO UPDATE SET baseline = excluded.baseline, latest = excluded.latest, sessions = excluded.sessions, track_status = excluded.track_status, not_on_track = excluded.not_on_track, track = excluded.track, updated_at = excluded.updated_at";
     pub const FLAG_COLUMNS: &str = "INSERT INTO risk_flags (id, practice_id, client_id, episode_id, submission_id, instrument, item, value, level, colour, rule, signal, raised_at) ";
     pub const TASK_COLUMNS: &str = "INSERT INTO clinician_tasks (id, practice_id, client_id, episode_id, kind, risk_flag_id, assignee, title, detail, colour, due_at, created_at, completed_at) ";

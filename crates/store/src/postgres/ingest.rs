@@ -261,7 +261,7 @@ fn measure_statements<'a>(
                 .push_bind(m.latest)
                 .push_bind(i64::from(m.sessions))
                 .push_bind(m.track.as_ref().map(|t| t.status.as_str()))
-                .push_bind(m.track.as_ref().is_some_and(|t| t.not_on_track))
+                .push_bind(m.not_on_track())
                 .push_bind(track)
                 .push_bind(m.updated_at);
         });

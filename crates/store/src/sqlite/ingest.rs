@@ -428,9 +428,19 @@ struct TaskRow {
     completed_at: Option<String>,
 }
 
+/// How a measure state is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MeasureWrite {
+    /// No row exists yet.
+    Insert,
+    /// The row exists; its not-on-track flag changes.
+    Update,
+    /// The row exists and keeps its not-on-track flag: the flag's index entry stays.
+    UpdateSameFlag,
+}
+
 struct MeasureRow {
-    /// No row exists yet for this state (INSERT, else UPDATE).
-    new: bool,
+    write: MeasureWrite,
     practice_id: PracticeId,
     episode_id: EpisodeId,
     instrument: String,
@@ -501,18 +511,20 @@ fn decide_rows(
         })?;
     }
     let BatchDecider { loaded, batch, .. } = decider;
-    let measures = batch
+    let mut measures = batch
         .touched
         .iter()
-        .filter_map(|key| {
-            loaded
-                .states
-                .get(key)
-                .map(|m| (batch.new_states.contains(key), m))
-        })
-        .map(|(new, m)| {
+        .filter_map(|key| loaded.states.get(key).map(|m| (key, m)))
+        .map(|(key, m)| {
+            let write = if batch.new_states.contains(key) {
+                MeasureWrite::Insert
+            } else if batch.stored_flags.get(key) == Some(&m.not_on_track()) {
+                MeasureWrite::UpdateSameFlag
+            } else {
+                MeasureWrite::Update
+            };
             Ok(MeasureRow {
-                new,
+                write,
                 practice_id: m.practice_id,
                 episode_id: m.episode_id,
                 instrument: m.instrument.clone(),
@@ -520,7 +532,7 @@ fn decide_rows(
                 latest: m.latest,
                 sessions: m.sessions,
                 status: m.track.as_ref().map(|t| t.status.as_str()),
-                not_on_track: m.track.as_ref().is_some_and(|t| t.not_on_track),
+                not_on_track: m.not_on_track(),
                 track: m
                     .track
                     .as_ref()
@@ -529,7 +541,16 @@ fn decide_rows(
                 updated_at: time(m.updated_at),
             })
         })
-        .collect::<StoreResult<Vec<_>>>()?;
+        .collect::<StoreResult<Vec<MeasureRow>>>()?;
+    // In the primary key's order (UUIDs compare as their bytes, as SQLite compares the
+    // blobs): consecutive updates land on the same B-tree page instead of a random one each.
+    measures.sort_unstable_by(|a, b| {
+        (a.practice_id, a.episode_id, &a.instrument).cmp(&(
+            b.practice_id,
+            b.episode_id,
+            &b.instrument,
+        ))
+    });
     if !measures.is_empty() {
         emit(Rows::Measures(measures))?;
     }
@@ -637,6 +658,7 @@ fn write_rows(tx: &Connection, rows: Rows) -> StoreResult<()> {
         Rows::Measures(measures) => {
             let mut insert = tx.prepare_cached(&statements.measure_insert)?;
             let mut update = tx.prepare_cached(sql::MEASURE_UPDATE)?;
+            let mut update_same_flag = tx.prepare_cached(sql::MEASURE_UPDATE_SAME_FLAG)?;
             for m in &measures {
                 let values = params![
                     m.practice_id.as_uuid().into_bytes(),
@@ -650,10 +672,10 @@ fn write_rows(tx: &Connection, rows: Rows) -> StoreResult<()> {
                     m.track,
                     m.updated_at,
                 ];
-                let written = if m.new {
-                    insert.execute(values)
-                } else {
-                    update.execute(values)
+                let written = match m.write {
+                    MeasureWrite::Insert => insert.execute(values),
+                    MeasureWrite::Update => update.execute(values),
+                    MeasureWrite::UpdateSameFlag => update_same_flag.execute(values),
                 }
                 .map_err(|e| unique_or(e, "episode_measures: written concurrently"))?;
                 if written != 1 {

@@ -389,6 +389,20 @@ async fn episode_state_tracks_baseline_and_not_on_track(s: Arc<dyn Store>) {
         .unwrap();
     let sessions: Vec<u32> = subs.iter().map(|x| x.session).collect();
     assert_eq!(sessions, vec![1, 2, 3, 4]);
+    // Recovered (total 4: below the cut-off, 11 points under the baseline): the flag is
+    // cleared in the stored state and the episode leaves the not-on-track list; a further
+    // submission keeps it off.
+    for week in [4, 5] {
+        let mut r = req(&f, "phq9", &[1, 1, 1, 1, 0, 0, 0, 0, 0], None);
+        r.submitted_at = t0() + Duration::weeks(week);
+        ingest_one(&s, &f, r).await.unwrap();
+        let m = s
+            .episode_measures(f.practice.id, f.episode.id)
+            .await
+            .unwrap();
+        assert!(!m[0].track.as_ref().unwrap().not_on_track);
+        assert!(s.not_on_track(f.practice.id).await.unwrap().is_empty());
+    }
 }
 
 async fn group_commit_keeps_session_order_and_is_per_request(s: Arc<dyn Store>) {
