@@ -26,9 +26,9 @@
 # 2-core machine wall rates swing with other helpers' load (note `uptime` and the fsync-loop
 # line with every figure); to judge a change, alternate single group runs of the two binaries
 # on fresh data directories and compare CPU time (user + system per 200,000 submissions).
-# Latest (21 Nov 2026, 23:05-23:08 UTC, fsync loop 3,135 writes/s, SINGLE=10000): group commit
-# 43,103/s (peer 14,681/s; earlier runs 45,000 and 47,389/s); single commits WAL FULL 115 % of
-# the peer (2,095 vs 1,818/s), both with the SQLite ingest lane (store/src/sqlite/ingest.rs).
+# Latest (22 Nov 2026, about 01:50 UTC, fsync loop 2,522 writes/s, SINGLE=10000): group commit
+# 54,138/s (runs 52,243 / 54,138 / 55,495; peer 15,889/s); single commits WAL FULL 105 % of the
+# peer (1,904 vs 1,809/s); the lane decides on a second thread while it writes (fifth pass).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
