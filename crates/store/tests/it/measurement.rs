@@ -587,6 +587,26 @@ async fn curves_are_versioned_and_reference_sets_use_discharged_episodes(s: Arc<
     assert_eq!(track.curve_n, Some(30));
 }
 
+/// A SQLite store on a file in `dir` (so a second store can open the same database), its
+/// fixture, and two PHQ-9 submissions of `answers` already through the ingest lane (its cache
+/// warm).
+async fn sqlite_lane_after_two(
+    dir: &tempfile::TempDir,
+    answers: &[i32],
+) -> (Arc<dyn Store>, Fixture, std::path::PathBuf) {
+    let path = dir.path().join("tapestry.db");
+    let store = tapestry_store::SqliteStore::open(&path).await.unwrap();
+    store.migrate().await.unwrap();
+    let s: Arc<dyn Store> = Arc::new(store);
+    let f = fixture(&s).await;
+    for _ in 0..2 {
+        ingest_one(&s, &f, req(&f, "phq9", answers, None))
+            .await
+            .unwrap();
+    }
+    (s, f, path)
+}
+
 /// The SQLite ingest lane keeps episode state between transactions (`sqlite/ingest.rs`). What
 /// other connections commit in between — here a second store on the same file, as another
 /// process would, changing the measure state with plain SQL and the primary clinician through
@@ -594,18 +614,9 @@ async fn curves_are_versioned_and_reference_sets_use_discharged_episodes(s: Arc<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_ingest_lane_decides_on_what_other_connections_committed_in_between() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tapestry.db");
-    let store = tapestry_store::SqliteStore::open(&path).await.unwrap();
-    store.migrate().await.unwrap();
-    let s: Arc<dyn Store> = Arc::new(store);
-    let f = fixture(&s).await;
     // Two submissions through the lane: its cache now holds baseline 20 and 2 sessions.
     let high = [3, 3, 3, 2, 2, 2, 2, 3, 0];
-    for _ in 0..2 {
-        ingest_one(&s, &f, req(&f, "phq9", &high, None))
-            .await
-            .unwrap();
-    }
+    let (s, f, path) = sqlite_lane_after_two(&dir, &high).await;
     let other = tapestry_store::SqliteStore::open(&path).await.unwrap();
     sqlx::query("UPDATE episode_measures SET baseline = 4, latest = 4, sessions = 10 WHERE practice_id = $1 AND episode_id = $2 AND instrument = 'phq9'")
         .bind(f.practice.id.as_uuid())
@@ -677,18 +688,9 @@ async fn sqlite_ingest_lane_decides_on_what_other_connections_committed_in_betwe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_ingest_lane_rolls_back_a_large_batch_whose_write_fails() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tapestry.db");
-    let store = tapestry_store::SqliteStore::open(&path).await.unwrap();
-    store.migrate().await.unwrap();
-    let s: Arc<dyn Store> = Arc::new(store);
-    let f = fixture(&s).await;
     let low = [1, 1, 0, 0, 1, 0, 0, 1, 0];
     let risky = [1, 1, 0, 0, 1, 0, 0, 1, 1];
-    for _ in 0..2 {
-        ingest_one(&s, &f, req(&f, "phq9", &low, None))
-            .await
-            .unwrap();
-    }
+    let (s, f, path) = sqlite_lane_after_two(&dir, &low).await;
     let other = tapestry_store::SqliteStore::open(&path).await.unwrap();
     for trigger in [
         "CREATE TRIGGER refuse_total_27 BEFORE INSERT ON submissions WHEN NEW.total = 27 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
