@@ -354,9 +354,10 @@ const PIPELINED: usize = 256;
 /// transaction the first happens on a second thread, a chunk of [`CHUNK`] requests at a time,
 /// while the lane writes the chunk before (B3, groups of 4,096: deciding and sealing no
 /// longer wait for the lane, which now only waits 1–7 ms per group for the first chunk; see
-/// docs/measurement.md, fifth pass). Order is kept: chunks are written as decided, then the measure
-/// states (an INSERT for a new one, an UPDATE for one that exists — the lane holds the write
-/// lock, so it knows which). A failure on either side ends both, and the caller's
+/// docs/measurement.md, fifth pass). Order is kept: chunks are written as decided, then the
+/// measure states (an INSERT for a new one, an UPDATE for one that exists, leaving the
+/// not-on-track flag's index entry alone when the flag stays as stored — the lane holds the
+/// write lock, so it knows which). A failure on either side ends both, and the caller's
 /// transaction rolls back.
 fn decide_and_write(
     tx: &Connection,
