@@ -26,9 +26,10 @@
 # 2-core machine wall rates swing with other helpers' load (note `uptime` and the fsync-loop
 # line with every figure); to judge a change, alternate single group runs of the two binaries
 # on fresh data directories and compare CPU time (user + system per 200,000 submissions).
-# Latest (22 Nov 2026, about 01:50 UTC, fsync loop 2,522 writes/s, SINGLE=10000): group commit
-# 54,138/s (runs 52,243 / 54,138 / 55,495; peer 15,889/s); single commits WAL FULL 105 % of the
-# peer (1,904 vs 1,809/s); the lane decides on a second thread while it writes (fifth pass).
+# Latest (22 Nov 2026, 01:52 and 02:22 UTC, fsync loop 2,522 and 3,799 writes/s, SINGLE=10000):
+# group commit medians 54,138 and 50,916/s (every run 50,372-58,995; peer 15,889 and 17,707/s);
+# single commits WAL FULL 105 % and 121 % of the peer; the lane decides on a second thread while
+# it writes (docs/measurement.md, fifth pass).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
