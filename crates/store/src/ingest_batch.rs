@@ -14,6 +14,8 @@ use tapestry_domain::instrument::{InstrumentDef, InstrumentRegistry};
 use tapestry_domain::submission::Submission;
 use tapestry_domain::trajectory::ExpectedRecoveryCurve;
 
+use crate::crypto::Keyring;
+use crate::error::{StoreError, StoreResult};
 use crate::measurement::{IngestReceipt, IngestResult, IngestSettings};
 
 /// Where the instrument definitions come from: the registry, or (on the SQLite lane's own
@@ -79,6 +81,16 @@ impl Batch {
             .filter_map(|k| loaded.states.get(k))
             .collect()
     }
+}
+
+/// The keys of `practice` among those the ingest loaded before its transaction.
+pub(crate) fn practice_keys(
+    keyrings: &HashMap<PracticeId, Keyring>,
+    practice: PracticeId,
+) -> StoreResult<&Keyring> {
+    keyrings
+        .get(&practice)
+        .ok_or(StoreError::NotFound("practice keys"))
 }
 
 /// An earlier submission under the same key counts as the same request when it is for the

@@ -16,7 +16,7 @@ use super::measurement_impl::{curve_from, json, measure_from};
 use super::{answers_json, submission_from, PgStore};
 use crate::crypto::Keyring;
 use crate::error::{StoreError, StoreResult};
-use crate::ingest_batch::{decide_batch, sql, Loaded};
+use crate::ingest_batch::{decide_batch, practice_keys, sql, Loaded};
 use crate::measurement::{IngestResult, IngestSettings};
 
 /// Rows per multi-row statement (well under PostgreSQL's bind limit).
@@ -120,9 +120,7 @@ async fn load(
                 list.push_bind(k.to_string());
             }
             q.push(")");
-            let keyring = keyrings
-                .get(&practice)
-                .ok_or(StoreError::NotFound("practice keys"))?;
+            let keyring = practice_keys(keyrings, practice)?;
             for row in q.build().fetch_all(&mut **tx).await? {
                 let s = submission_from(&row, keyring)?;
                 load_replay(tx, &s, &mut loaded).await?;
@@ -213,9 +211,7 @@ fn submission_statements<'a>(
         let answers: Vec<String> = chunk
             .iter()
             .map(|s| {
-                let keyring = keyrings
-                    .get(&s.practice_id)
-                    .ok_or(StoreError::NotFound("practice keys"))?;
+                let keyring = practice_keys(keyrings, s.practice_id)?;
                 answers_json(s, keyring)
             })
             .collect::<StoreResult<_>>()?;

@@ -38,7 +38,7 @@ use super::measurement_impl::json;
 use super::{answers_json, corrupt, SqliteStore, PAGE_CACHE};
 use crate::crypto::Keyring;
 use crate::error::{StoreError, StoreResult};
-use crate::ingest_batch::{sql, BatchDecider, Loaded};
+use crate::ingest_batch::{practice_keys, sql, BatchDecider, Loaded};
 use crate::measurement::{IngestResult, IngestSettings};
 
 /// Most episodes the cache keeps (about 0.6 KB each); past it the cache starts again empty.
@@ -286,9 +286,7 @@ fn load(
             if !loaded.keyed.contains_key(&(practice, key.clone())) {
                 let mut rows = keyed.query(params![practice.as_uuid().into_bytes(), key])?;
                 if let Some(row) = rows.next()? {
-                    let keyring = keyrings
-                        .get(&practice)
-                        .ok_or(StoreError::NotFound("practice keys"))?;
+                    let keyring = practice_keys(keyrings, practice)?;
                     let earlier = submission(row, practice, keyring)?;
                     load_replay(tx, &earlier, loaded)?;
                     loaded.keyed.insert((practice, key.clone()), earlier);
@@ -476,9 +474,7 @@ fn decide_rows(
         let submissions = std::mem::take(&mut batch.submissions)
             .into_iter()
             .map(|submission| {
-                let keyring = keyrings
-                    .get(&submission.practice_id)
-                    .ok_or(StoreError::NotFound("practice keys"))?;
+                let keyring = practice_keys(keyrings, submission.practice_id)?;
                 Ok(SubmissionRow {
                     answers: answers_json(&submission, keyring)?,
                     submitted_at: time(submission.submitted_at),
